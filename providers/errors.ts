@@ -1,0 +1,171 @@
+/**
+ * The error hierarchy of keystone-totp.
+ *
+ * Every error the tool raises on purpose is a {@link KeystoneTotpError} with a stable
+ * `code` that scripts map to exit codes (see {@link exitCodeFor}). Messages say what failed,
+ * where, and what to do; they never contain a secret, a password or a token.
+ */
+
+/** Stable error codes. Scripts and operators may match on these; never rename one. */
+export type ErrorCode =
+  /** The tool's own configuration (stack config, environment, clouds.yaml) is missing or invalid. */
+  | "E_CONFIG"
+  /** A supplied TOTP secret is not one Keystone could verify. */
+  | "E_SECRET"
+  /** A resource's arguments are invalid. */
+  | "E_INPUT"
+  /** The users CSV cannot be read or parsed as a whole. */
+  | "E_CSV"
+  /** One or more rows of the users CSV are invalid. */
+  | "E_CSV_ROW"
+  /** Keystone refused the operator's credentials (401) or the token could not be renewed. */
+  | "E_KEYSTONE_AUTH"
+  /** Keystone answered 403: the operator's account may not do this. */
+  | "E_KEYSTONE_FORBIDDEN"
+  /** Keystone answered 404 for something that must exist. */
+  | "E_KEYSTONE_NOT_FOUND"
+  /** Keystone answered with another unexpected HTTP status, after any retries. */
+  | "E_KEYSTONE_HTTP"
+  /** Keystone could not be reached (refused, reset, DNS, TLS), after any retries. */
+  | "E_KEYSTONE_NETWORK"
+  /** A request to Keystone timed out, after any retries. */
+  | "E_KEYSTONE_TIMEOUT"
+  /** Users named in the input do not exist in Keystone. */
+  | "E_USER_NOT_FOUND"
+  /** The mail server refused a connection, a login, the sender or a recipient. */
+  | "E_SMTP"
+  /** Writing a message to the outbox folder failed. */
+  | "E_OUTBOX";
+
+/** Options accepted by every error constructor. */
+export interface KeystoneTotpErrorOptions {
+  /** The lower-level error, kept for debugging; it must not carry secrets either. */
+  readonly cause?: unknown;
+}
+
+/** Base class of every error raised on purpose by keystone-totp. */
+export class KeystoneTotpError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options: KeystoneTotpErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "KeystoneTotpError";
+    this.code = code;
+  }
+}
+
+/** Configuration is missing or invalid (`E_CONFIG`). */
+export class ConfigError extends KeystoneTotpError {
+  constructor(message: string, options: KeystoneTotpErrorOptions = {}) {
+    super("E_CONFIG", message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** A supplied TOTP secret cannot be used (`E_SECRET`). The message never contains the secret. */
+export class SecretError extends KeystoneTotpError {
+  constructor(message: string, options: KeystoneTotpErrorOptions = {}) {
+    super("E_SECRET", message, options);
+    this.name = "SecretError";
+  }
+}
+
+/** A resource argument is invalid (`E_INPUT`). */
+export class InputError extends KeystoneTotpError {
+  /** The argument at fault, e.g. `issuer`. */
+  readonly property: string;
+
+  constructor(property: string, message: string, options: KeystoneTotpErrorOptions = {}) {
+    super("E_INPUT", message, options);
+    this.name = "InputError";
+    this.property = property;
+  }
+}
+
+/** Details of a failed Keystone request, all safe to log. */
+export interface KeystoneErrorDetails {
+  /** HTTP method, e.g. `POST`. */
+  readonly method: string;
+  /** URL path without query secrets, e.g. `/v3/credentials`. */
+  readonly path: string;
+  /** HTTP status, when Keystone answered. */
+  readonly status?: number;
+  /** Keystone's own error message (`error.message`), when it sent one. */
+  readonly keystoneMessage?: string;
+  /** Keystone's `x-openstack-request-id`, to find the request in Keystone's logs. */
+  readonly requestId?: string;
+  /** How many attempts were made. */
+  readonly attempts?: number;
+}
+
+/** A request to Keystone failed. */
+export class KeystoneError extends KeystoneTotpError {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number | undefined;
+  readonly keystoneMessage: string | undefined;
+  readonly requestId: string | undefined;
+  readonly attempts: number;
+
+  constructor(code: ErrorCode, details: KeystoneErrorDetails, hint: string, options: KeystoneTotpErrorOptions = {}) {
+    super(code, formatKeystoneMessage(details, hint), options);
+    this.name = "KeystoneError";
+    this.method = details.method;
+    this.path = details.path;
+    this.status = details.status;
+    this.keystoneMessage = details.keystoneMessage;
+    this.requestId = details.requestId;
+    this.attempts = details.attempts ?? 1;
+  }
+}
+
+function formatKeystoneMessage(d: KeystoneErrorDetails, hint: string): string {
+  const parts = [`${d.method} ${d.path} failed`];
+  if (d.status !== undefined) parts[0] += `: ${d.status}`;
+  if (d.keystoneMessage) parts.push(`Keystone said: ${d.keystoneMessage}`);
+  if (d.requestId) parts.push(`request id ${d.requestId}`);
+  if (d.attempts !== undefined && d.attempts > 1) parts.push(`after ${d.attempts} attempts`);
+  return `${parts.join("; ")}. ${hint}`.trim();
+}
+
+/** Users named in the input are not in Keystone (`E_USER_NOT_FOUND`). */
+export class UserNotFoundError extends KeystoneTotpError {
+  /** Every missing user, as `name@domain` or the ID given. */
+  readonly users: readonly string[];
+
+  constructor(users: readonly string[]) {
+    super(
+      "E_USER_NOT_FOUND",
+      `${users.length} user(s) not found in Keystone: ${users.join(", ")}. Create them first, or fix the names and domains.`,
+    );
+    this.name = "UserNotFoundError";
+    this.users = users;
+  }
+}
+
+/**
+ * Process exit codes by error code, for the scripts in `scripts/`.
+ * 2 = bad input or configuration, 3 = Keystone, 4 = mail, 1 = anything else.
+ */
+export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
+  E_CONFIG: 2,
+  E_SECRET: 2,
+  E_INPUT: 2,
+  E_CSV: 2,
+  E_CSV_ROW: 2,
+  E_USER_NOT_FOUND: 2,
+  E_KEYSTONE_AUTH: 3,
+  E_KEYSTONE_FORBIDDEN: 3,
+  E_KEYSTONE_NOT_FOUND: 3,
+  E_KEYSTONE_HTTP: 3,
+  E_KEYSTONE_NETWORK: 3,
+  E_KEYSTONE_TIMEOUT: 3,
+  E_SMTP: 4,
+  E_OUTBOX: 4,
+};
+
+/** The exit code for any thrown value: 1 unless it is a {@link KeystoneTotpError}. */
+export function exitCodeFor(err: unknown): number {
+  return err instanceof KeystoneTotpError ? EXIT_CODES[err.code] : 1;
+}

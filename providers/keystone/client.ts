@@ -1,0 +1,599 @@
+/**
+ * A small Keystone v3 client for what keystone-totp needs: tokens, credentials and users.
+ *
+ * - One project-scoped token per client, renewed {@link TOKEN_RENEW_MARGIN_MS} before it
+ *   expires and once on a 401. {@link KeystoneClient.shared} gives one client per process and
+ *   set of credentials, so that every resource of a `pulumi up` shares one token.
+ * - GET, PATCH and DELETE are retried on 429, 502, 503, 504, connection resets, refusals and
+ *   timeouts, with exponential backoff, full jitter and Retry-After.
+ * - POST /v3/credentials is not blindly retried: after an ambiguous failure (reset, timeout,
+ *   5xx) the user's credentials are searched for the blob first, so a retry never leaves a
+ *   duplicate.
+ * - Errors name the method, path, status, Keystone's message and request id; never a token,
+ *   password or blob (they are redacted even from Keystone's own messages).
+ *
+ * @see https://docs.openstack.org/api-ref/identity/v3/
+ */
+import { createHash } from "node:crypto";
+import { type ErrorCode, KeystoneError } from "../errors.ts";
+import type { KeystoneAuth } from "./auth.ts";
+import { createTransport, type HttpResponse, type Transport, TransportError } from "./http.ts";
+
+/** Attempts per idempotent request (first try included). */
+export const MAX_ATTEMPTS = 6;
+/** First backoff delay in ms; doubled per attempt, with full jitter. */
+export const BACKOFF_BASE_MS = 250;
+/** Longest single backoff delay in ms. */
+export const BACKOFF_MAX_MS = 8_000;
+/** Longest Retry-After honoured, in ms; longer asks are capped. */
+export const RETRY_AFTER_MAX_MS = 60_000;
+/** A token is renewed when it has less than this left, in ms. */
+export const TOKEN_RENEW_MARGIN_MS = 5 * 60_000;
+/** Requests in flight per client; Keystone on 2 cores peaks at 4-8 concurrent writes. */
+export const MAX_IN_FLIGHT = 8;
+
+const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
+
+/** A Keystone credential (`/v3/credentials`). `blob` is the TOTP secret: keep it secret. */
+export interface Credential {
+  readonly id: string;
+  readonly userId: string;
+  readonly type: string;
+  readonly blob: string;
+  readonly projectId: string | undefined;
+}
+
+/** A Keystone user, as far as keystone-totp cares. */
+export interface KeystoneUser {
+  readonly id: string;
+  readonly name: string;
+  readonly domainId: string;
+  readonly email: string | undefined;
+  readonly enabled: boolean;
+  /** `options` as Keystone returns them (MFA rules live here). */
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+/** Counters of requests sent, for benchmarks and tests. */
+export interface ClientStats {
+  requests: number;
+  byMethod: Record<string, number>;
+  tokensIssued: number;
+  retries: number;
+}
+
+/** Seams and tuning; every field optional, normalised once in the constructor. */
+export interface KeystoneClientOptions {
+  /** HTTP transport; default one with keep-alive agents built from the auth's TLS settings. */
+  readonly transport?: Transport;
+  /** Sleep used between retries, in ms; tests pass a fake. */
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** Clock in ms since the epoch; tests pass a fake. */
+  readonly now?: () => number;
+  /** Random number in [0,1) for jitter. */
+  readonly random?: () => number;
+  /** Attempts per retryable request; default {@link MAX_ATTEMPTS}. */
+  readonly maxAttempts?: number;
+  /** Requests in flight; default {@link MAX_IN_FLIGHT}. */
+  readonly maxInFlight?: number;
+}
+
+interface ResolvedOptions {
+  readonly transport: Transport;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly now: () => number;
+  readonly random: () => number;
+  readonly maxAttempts: number;
+  readonly maxInFlight: number;
+}
+
+interface Token {
+  readonly id: string;
+  readonly expiresAtMs: number;
+  readonly userId: string;
+  readonly projectId: string;
+  readonly roles: readonly string[];
+}
+
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+interface CallOptions {
+  readonly json?: unknown;
+  /** Retry on retryable statuses and transport failures (never for POST). */
+  readonly retry: boolean;
+  /** Statuses that are answers, not errors (e.g. 404 for a lookup). */
+  readonly accept?: readonly number[];
+  /** Values to redact from any message built from this call (e.g. the blob sent). */
+  readonly secrets?: readonly string[];
+}
+
+const sharedClients = new Map<string, KeystoneClient>();
+
+function sleepReal(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref?.());
+}
+
+/** A Keystone v3 client bound to one set of operator credentials. */
+export class KeystoneClient {
+  readonly auth: KeystoneAuth;
+  readonly stats: ClientStats = { requests: 0, byMethod: {}, tokensIssued: 0, retries: 0 };
+  private readonly opts: ResolvedOptions;
+  private token: Token | undefined;
+  private tokenPromise: Promise<Token> | undefined;
+  private inFlight = 0;
+  private readonly waiters: Array<() => void> = [];
+  private readonly domainIds = new Map<string, Promise<string | undefined>>();
+
+  constructor(auth: KeystoneAuth, options: KeystoneClientOptions = {}) {
+    this.auth = auth;
+    this.opts = {
+      transport: options.transport ?? createTransport({ caPem: auth.caPem, insecure: auth.insecure }),
+      sleep: options.sleep ?? sleepReal,
+      now: options.now ?? Date.now,
+      random: options.random ?? Math.random,
+      maxAttempts: options.maxAttempts ?? MAX_ATTEMPTS,
+      maxInFlight: options.maxInFlight ?? MAX_IN_FLIGHT,
+    };
+  }
+
+  /**
+   * The process-wide client for these credentials: one token and one connection pool shared
+   * by every caller in the process.
+   */
+  static shared(auth: KeystoneAuth): KeystoneClient {
+    const key = createHash("sha256").update(JSON.stringify(auth)).digest("hex");
+    let c = sharedClients.get(key);
+    if (!c) {
+      c = new KeystoneClient(auth);
+      sharedClients.set(key, c);
+    }
+    return c;
+  }
+
+  /** Closes idle connections of every shared client (lets a short-lived process exit). */
+  static closeAll(): void {
+    for (const c of sharedClients.values()) c.close();
+    sharedClients.clear();
+  }
+
+  /** Closes this client's idle connections. */
+  close(): void {
+    this.opts.transport.close();
+  }
+
+  // ---------------------------------------------------------------- tokens
+
+  /** The current token's roles, user and project (authenticating if needed). */
+  async whoami(): Promise<{ userId: string; projectId: string; roles: readonly string[]; expiresAtMs: number }> {
+    const t = await this.currentToken();
+    return { userId: t.userId, projectId: t.projectId, roles: t.roles, expiresAtMs: t.expiresAtMs };
+  }
+
+  /** Forgets the token so that the next request authenticates again. */
+  invalidateToken(): void {
+    this.token = undefined;
+  }
+
+  private async currentToken(): Promise<Token> {
+    const t = this.token;
+    if (t && t.expiresAtMs - this.opts.now() > TOKEN_RENEW_MARGIN_MS) return t;
+    // Concurrent callers share one authentication request.
+    this.tokenPromise ??= this.issueToken().finally(() => {
+      this.tokenPromise = undefined;
+    });
+    return this.tokenPromise;
+  }
+
+  private async issueToken(): Promise<Token> {
+    const a = this.auth;
+    const identity = a.token
+      ? { methods: ["token"], token: { id: a.token } }
+      : {
+          methods: ["password"],
+          password: {
+            user: {
+              ...(a.userId ? { id: a.userId } : { name: a.userName }),
+              ...(a.userId
+                ? {}
+                : { domain: a.userDomainId ? { id: a.userDomainId } : { name: a.userDomainName ?? "Default" } }),
+              password: a.password,
+            },
+          },
+        };
+    const project = a.projectId
+      ? { id: a.projectId }
+      : {
+          name: a.projectName,
+          domain: a.projectDomainId ? { id: a.projectDomainId } : { name: a.projectDomainName ?? "Default" },
+        };
+    const secrets = [a.password ?? "", a.token ?? ""].filter(Boolean);
+    const res = await this.call("POST", "/auth/tokens?nocatalog", {
+      json: { auth: { identity, scope: { project } } },
+      // Issuing a token twice is harmless, so this POST may be retried.
+      retry: true,
+      secrets,
+      withoutToken: true,
+    });
+    if (res.status !== 201) throw this.httpError("POST", "/auth/tokens", res, secrets, 1);
+    const id = headerValue(res, "x-subject-token");
+    const body = asRecord(asRecord(res.body).token);
+    const expiresAt = Date.parse(String(body.expires_at ?? ""));
+    if (!id || Number.isNaN(expiresAt)) {
+      throw new KeystoneError(
+        "E_KEYSTONE_AUTH",
+        { method: "POST", path: "/v3/auth/tokens", status: res.status },
+        "Keystone answered without a token; is the auth URL an identity v3 endpoint?",
+      );
+    }
+    this.stats.tokensIssued++;
+    const roles = Array.isArray(body.roles) ? body.roles.map((r) => String(asRecord(r).name)) : [];
+    const token: Token = {
+      id,
+      expiresAtMs: expiresAt,
+      userId: String(asRecord(body.user).id ?? ""),
+      projectId: String(asRecord(body.project).id ?? ""),
+      roles,
+    };
+    this.token = token;
+    return token;
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  private async acquire(): Promise<void> {
+    if (this.inFlight < this.opts.maxInFlight) {
+      this.inFlight++;
+      return;
+    }
+    await new Promise<void>((r) => this.waiters.push(r));
+    this.inFlight++;
+  }
+
+  private release(): void {
+    this.inFlight--;
+    this.waiters.shift()?.();
+  }
+
+  /** Full jitter: a random delay up to base * 2^attempt, capped. */
+  private backoffMs(attempt: number): number {
+    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    return Math.floor(this.opts.random() * cap);
+  }
+
+  private retryAfterMs(res: HttpResponse, attempt: number): number {
+    const raw = headerValue(res, "retry-after");
+    if (raw) {
+      const secs = Number(raw);
+      const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(raw) - this.opts.now();
+      if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, RETRY_AFTER_MAX_MS);
+    }
+    return this.backoffMs(attempt);
+  }
+
+  /**
+   * Sends one call, with token handling and (when `retry`) retries.
+   * Returns every HTTP answer that is a success or in `accept`; throws for the rest.
+   */
+  private async call(method: Method, path: string, o: CallOptions & { withoutToken?: boolean }): Promise<HttpResponse> {
+    const url = `${this.auth.authUrl}${path}`;
+    const secrets = o.secrets ?? [];
+    let renewed = false;
+    for (let attempt = 1; ; attempt++) {
+      const headers: Record<string, string> = { "user-agent": "keystone-totp" };
+      if (!o.withoutToken) headers["x-auth-token"] = (await this.currentToken()).id;
+      let res: HttpResponse;
+      await this.acquire();
+      try {
+        this.stats.requests++;
+        this.stats.byMethod[method] = (this.stats.byMethod[method] ?? 0) + 1;
+        res = await this.opts.transport.send({ method, url, headers, json: o.json });
+      } catch (e) {
+        if (!(e instanceof TransportError)) throw e;
+        const retryable = e.failure === "refused" || (o.retry && (e.failure === "reset" || e.failure === "timeout"));
+        if (retryable && attempt < this.opts.maxAttempts) {
+          this.stats.retries++;
+          await this.opts.sleep(this.backoffMs(attempt));
+          continue;
+        }
+        throw transportToKeystoneError(method, path, e, attempt);
+      } finally {
+        this.release();
+      }
+      if (res.status === 401 && !o.withoutToken && !renewed) {
+        // The token may have been revoked or expired early: renew it once, then give up.
+        renewed = true;
+        this.invalidateToken();
+        attempt--;
+        continue;
+      }
+      if (o.retry && RETRYABLE_STATUS.has(res.status) && attempt < this.opts.maxAttempts) {
+        this.stats.retries++;
+        await this.opts.sleep(this.retryAfterMs(res, attempt));
+        continue;
+      }
+      if ((res.status >= 200 && res.status < 300) || o.accept?.includes(res.status)) return res;
+      throw this.httpError(method, path, res, secrets, attempt);
+    }
+  }
+
+  private httpError(method: string, path: string, res: HttpResponse, secrets: readonly string[], attempts: number) {
+    const err = asRecord(asRecord(res.body).error);
+    const all = [...secrets, this.auth.password ?? "", this.auth.token ?? "", this.token?.id ?? ""].filter(Boolean);
+    const keystoneMessage = typeof err.message === "string" ? redact(err.message, all) : undefined;
+    const requestId = headerValue(res, "x-openstack-request-id");
+    const details = {
+      method,
+      path: `/v3${path.split("?")[0]}`,
+      status: res.status,
+      attempts,
+      ...(keystoneMessage ? { keystoneMessage } : {}),
+      ...(requestId ? { requestId } : {}),
+    };
+    const [code, hint] = statusHint(res.status, path);
+    return new KeystoneError(code, details, hint);
+  }
+
+  // ---------------------------------------------------------------- credentials
+
+  /**
+   * Lists a user's TOTP credentials.
+   *
+   * @see https://docs.openstack.org/api-ref/identity/v3/#list-credentials
+   * @throws {KeystoneError}
+   */
+  async listTotpCredentials(userId: string): Promise<Credential[]> {
+    const q = new URLSearchParams({ user_id: userId, type: "totp" });
+    const res = await this.call("GET", `/credentials?${q}`, { retry: true });
+    const list = asRecord(res.body).credentials;
+    return Array.isArray(list) ? list.map(toCredential).filter((c) => c.userId === userId) : [];
+  }
+
+  /**
+   * Reads one credential; undefined when it does not exist (404).
+   *
+   * @throws {KeystoneError} for any other failure.
+   */
+  async getCredential(id: string): Promise<Credential | undefined> {
+    const res = await this.call("GET", `/credentials/${encodeURIComponent(id)}`, { retry: true, accept: [404] });
+    if (res.status === 404) return undefined;
+    return toCredential(asRecord(res.body).credential);
+  }
+
+  /**
+   * Creates a TOTP credential, exactly once even when the network fails mid-request.
+   *
+   * After an ambiguous failure (reset, timeout, 5xx) the user's credentials are searched for
+   * this blob before trying again; if a retried create still raced an earlier one, the extra
+   * copies (same blob, so harmless) are deleted before returning.
+   *
+   * @param blob - a canonical base32 secret (see `normaliseSecret`).
+   * @throws {KeystoneError} once attempts are exhausted or on a definite refusal (4xx).
+   */
+  async createTotpCredential(userId: string, blob: string): Promise<Credential> {
+    const json = { credential: { type: "totp", user_id: userId, blob } };
+    let ambiguous = false;
+    for (let attempt = 1; ; attempt++) {
+      let failure: KeystoneError | undefined;
+      try {
+        const res = await this.call("POST", "/credentials", {
+          json,
+          retry: false,
+          secrets: [blob],
+          accept: [429, 500, 502, 503, 504],
+        });
+        if (res.status === 201 || res.status === 200) {
+          const created = toCredential(asRecord(res.body).credential);
+          return ambiguous ? await this.dropDuplicates(userId, blob, created) : created;
+        }
+        failure = this.httpError("POST", "/credentials", res, [blob], attempt);
+        if (res.status === 429) {
+          if (attempt >= this.opts.maxAttempts) throw failure;
+          this.stats.retries++;
+          await this.opts.sleep(this.retryAfterMs(res, attempt));
+          continue;
+        }
+        ambiguous = true; // 5xx: Keystone may have stored it before failing.
+      } catch (e) {
+        if (!(e instanceof KeystoneError)) throw e;
+        if (e.code === "E_KEYSTONE_NETWORK" && /refused/.test(e.message)) {
+          failure = e; // never reached Keystone: safe to simply try again
+        } else if (e.code === "E_KEYSTONE_NETWORK" || e.code === "E_KEYSTONE_TIMEOUT") {
+          failure = e;
+          ambiguous = true;
+        } else {
+          throw e;
+        }
+      }
+      if (attempt >= this.opts.maxAttempts) throw failure;
+      this.stats.retries++;
+      await this.opts.sleep(this.backoffMs(attempt));
+      if (ambiguous) {
+        const existing = (await this.listTotpCredentials(userId)).filter((c) => c.blob === blob);
+        if (existing.length > 0) return this.dropDuplicates(userId, blob, existing[0] as Credential, existing);
+      }
+    }
+  }
+
+  private async dropDuplicates(
+    userId: string,
+    blob: string,
+    keep: Credential,
+    known?: readonly Credential[],
+  ): Promise<Credential> {
+    const same = (known ?? (await this.listTotpCredentials(userId))).filter((c) => c.blob === blob);
+    for (const c of same) if (c.id !== keep.id) await this.deleteCredential(c.id);
+    return keep;
+  }
+
+  /**
+   * Replaces a credential's blob (PATCH).
+   *
+   * @throws {KeystoneError} `E_KEYSTONE_NOT_FOUND` when it no longer exists.
+   */
+  async updateCredentialBlob(id: string, blob: string): Promise<Credential> {
+    const res = await this.call("PATCH", `/credentials/${encodeURIComponent(id)}`, {
+      json: { credential: { blob } },
+      retry: true,
+      secrets: [blob],
+    });
+    return toCredential(asRecord(res.body).credential);
+  }
+
+  /**
+   * Deletes a credential. A 404 counts as done.
+   *
+   * @returns true if it existed.
+   * @throws {KeystoneError}
+   */
+  async deleteCredential(id: string): Promise<boolean> {
+    const res = await this.call("DELETE", `/credentials/${encodeURIComponent(id)}`, { retry: true, accept: [404] });
+    return res.status !== 404;
+  }
+
+  // ---------------------------------------------------------------- users and domains
+
+  /** A domain's ID by name (cached); undefined if there is none. */
+  async domainIdByName(name: string): Promise<string | undefined> {
+    let p = this.domainIds.get(name);
+    if (!p) {
+      p = this.call("GET", `/domains?${new URLSearchParams({ name })}`, { retry: true }).then((res) => {
+        const list = asRecord(res.body).domains;
+        const d = Array.isArray(list) ? asRecord(list[0]) : {};
+        return typeof d.id === "string" ? d.id : undefined;
+      });
+      p.catch(() => this.domainIds.delete(name));
+      this.domainIds.set(name, p);
+    }
+    return p;
+  }
+
+  /** A user by ID; undefined if there is none. */
+  async getUser(id: string): Promise<KeystoneUser | undefined> {
+    const res = await this.call("GET", `/users/${encodeURIComponent(id)}`, { retry: true, accept: [404] });
+    return res.status === 404 ? undefined : toUser(asRecord(res.body).user);
+  }
+
+  /** A user by name in a domain (by domain name); undefined if the user or domain is missing. */
+  async findUser(name: string, domainName: string): Promise<KeystoneUser | undefined> {
+    const domainId = await this.domainIdByName(domainName);
+    if (!domainId) return undefined;
+    const res = await this.call("GET", `/users?${new URLSearchParams({ name, domain_id: domainId })}`, {
+      retry: true,
+    });
+    const list = asRecord(res.body).users;
+    const users = Array.isArray(list) ? list.map(toUser) : [];
+    return users.find((u) => u.name === name);
+  }
+
+  /** Every user of a domain in one request: far cheaper than one lookup per user for fleets. */
+  async listUsers(domainId: string): Promise<KeystoneUser[]> {
+    const res = await this.call("GET", `/users?${new URLSearchParams({ domain_id: domainId })}`, { retry: true });
+    const list = asRecord(res.body).users;
+    return Array.isArray(list) ? list.map(toUser) : [];
+  }
+
+  /**
+   * Updates a user's `options` (MFA rules live there).
+   *
+   * @see https://docs.openstack.org/keystone/latest/admin/auth-totp.html
+   */
+  async updateUserOptions(id: string, options: Readonly<Record<string, unknown>>): Promise<KeystoneUser> {
+    const res = await this.call("PATCH", `/users/${encodeURIComponent(id)}`, {
+      json: { user: { options } },
+      retry: true,
+    });
+    return toUser(asRecord(res.body).user);
+  }
+
+  /** Creates a user (tests and the demo use it). */
+  async createUser(u: { name: string; domainId: string; password: string; email?: string }): Promise<KeystoneUser> {
+    const res = await this.call("POST", "/users", {
+      json: {
+        user: { name: u.name, domain_id: u.domainId, password: u.password, ...(u.email ? { email: u.email } : {}) },
+      },
+      retry: false,
+      secrets: [u.password],
+    });
+    return toUser(asRecord(res.body).user);
+  }
+
+  /** Deletes a user; 404 counts as done. */
+  async deleteUser(id: string): Promise<void> {
+    await this.call("DELETE", `/users/${encodeURIComponent(id)}`, { retry: true, accept: [404] });
+  }
+}
+
+function statusHint(status: number, path: string): [ErrorCode, string] {
+  if (status === 401) {
+    return [
+      "E_KEYSTONE_AUTH",
+      path.startsWith("/auth/")
+        ? "Check the user name, password, domain and project (OS_* variables, clouds.yaml or openstack:* config)."
+        : "The token was refused even after renewing it; check the account is still enabled.",
+    ];
+  }
+  if (status === 403) {
+    return [
+      "E_KEYSTONE_FORBIDDEN",
+      "The account may not do this: managing other users' credentials needs the admin role (see README, Least privilege).",
+    ];
+  }
+  if (status === 404) return ["E_KEYSTONE_NOT_FOUND", "It does not exist (any more)."];
+  if (status === 409) return ["E_KEYSTONE_HTTP", "Keystone reports a conflict; run again after checking the object."];
+  if (status >= 500) return ["E_KEYSTONE_HTTP", "Keystone failed; check its logs for the request id, then run again."];
+  return ["E_KEYSTONE_HTTP", "Keystone refused the request."];
+}
+
+function transportToKeystoneError(method: string, path: string, e: TransportError, attempts: number): KeystoneError {
+  const details = { method, path: `/v3${path.split("?")[0]}`, attempts };
+  if (e.failure === "timeout") {
+    return new KeystoneError("E_KEYSTONE_TIMEOUT", details, `${e.message}; Keystone is slow or unreachable.`, {
+      cause: e,
+    });
+  }
+  const hint =
+    e.failure === "refused"
+      ? "connection refused; is Keystone running and the auth URL right?"
+      : e.failure === "tls"
+        ? `TLS verification failed (${e.message}); give the CA bundle with OS_CACERT or openstack:cacertFile.`
+        : `network error (${e.message}); run again once the network is back.`;
+  return new KeystoneError("E_KEYSTONE_NETWORK", details, hint, { cause: e });
+}
+
+function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 4) out = out.split(s).join("[redacted]");
+  return out;
+}
+
+function headerValue(res: HttpResponse, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return v && typeof v === "object" ? (v as Record<string, unknown>) : {};
+}
+
+function toCredential(raw: unknown): Credential {
+  const c = asRecord(raw);
+  return {
+    id: String(c.id ?? ""),
+    userId: String(c.user_id ?? ""),
+    type: String(c.type ?? ""),
+    blob: typeof c.blob === "string" ? c.blob : "",
+    projectId: typeof c.project_id === "string" ? c.project_id : undefined,
+  };
+}
+
+function toUser(raw: unknown): KeystoneUser {
+  const u = asRecord(raw);
+  return {
+    id: String(u.id ?? ""),
+    name: String(u.name ?? ""),
+    domainId: String(u.domain_id ?? ""),
+    email: typeof u.email === "string" ? u.email : undefined,
+    enabled: u.enabled !== false,
+    options: asRecord(u.options),
+  };
+}

@@ -1,0 +1,536 @@
+#!/usr/bin/env bash
+# keystone.sh - run real OpenStack Keystone instances (Debian's `keystone`
+# package) on loopback, for the keystone-totp tests and for local development.
+#
+# Usage:
+#   scripts/keystone.sh install
+#       apt-get install what is needed (keystone, PostgreSQL, uWSGI, oathtool,
+#       zbar-tools). Fast no-op when everything is already installed.
+#   scripts/keystone.sh start [--name NAME] [--port PORT] [--methods LIST]
+#                             [--token-expiration SECONDS]
+#       Start instance NAME (default "default") on http://127.0.0.1:PORT/v3 and
+#       wait until it answers. The first start of an instance creates its
+#       PostgreSQL role and database and bootstraps Keystone (about 10 s); later
+#       starts reuse its data. Options not given keep the instance's previous
+#       values; a new instance gets PORT=${KEYSTONE_PORT:-5000}, methods
+#       external,password,token,oauth1,totp,application_credential and
+#       Keystone's default token expiration (3600 s). Methods without "totp"
+#       give a "TOTP not enabled" Keystone.
+#   scripts/keystone.sh stop [--name NAME | --all]
+#   scripts/keystone.sh destroy [--name NAME]   stop, drop its database, remove its files
+#   scripts/keystone.sh status                  list instances and whether they answer
+#   scripts/keystone.sh env [--name NAME]       print the path of the instance's openrc:
+#       source "$(scripts/keystone.sh env)"
+#   scripts/keystone.sh stop-postgres           stop the PostgreSQL cluster
+#
+# Files of an instance, in ${KEYSTONE_TOTP_STATE:-<repo>/.local}/keystone/NAME
+# (directories 0700, files 0600):
+#   openrc          exports OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ... (admin)
+#   instance.json   {"authUrl","username","password","projectName",
+#                    "userDomainName","projectDomainName","port","name",
+#                    "methods","totpEnabled","tokenExpiration"}
+#   keystone.conf, settings, uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's logs),
+#   fernet-keys/, fernet-receipts/, credential-keys/
+#
+# Must run as root (it manages packages, PostgreSQL and its roles). Passwords
+# are never printed.
+
+set -euo pipefail
+umask 077
+
+readonly REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly STATE_ROOT="${KEYSTONE_TOTP_STATE:-$REPO/.local}/keystone"
+readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_credential"
+readonly DEFAULT_TOKEN_EXPIRATION=3600
+readonly READY_TIMEOUT=60
+readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
+readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
+                   oathtool zbar-tools)
+
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+log() { printf 'keystone.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+  exit "${1:-2}"
+}
+
+require_root() {
+  [[ $EUID -eq 0 ]] || die "must run as root"
+}
+
+# A random alphanumeric string of length $1 (default 32).
+random_alnum() {
+  local len=${1:-32} s=""
+  while ((${#s} < len)); do
+    s+=$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+  done
+  printf '%s' "${s:0:len}"
+}
+
+# ---------------------------------------------------------------- packages --
+
+cmd_install() {
+  require_root
+  local missing=() pkg status
+  local -A installed=()
+  while read -r pkg status; do
+    [[ $status == installed ]] && installed[$pkg]=1
+  done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+  for pkg in "${PACKAGES[@]}"; do
+    [[ -n ${installed[$pkg]:-} ]] || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "packages already installed"
+    return
+  fi
+  log "installing: ${missing[*]}"
+  local apt_opts=(-q -o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update </dev/null >/dev/null
+  apt-get "${apt_opts[@]}" install -y --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" </dev/null
+}
+
+require_packages() {
+  [[ -x $KEYSTONE_WSGI ]] && command -v uwsgi >/dev/null && command -v pg_ctlcluster >/dev/null \
+    || die "Keystone is not installed: run '$0 install' first"
+}
+
+# -------------------------------------------------------------- postgresql --
+
+PG_VERSION="" PG_CLUSTER="" PG_PORT=""
+
+# Finds (or creates) the PostgreSQL cluster and starts it if it is down.
+pg_ensure_running() {
+  local line
+  line=$(pg_lsclusters --no-header 2>/dev/null | head -n1 || true)
+  if [[ -z $line ]]; then
+    local version
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+    [[ -n $version ]] || die "no PostgreSQL server installed"
+    log "creating PostgreSQL cluster $version/main"
+    pg_createcluster "$version" main >/dev/null </dev/null
+    line=$(pg_lsclusters --no-header | head -n1)
+  fi
+  read -r PG_VERSION PG_CLUSTER PG_PORT _ <<<"$line"
+  if [[ $(pg_lsclusters --no-header "$PG_VERSION" "$PG_CLUSTER" | awk '{print $4}') != online ]]; then
+    log "starting PostgreSQL $PG_VERSION/$PG_CLUSTER"
+    # Close the lock fds: the server must not inherit them.
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" start \
+      </dev/null 8>&- 9>&-
+  fi
+}
+
+# Runs SQL from stdin as the postgres superuser (stdin keeps secrets out of argv).
+psql_admin() {
+  (cd / && PGOPTIONS='-c client_min_messages=warning' \
+    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+}
+
+# ---------------------------------------------------------------- instances --
+
+NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" ALL=0
+
+parse_opts() {
+  while (($#)); do
+    case $1 in
+      --name) NAME=${2:?--name needs a value}; shift 2 ;;
+      --name=*) NAME=${1#*=}; shift ;;
+      --port) PORT=${2:?--port needs a value}; shift 2 ;;
+      --port=*) PORT=${1#*=}; shift ;;
+      --methods) METHODS=${2:?--methods needs a value}; shift 2 ;;
+      --methods=*) METHODS=${1#*=}; shift ;;
+      --token-expiration) TOKEN_EXPIRATION=${2:?--token-expiration needs a value}; shift 2 ;;
+      --token-expiration=*) TOKEN_EXPIRATION=${1#*=}; shift ;;
+      --all) ALL=1; shift ;;
+      -h|--help) usage 0 ;;
+      *) die "unknown option: $1" ;;
+    esac
+  done
+  [[ $NAME =~ ^[a-z0-9][a-z0-9_]{0,39}$ ]] \
+    || die "bad --name '$NAME' (lower-case letters, digits, _; at most 40)"
+  [[ -z $PORT || ($PORT =~ ^[0-9]+$ && PORT -ge 1 && PORT -le 65535) ]] || die "bad --port '$PORT'"
+  [[ -z $METHODS || $METHODS =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]] || die "bad --methods '$METHODS'"
+  [[ -z $TOKEN_EXPIRATION || $TOKEN_EXPIRATION =~ ^[1-9][0-9]*$ ]] \
+    || die "bad --token-expiration '$TOKEN_EXPIRATION'"
+}
+
+instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
+
+# Reads key=value lines of the instance's settings file into SETTING_<key>.
+read_settings() {
+  local file="$1/settings" key value
+  SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_DB_PASSWORD=""
+  [[ -f $file ]] || return 0
+  while IFS='=' read -r key value; do
+    case $key in
+      PORT|METHODS|TOKEN_EXPIRATION|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
+    esac
+  done <"$file"
+}
+
+# Reads a file that only we write; empty if it does not exist.
+read_secret() { [[ -f $1 ]] && cat "$1" || true; }
+
+pid_alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+
+instance_pid() {
+  local pid
+  pid=$(read_secret "$1/uwsgi.pid")
+  pid=${pid//[!0-9]/}
+  pid_alive "$pid" && printf '%s' "$pid" || true
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+http_status() {
+  if command -v curl >/dev/null; then
+    curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true
+  else
+    /usr/bin/python3 - "$1" <<'PY' 2>/dev/null || true
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=5).status, end="")
+except urllib.error.HTTPError as e:
+    print(e.code, end="")
+PY
+  fi
+}
+
+write_config() {
+  local dir=$1 db_user=$2 db_password=$3 db_name=$4
+  cat >"$dir/keystone.conf" <<EOF
+# Written by scripts/keystone.sh for instance "$NAME"; rewritten on every start.
+[DEFAULT]
+log_dir = $dir/log
+use_stderr = false
+
+[database]
+connection = postgresql://$db_user:$db_password@127.0.0.1:$PG_PORT/$db_name
+
+[auth]
+methods = $METHODS
+
+[token]
+provider = fernet
+expiration = $TOKEN_EXPIRATION
+
+[fernet_tokens]
+key_repository = $dir/fernet-keys
+
+[fernet_receipts]
+key_repository = $dir/fernet-receipts
+
+[credential]
+key_repository = $dir/credential-keys
+
+[totp]
+included_previous_windows = 1
+
+[security_compliance]
+EOF
+  cat >"$dir/settings" <<EOF
+PORT=$PORT
+METHODS=$METHODS
+TOKEN_EXPIRATION=$TOKEN_EXPIRATION
+DB_PASSWORD=$db_password
+EOF
+}
+
+write_client_files() {
+  local dir=$1 password=$2 auth_url="http://127.0.0.1:$PORT/v3" totp=false methods_json
+  [[ ,$METHODS, == *,totp,* ]] && totp=true
+  methods_json=$(printf '"%s",' ${METHODS//,/ })
+  cat >"$dir/openrc" <<EOF
+# Keystone instance "$NAME" (scripts/keystone.sh)
+export OS_AUTH_URL=$auth_url
+export OS_USERNAME=admin
+export OS_PASSWORD=$password
+export OS_PROJECT_NAME=admin
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_IDENTITY_API_VERSION=3
+export OS_REGION_NAME=RegionOne
+EOF
+  cat >"$dir/instance.json" <<EOF
+{
+  "name": "$NAME",
+  "authUrl": "$auth_url",
+  "username": "admin",
+  "password": "$password",
+  "projectName": "admin",
+  "userDomainName": "Default",
+  "projectDomainName": "Default",
+  "port": $PORT,
+  "methods": [${methods_json%,}],
+  "totpEnabled": $totp,
+  "tokenExpiration": $TOKEN_EXPIRATION
+}
+EOF
+}
+
+# keystone-manage with output to the setup log (it can echo secrets and prints
+# a harmless eventlet traceback at exit).
+keystone_manage() {
+  local dir=$1; shift
+  if ! keystone-manage --config-file "$dir/keystone.conf" "$@" \
+      >>"$dir/log/setup.log" 2>&1 </dev/null 8>&- 9>&-; then
+    log "keystone-manage $1 failed; tail of $dir/log/setup.log:"
+    tail -n 30 "$dir/log/setup.log" >&2
+    exit 1
+  fi
+}
+
+bootstrap() {
+  local dir=$1 password=$2 url="http://127.0.0.1:$PORT/v3"
+  OS_BOOTSTRAP_PASSWORD=$password keystone_manage "$dir" bootstrap \
+    --bootstrap-username admin --bootstrap-project-name admin --bootstrap-role-name admin \
+    --bootstrap-admin-url "$url" --bootstrap-internal-url "$url" --bootstrap-public-url "$url" \
+    --bootstrap-region-id RegionOne
+}
+
+uwsgi_python_plugin() {
+  local f
+  [[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] && { echo python3; return; }
+  for f in /usr/lib/uwsgi/plugins/python3*_plugin.so; do
+    [[ -e $f ]] && { f=${f##*/}; echo "${f%_plugin.so}"; return; }
+  done
+  die "no uWSGI python3 plugin in /usr/lib/uwsgi/plugins (install uwsgi-plugin-python3)"
+}
+
+cmd_start() {
+  require_root
+  require_packages
+  local dir; dir=$(instance_dir "$NAME")
+  mkdir -p "$STATE_ROOT"
+  chmod 0700 "$STATE_ROOT"
+
+  # fd 8: PostgreSQL and roles (all instances); fd 9: this instance.
+  exec 8>"$STATE_ROOT/.lock"
+  flock 8
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  exec 9>"$dir/.lock"
+  flock 9
+
+  read_settings "$dir"
+  PORT=${PORT:-${SETTING_PORT:-${KEYSTONE_PORT:-5000}}}
+  METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
+  TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
+  local url="http://127.0.0.1:$PORT/v3"
+
+  local pid; pid=$(instance_pid "$dir")
+  if [[ -n $pid ]]; then
+    if [[ $PORT == "${SETTING_PORT}" && $METHODS == "${SETTING_METHODS}" &&
+          $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" && $(http_status "$url") == 200 ]]; then
+      log "instance $NAME already running at $url (pid $pid)"
+      return
+    fi
+    log "instance $NAME is running with other settings or not answering: restarting it"
+    stop_instance "$dir"
+  fi
+  port_in_use "$PORT" && die "port $PORT is already in use (by something else than instance $NAME)"
+
+  pg_ensure_running
+  flock -u 8    # PostgreSQL is up; roles and databases below are per instance
+
+  local db="keystone_$NAME" db_password password fresh=0
+  [[ -f $dir/.bootstrapped ]] || fresh=1
+  db_password=${SETTING_DB_PASSWORD:-$(random_alnum 32)}
+  password=$(read_secret "$dir/admin-password")
+  if ((fresh)); then
+    local t0=$SECONDS
+    log "setting up instance $NAME (first start)"
+    [[ -n $password ]] || password=$(random_alnum 32)
+    printf '%s' "$password" >"$dir/admin-password"
+    rm -rf "$dir/fernet-keys" "$dir/fernet-receipts" "$dir/credential-keys" "$dir/log"
+    mkdir -p -m 0700 "$dir/log" "$dir/fernet-keys" "$dir/fernet-receipts" "$dir/credential-keys"
+    # A leftover database of an unfinished set-up is dropped and made anew.
+    psql_admin <<SQL
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db';
+DROP DATABASE IF EXISTS $db;
+DO \$\$BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$db') THEN
+    CREATE ROLE $db LOGIN;
+  END IF;
+END\$\$;
+ALTER ROLE $db WITH LOGIN PASSWORD '$db_password';
+CREATE DATABASE $db OWNER $db ENCODING 'UTF8' TEMPLATE template0;
+SQL
+    write_config "$dir" "$db" "$db_password" "$db"
+    keystone_manage "$dir" db_sync
+    keystone_manage "$dir" fernet_setup --keystone-user root --keystone-group root
+    keystone_manage "$dir" credential_setup --keystone-user root --keystone-group root
+    bootstrap "$dir" "$password"
+    touch "$dir/.bootstrapped"
+    log "instance $NAME set up in $((SECONDS - t0)) s"
+  else
+    [[ -n $password && -n $SETTING_DB_PASSWORD ]] || die "instance $NAME is incomplete: run '$0 destroy --name $NAME'"
+    mkdir -p -m 0700 "$dir/log"
+    write_config "$dir" "$db" "$db_password" "$db"
+    # The catalog holds the URL: bootstrap again (idempotent) when the port changed.
+    [[ $PORT == "$SETTING_PORT" ]] || bootstrap "$dir" "$password"
+  fi
+  write_client_files "$dir" "$password"
+
+  local plugin; plugin=$(uwsgi_python_plugin)
+  rm -f "$dir/uwsgi.pid"
+  printf '\n==== %s start on port %s\n' "$(date -Is)" "$PORT" >>"$dir/log/uwsgi.log"
+  (cd "$dir" && uwsgi --plugins "corerouter,http,$plugin" \
+      --http "127.0.0.1:$PORT" --http-keepalive \
+      --wsgi-file "$KEYSTONE_WSGI" \
+      --master --processes 2 --threads 4 --buffer-size 65535 \
+      --lazy-apps --die-on-term --skip-atexit-teardown --umask 077 \
+      --procname-prefix-spaced "keystone-$NAME" \
+      --env "OS_KEYSTONE_CONFIG_FILES=$dir/keystone.conf" \
+      --pidfile "$dir/uwsgi.pid" --daemonize "$dir/log/uwsgi.log" \
+      </dev/null 8>&- 9>&-)
+
+  local deadline=$((SECONDS + READY_TIMEOUT)) status=""
+  while ((SECONDS < deadline)); do
+    status=$(http_status "$url")
+    [[ $status == 200 ]] && break
+    sleep 0.3
+  done
+  if [[ $status != 200 ]]; then
+    log "instance $NAME did not answer 200 at $url within ${READY_TIMEOUT}s (last: ${status:-none})"
+    log "tail of $dir/log/uwsgi.log:"
+    tail -n 40 "$dir/log/uwsgi.log" >&2
+    stop_instance "$dir" || true
+    exit 1
+  fi
+  log "instance $NAME ready at $url (pid $(instance_pid "$dir")); source \"$dir/openrc\""
+}
+
+# All descendants of pid $1, deepest first.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    descendants "$child"
+    echo "$child"
+  done
+}
+
+stop_instance() {
+  local dir=$1 name=${1##*/} pid procs p i
+  pid=$(instance_pid "$dir")
+  if [[ -z $pid ]]; then
+    rm -f "$dir/uwsgi.pid"
+    log "instance $name is not running"
+    return
+  fi
+  procs=("$pid" $(descendants "$pid"))
+  kill -INT "$pid" 2>/dev/null || true   # uWSGI: SIGINT = immediate shutdown of master and workers
+  for ((i = 0; i < 100; i++)); do
+    local left=0
+    for p in "${procs[@]}"; do pid_alive "$p" && left=1; done
+    ((left)) || break
+    sleep 0.1
+  done
+  for p in "${procs[@]}"; do
+    if pid_alive "$p"; then
+      log "killing leftover uWSGI process $p of instance $name"
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  done
+  rm -f "$dir/uwsgi.pid"
+  log "instance $name stopped"
+}
+
+instances() {
+  local d
+  for d in "$STATE_ROOT"/*/; do
+    [[ -d $d ]] && basename "$d"
+  done
+}
+
+cmd_stop() {
+  local name
+  if ((ALL)); then
+    for name in $(instances); do stop_instance "$(instance_dir "$name")"; done
+  else
+    [[ -d $(instance_dir "$NAME") ]] || die "no instance $NAME"
+    stop_instance "$(instance_dir "$NAME")"
+  fi
+}
+
+cmd_destroy() {
+  require_root
+  local dir; dir=$(instance_dir "$NAME")
+  local db="keystone_$NAME"
+  [[ -d $dir ]] && stop_instance "$dir"
+  if command -v pg_ctlcluster >/dev/null; then
+    mkdir -p "$STATE_ROOT"
+    exec 8>"$STATE_ROOT/.lock"
+    flock 8
+    pg_ensure_running
+    flock -u 8
+    psql_admin <<SQL
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db';
+DROP DATABASE IF EXISTS $db;
+DROP ROLE IF EXISTS $db;
+SQL
+  fi
+  rm -rf "$dir"
+  log "instance $NAME destroyed"
+}
+
+cmd_status() {
+  local name dir pid port state any=0
+  printf '%-16s %-6s %-8s %-5s %s\n' NAME PORT PID TOTP STATE
+  for name in $(instances); do
+    any=1
+    dir=$(instance_dir "$name")
+    read_settings "$dir"
+    port=${SETTING_PORT:--}
+    pid=$(instance_pid "$dir")
+    if [[ -z $pid ]]; then
+      state=stopped
+    elif [[ $(http_status "http://127.0.0.1:$port/v3") == 200 ]]; then
+      state=answering
+    else
+      state="running, not answering"
+    fi
+    local totp=no
+    [[ ,$SETTING_METHODS, == *,totp,* ]] && totp=yes
+    printf '%-16s %-6s %-8s %-5s %s\n' "$name" "$port" "${pid:--}" "$totp" "$state"
+  done
+  ((any)) || log "no instances in $STATE_ROOT"
+}
+
+cmd_env() {
+  local rc; rc="$(instance_dir "$NAME")/openrc"
+  [[ -f $rc ]] || die "instance $NAME has no openrc yet: run '$0 start --name $NAME'"
+  printf '%s\n' "$rc"
+}
+
+cmd_stop_postgres() {
+  require_root
+  local version cluster _ status
+  while read -r version cluster _ status _; do
+    [[ $status == online ]] || continue
+    log "stopping PostgreSQL $version/$cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" stop </dev/null
+  done < <(pg_lsclusters --no-header 2>/dev/null || true)
+}
+
+main() {
+  (($#)) || usage
+  local cmd=$1; shift
+  case $cmd in
+    install) (($# == 0)) || die "install takes no options"; cmd_install ;;
+    start) parse_opts "$@"; ((ALL == 0)) || die "start does not take --all"; cmd_start ;;
+    stop) parse_opts "$@"; cmd_stop ;;
+    destroy) parse_opts "$@"; cmd_destroy ;;
+    status) parse_opts "$@"; cmd_status ;;
+    env) parse_opts "$@"; cmd_env ;;
+    stop-postgres) cmd_stop_postgres ;;
+    -h|--help|help) usage 0 ;;
+    *) log "unknown command: $cmd"; usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,224 @@
+/**
+ * Error paths of the Keystone client, against an in-process fake transport. That a create,
+ * read, update and delete work is shown against the real Keystone in test/integration.
+ */
+import { describe, expect, it } from "vitest";
+import { KeystoneError } from "../../../providers/errors.ts";
+import type { KeystoneAuth } from "../../../providers/keystone/auth.ts";
+import { KeystoneClient } from "../../../providers/keystone/client.ts";
+import {
+  type HttpRequest,
+  type HttpResponse,
+  type Transport,
+  TransportError,
+} from "../../../providers/keystone/http.ts";
+
+const auth: KeystoneAuth = {
+  authUrl: "http://keystone.test/v3",
+  userId: undefined,
+  userName: "admin",
+  userDomainId: undefined,
+  userDomainName: "Default",
+  password: "s3cret-password",
+  token: undefined,
+  projectId: undefined,
+  projectName: "admin",
+  projectDomainId: undefined,
+  projectDomainName: "Default",
+  caPem: undefined,
+  insecure: false,
+  source: "test",
+};
+
+type Handler = (req: HttpRequest) => HttpResponse | TransportError;
+
+/** A scripted Keystone: token requests always succeed; other requests follow `script`. */
+function fakeKeystone(script: Handler[], opts: { tokenTtlMs?: number } = {}) {
+  const log: HttpRequest[] = [];
+  let tokenCount = 0;
+  const stored: { id: string; user_id: string; type: string; blob: string }[] = [];
+  const transport: Transport = {
+    async send(req) {
+      log.push(req);
+      if (req.url.includes("/auth/tokens")) {
+        tokenCount++;
+        return {
+          status: 201,
+          headers: { "x-subject-token": `tok-${tokenCount}` },
+          body: {
+            token: {
+              expires_at: new Date(Date.now() + (opts.tokenTtlMs ?? 3_600_000)).toISOString(),
+              user: { id: "admin-id" },
+              project: { id: "p" },
+              roles: [{ name: "admin" }],
+            },
+          },
+        };
+      }
+      const next = script.shift();
+      if (!next) throw new Error(`unexpected request ${req.method} ${req.url}`);
+      const r = next(req);
+      if (r instanceof TransportError) throw r;
+      return r;
+    },
+    close() {},
+  };
+  return { transport, log, stored, tokens: () => tokenCount };
+}
+
+const ok =
+  (status: number, body: unknown = {}, headers: Record<string, string> = {}): Handler =>
+  () => ({
+    status,
+    headers: { "x-openstack-request-id": "req-abc", ...headers },
+    body,
+  });
+const reset: Handler = () => new TransportError("reset", "ECONNRESET", "ECONNRESET");
+const refused: Handler = () => new TransportError("refused", "ECONNREFUSED", "ECONNREFUSED");
+const cred = (id: string, blob: string) => ({ credential: { id, user_id: "u1", type: "totp", blob } });
+const list = (...items: [string, string][]) => ({
+  credentials: items.map(([id, blob]) => ({ id, user_id: "u1", type: "totp", blob })),
+});
+
+function client(t: Transport, sleeps: number[] = []) {
+  return new KeystoneClient(auth, {
+    transport: t,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    random: () => 0.5,
+  });
+}
+
+const BLOB = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+describe("KeystoneClient retries", () => {
+  it("retries GET on 503, 429 (honouring Retry-After) and resets, then succeeds", async () => {
+    const k = fakeKeystone([ok(503), ok(429, {}, { "retry-after": "2" }), reset, ok(200, cred("c1", BLOB))]);
+    const sleeps: number[] = [];
+    const c = await client(k.transport, sleeps).getCredential("c1");
+    expect(c?.id).toBe("c1");
+    expect(sleeps).toHaveLength(3);
+    expect(sleeps[1]).toBe(2000);
+  });
+
+  it("gives up after the attempt limit with a clear error naming method, path, status and request id", async () => {
+    const k = fakeKeystone(Array.from({ length: 6 }, () => ok(503, { error: { message: "overloaded" } })));
+    const err = await client(k.transport)
+      .deleteCredential("c1")
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KeystoneError);
+    const e = err as KeystoneError;
+    expect(e.code).toBe("E_KEYSTONE_HTTP");
+    expect(e.message).toMatch(
+      /^DELETE \/v3\/credentials\/c1 failed: 503; Keystone said: overloaded; request id req-abc; after 6 attempts/,
+    );
+  });
+
+  it("does not retry a 400 and redacts the blob from Keystone's message", async () => {
+    const k = fakeKeystone([ok(400, { error: { message: `Invalid input for field 'blob': ${BLOB}` } })]);
+    const err = (await client(k.transport)
+      .updateCredentialBlob("c1", BLOB)
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.status).toBe(400);
+    expect(err.message).not.toContain(BLOB);
+    expect(err.message).toContain("[redacted]");
+  });
+
+  it("renews the token once on 401, then reports E_KEYSTONE_AUTH", async () => {
+    const k = fakeKeystone([ok(401), ok(200, cred("c1", BLOB))]);
+    const c = client(k.transport);
+    await c.getCredential("c1");
+    expect(k.tokens()).toBe(2);
+    const k2 = fakeKeystone([ok(401), ok(401)]);
+    const err = (await client(k2.transport)
+      .getCredential("c1")
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_AUTH");
+    expect(k2.tokens()).toBe(2);
+  });
+
+  it("shares one token between concurrent requests and renews it before expiry", async () => {
+    const k = fakeKeystone(Array.from({ length: 10 }, () => ok(200, cred("c1", BLOB))));
+    const c = client(k.transport);
+    await Promise.all(Array.from({ length: 5 }, () => c.getCredential("c1")));
+    expect(k.tokens()).toBe(1);
+    // a token with 1 minute left is inside the renewal margin
+    const k2 = fakeKeystone(
+      Array.from({ length: 2 }, () => ok(200, cred("c1", BLOB))),
+      { tokenTtlMs: 60_000 },
+    );
+    const c2 = client(k2.transport);
+    await c2.getCredential("c1");
+    await c2.getCredential("c1");
+    expect(k2.tokens()).toBe(2);
+  });
+
+  it("maps 403 to E_KEYSTONE_FORBIDDEN with a hint about the admin role", async () => {
+    const k = fakeKeystone([ok(403, { error: { message: "You are not authorized" } })]);
+    const err = (await client(k.transport)
+      .listTotpCredentials("u1")
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_FORBIDDEN");
+    expect(err.message).toMatch(/admin role/);
+  });
+
+  it("never puts the password or token in an error", async () => {
+    const k = fakeKeystone([ok(500, { error: { message: "boom s3cret-password tok-1" } })]);
+    const err = (await client(k.transport)
+      .createTotpCredential("u1", BLOB)
+      .catch((e: unknown) => e)) as Error;
+    // a 500 on create is ambiguous: it looks the blob up next, and the script has run out
+    expect(String(err.message)).not.toContain("s3cret-password");
+    expect(String(err.message)).not.toContain("tok-1");
+  });
+});
+
+describe("KeystoneClient.createTotpCredential", () => {
+  it("after a reset finds the credential Keystone did store and does not POST again", async () => {
+    const k = fakeKeystone([reset, ok(200, list(["c9", BLOB]))]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB);
+    expect(c.id).toBe("c9");
+    expect(k.log.filter((r) => r.method === "POST" && r.url.endsWith("/credentials"))).toHaveLength(1);
+  });
+
+  it("after a reset that lost the request, POSTs again", async () => {
+    const k = fakeKeystone([reset, ok(200, list()), ok(201, cred("c2", BLOB)), ok(200, list(["c2", BLOB]))]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB);
+    expect(c.id).toBe("c2");
+    expect(k.log.filter((r) => r.method === "POST" && r.url.endsWith("/credentials"))).toHaveLength(2);
+  });
+
+  it("removes a duplicate left by a raced retry", async () => {
+    const deleted: string[] = [];
+    const k = fakeKeystone([
+      reset,
+      ok(200, list()),
+      ok(201, cred("c2", BLOB)),
+      ok(200, list(["c1", BLOB], ["c2", BLOB], ["c3", "OTHERSECRETOTHERSECRETOTHERSE"])),
+      (req) => {
+        deleted.push(req.url);
+        return { status: 204, headers: {}, body: undefined };
+      },
+    ]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB);
+    expect(c.id).toBe("c2");
+    expect(deleted).toEqual(["http://keystone.test/v3/credentials/c1"]);
+  });
+
+  it("retries a refused connection (nothing was sent) without looking up", async () => {
+    const k = fakeKeystone([refused, ok(201, cred("c1", BLOB))]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB);
+    expect(c.id).toBe("c1");
+    expect(k.log.filter((r) => r.method === "GET")).toHaveLength(0);
+  });
+
+  it("does not retry a definite refusal such as 404 (no such user)", async () => {
+    const k = fakeKeystone([ok(404, { error: { message: "Could not find user" } })]);
+    const err = (await client(k.transport)
+      .createTotpCredential("u1", BLOB)
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_NOT_FOUND");
+    expect(k.log.filter((r) => r.method === "POST" && r.url.endsWith("/credentials"))).toHaveLength(1);
+  });
+});
