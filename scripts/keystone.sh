@@ -38,7 +38,8 @@
 set -euo pipefail
 umask 077
 
-readonly REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO
 readonly STATE_ROOT="${KEYSTONE_TOTP_STATE:-$REPO/.local}/keystone"
 readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_credential"
 readonly DEFAULT_TOKEN_EXPIRATION=3600
@@ -87,16 +88,22 @@ cmd_install() {
     return
   fi
   log "installing: ${missing[*]}"
-  local apt_opts=(-q -o DPkg::Lock::Timeout=600)
-  apt-get "${apt_opts[@]}" update </dev/null >/dev/null
+  local apt_opts=(-q -o DPkg::Lock::Timeout=600) try
+  for try in 1 2 3; do    # another apt-get update may hold the lists lock
+    apt-get "${apt_opts[@]}" update </dev/null >/dev/null && break
+    ((try < 3)) || die "apt-get update failed"
+    sleep 10
+  done
   apt-get "${apt_opts[@]}" install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     "${missing[@]}" </dev/null
 }
 
 require_packages() {
-  [[ -x $KEYSTONE_WSGI ]] && command -v uwsgi >/dev/null && command -v pg_ctlcluster >/dev/null \
-    || die "Keystone is not installed: run '$0 install' first"
+  if [[ ! -x $KEYSTONE_WSGI ]] || ! command -v uwsgi >/dev/null ||
+     ! command -v pg_ctlcluster >/dev/null; then
+    die "Keystone is not installed: run '$0 install' first"
+  fi
 }
 
 # -------------------------------------------------------------- postgresql --
@@ -109,7 +116,7 @@ pg_ensure_running() {
   line=$(pg_lsclusters --no-header 2>/dev/null | head -n1 || true)
   if [[ -z $line ]]; then
     local version
-    version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
     [[ -n $version ]] || die "no PostgreSQL server installed"
     log "creating PostgreSQL cluster $version/main"
     pg_createcluster "$version" main >/dev/null </dev/null
@@ -127,7 +134,7 @@ pg_ensure_running() {
 # Runs SQL from stdin as the postgres superuser (stdin keeps secrets out of argv).
 psql_admin() {
   (cd / && PGOPTIONS='-c client_min_messages=warning' \
-    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres)
 }
 
 # ---------------------------------------------------------------- instances --
@@ -173,7 +180,7 @@ read_settings() {
 }
 
 # Reads a file that only we write; empty if it does not exist.
-read_secret() { [[ -f $1 ]] && cat "$1" || true; }
+read_secret() { if [[ -f $1 ]]; then cat "$1"; fi; }
 
 pid_alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 
@@ -181,7 +188,7 @@ instance_pid() {
   local pid
   pid=$(read_secret "$1/uwsgi.pid")
   pid=${pid//[!0-9]/}
-  pid_alive "$pid" && printf '%s' "$pid" || true
+  if pid_alive "$pid"; then printf '%s' "$pid"; fi
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -242,8 +249,10 @@ EOF
 
 write_client_files() {
   local dir=$1 password=$2 auth_url="http://127.0.0.1:$PORT/v3" totp=false methods_json
+  local -a methods
+  IFS=, read -r -a methods <<<"$METHODS"
   [[ ,$METHODS, == *,totp,* ]] && totp=true
-  methods_json=$(printf '"%s",' ${METHODS//,/ })
+  methods_json=$(printf '"%s",' "${methods[@]}")
   cat >"$dir/openrc" <<EOF
 # Keystone instance "$NAME" (scripts/keystone.sh)
 export OS_AUTH_URL=$auth_url
@@ -272,12 +281,13 @@ EOF
 EOF
 }
 
-# keystone-manage with output to the setup log (it can echo secrets and prints
-# a harmless eventlet traceback at exit).
+# keystone-manage with output to the setup log (it prints a harmless eventlet
+# traceback at exit). It inherits the instance lock on purpose: if this script
+# is killed, a new start waits for the orphaned keystone-manage to finish.
 keystone_manage() {
   local dir=$1; shift
   if ! keystone-manage --config-file "$dir/keystone.conf" "$@" \
-      >>"$dir/log/setup.log" 2>&1 </dev/null 8>&- 9>&-; then
+      >>"$dir/log/setup.log" 2>&1 </dev/null; then
     log "keystone-manage $1 failed; tail of $dir/log/setup.log:"
     tail -n 30 "$dir/log/setup.log" >&2
     exit 1
@@ -317,7 +327,7 @@ cmd_start() {
   flock 9
 
   read_settings "$dir"
-  PORT=${PORT:-${SETTING_PORT:-${KEYSTONE_PORT:-5000}}}
+  PORT=${PORT:-${KEYSTONE_PORT:-${SETTING_PORT:-5000}}}
   METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
   TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
   local url="http://127.0.0.1:$PORT/v3"
@@ -347,7 +357,7 @@ cmd_start() {
     [[ -n $password ]] || password=$(random_alnum 32)
     printf '%s' "$password" >"$dir/admin-password"
     rm -rf "$dir/fernet-keys" "$dir/fernet-receipts" "$dir/credential-keys" "$dir/log"
-    mkdir -p -m 0700 "$dir/log" "$dir/fernet-keys" "$dir/fernet-receipts" "$dir/credential-keys"
+    mkdir "$dir/log" "$dir/fernet-keys" "$dir/fernet-receipts" "$dir/credential-keys"
     # A leftover database of an unfinished set-up is dropped and made anew.
     psql_admin <<SQL
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db';
@@ -358,7 +368,7 @@ DO \$\$BEGIN
   END IF;
 END\$\$;
 ALTER ROLE $db WITH LOGIN PASSWORD '$db_password';
-CREATE DATABASE $db OWNER $db ENCODING 'UTF8' TEMPLATE template0;
+CREATE DATABASE $db OWNER $db ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 SQL
     write_config "$dir" "$db" "$db_password" "$db"
     keystone_manage "$dir" db_sync
@@ -369,7 +379,7 @@ SQL
     log "instance $NAME set up in $((SECONDS - t0)) s"
   else
     [[ -n $password && -n $SETTING_DB_PASSWORD ]] || die "instance $NAME is incomplete: run '$0 destroy --name $NAME'"
-    mkdir -p -m 0700 "$dir/log"
+    mkdir -p "$dir/log"
     write_config "$dir" "$db" "$db_password" "$db"
     # The catalog holds the URL: bootstrap again (idempotent) when the port changed.
     [[ $PORT == "$SETTING_PORT" ]] || bootstrap "$dir" "$password"
@@ -417,13 +427,21 @@ descendants() {
 stop_instance() {
   local dir=$1 name=${1##*/} pid procs p i
   pid=$(instance_pid "$dir")
-  if [[ -z $pid ]]; then
+  # Processes of a master that died without its workers are found by their
+  # names (--procname-prefix-spaced "keystone-NAME").
+  mapfile -t procs < <(pgrep -f "^keystone-$name uWSGI " || true)
+  if [[ -z $pid && ${#procs[@]} -eq 0 ]]; then
     rm -f "$dir/uwsgi.pid"
     log "instance $name is not running"
     return
   fi
-  procs=("$pid" $(descendants "$pid"))
-  kill -INT "$pid" 2>/dev/null || true   # uWSGI: SIGINT = immediate shutdown of master and workers
+  if [[ -n $pid ]]; then
+    mapfile -t -O "${#procs[@]}" procs < <(descendants "$pid")
+    procs+=("$pid")
+    kill -INT "$pid" 2>/dev/null || true   # uWSGI: SIGINT = immediate shutdown of master and workers
+  else
+    kill -INT "${procs[@]}" 2>/dev/null || true
+  fi
   for ((i = 0; i < 100; i++)); do
     local left=0
     for p in "${procs[@]}"; do pid_alive "$p" && left=1; done
@@ -452,8 +470,11 @@ cmd_stop() {
   if ((ALL)); then
     for name in $(instances); do stop_instance "$(instance_dir "$name")"; done
   else
-    [[ -d $(instance_dir "$NAME") ]] || die "no instance $NAME"
-    stop_instance "$(instance_dir "$NAME")"
+    if [[ -d $(instance_dir "$NAME") ]]; then
+      stop_instance "$(instance_dir "$NAME")"
+    else
+      log "no instance $NAME"
+    fi
   fi
 }
 
@@ -461,7 +482,7 @@ cmd_destroy() {
   require_root
   local dir; dir=$(instance_dir "$NAME")
   local db="keystone_$NAME"
-  [[ -d $dir ]] && stop_instance "$dir"
+  if [[ -d $dir ]]; then stop_instance "$dir"; fi
   if command -v pg_ctlcluster >/dev/null; then
     mkdir -p "$STATE_ROOT"
     exec 8>"$STATE_ROOT/.lock"

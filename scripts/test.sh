@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The README's test command (`npm test`). On a fresh machine it installs and starts all the
+# tests need: npm packages (with a supported Node.js), Debian's Keystone and PostgreSQL on
+# loopback, and the Pulumi CLI built from its Go modules. Then it runs every test (unit,
+# integration against the real Keystone, end-to-end through the real Pulumi CLI) and finally
+# scans the whole test output and logs for any secret the tests handled.
+#
+# Usage: npm test [-- VITEST_ARGS...]      e.g. npm test -- --project unit
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund
+fi
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+log "starting a local Keystone (scripts/keystone.sh)"
+bash scripts/keystone.sh install
+bash scripts/keystone.sh start
+
+log "making the Pulumi CLI available (scripts/get-pulumi.sh)"
+PULUMI_BIN_DIR="$(bash scripts/get-pulumi.sh --print-bin-dir)"
+export PULUMI_BIN_DIR
+export PATH="$PULUMI_BIN_DIR:$PATH"
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+mkdir -p .local/logs
+chmod 700 .local
+rm -f .local/test-secrets.txt .local/logs/*.log
+status=0
+vitest run --reporter=default --reporter=json --outputFile.json=.local/logs/vitest.json "$@" 2>&1 |
+  tee .local/logs/test-output.log || status=$?
+status=${PIPESTATUS[0]:-$status}
+
+log "scanning test output and logs for secrets"
+node scripts/scan-secrets.ts .local/test-secrets.txt .local/logs || status=1
+node scripts/test-summary.ts .local/logs/vitest.json || status=1
+exit "$status"

@@ -1,0 +1,100 @@
+/**
+ * Access to the real Keystone started by `scripts/keystone.sh` (see scripts/test.sh), and
+ * helpers to make throwaway users in it.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { KeystoneAuth } from "../../providers/keystone/auth.ts";
+import { KeystoneClient } from "../../providers/keystone/client.ts";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** What scripts/keystone.sh writes for each instance. */
+export interface KeystoneInstance {
+  readonly authUrl: string;
+  readonly username: string;
+  readonly password: string;
+  readonly projectName: string;
+  readonly userDomainName: string;
+  readonly projectDomainName: string;
+  readonly port: number;
+  readonly name: string;
+}
+
+/** Reads a running instance's details; fails loudly (tests must not skip silently). */
+export function keystoneInstance(name = "default"): KeystoneInstance {
+  const base = process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local");
+  const file = join(base, "keystone", name, "instance.json");
+  if (!existsSync(file)) {
+    throw new Error(`no local Keystone '${name}' (${file} missing): run scripts/keystone.sh start, or npm test`);
+  }
+  return JSON.parse(readFileSync(file, "utf8")) as KeystoneInstance;
+}
+
+/** The admin's auth settings for an instance. */
+export function adminAuth(inst: KeystoneInstance = keystoneInstance(), authUrl = inst.authUrl): KeystoneAuth {
+  return {
+    authUrl: authUrl.replace(/\/+$/, "").replace(/(\/v3)?$/, "/v3"),
+    userId: undefined,
+    userName: inst.username,
+    userDomainId: undefined,
+    userDomainName: inst.userDomainName,
+    password: inst.password,
+    token: undefined,
+    projectId: undefined,
+    projectName: inst.projectName,
+    projectDomainId: undefined,
+    projectDomainName: inst.projectDomainName,
+    caPem: undefined,
+    insecure: false,
+    source: "test",
+  };
+}
+
+/** The OS_* environment for the admin of an instance. */
+export function adminEnv(inst: KeystoneInstance = keystoneInstance()): Record<string, string> {
+  return {
+    OS_AUTH_URL: inst.authUrl,
+    OS_USERNAME: inst.username,
+    OS_PASSWORD: inst.password,
+    OS_PROJECT_NAME: inst.projectName,
+    OS_USER_DOMAIN_NAME: inst.userDomainName,
+    OS_PROJECT_DOMAIN_NAME: inst.projectDomainName,
+  };
+}
+
+/** A fresh random password, also recorded so the secret scan can look for it. */
+export function randomPassword(): string {
+  return `Pw-${randomBytes(12).toString("base64url")}`;
+}
+
+/** A test user made in Keystone, with its password. */
+export interface TestUser {
+  readonly id: string;
+  readonly name: string;
+  readonly domain: string;
+  readonly password: string;
+}
+
+/** Creates a user with a random password in the Default domain. */
+export async function makeUser(admin: KeystoneClient, name: string): Promise<TestUser> {
+  const domainId = (await admin.domainIdByName("Default")) ?? "default";
+  const password = randomPassword();
+  const existing = await admin.findUser(name, "Default");
+  if (existing) await admin.deleteUser(existing.id);
+  const u = await admin.createUser({ name, domainId, password });
+  return { id: u.id, name, domain: "Default", password };
+}
+
+/** A client for the admin of the default instance. */
+export function adminClient(authUrl?: string): KeystoneClient {
+  const inst = keystoneInstance();
+  return new KeystoneClient(adminAuth(inst, authUrl ?? inst.authUrl));
+}
+
+/** A short unique suffix for names. */
+export function uniq(): string {
+  return randomBytes(4).toString("hex");
+}

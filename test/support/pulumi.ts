@@ -1,0 +1,167 @@
+/**
+ * Drives the real Pulumi CLI on this repository's program (index.ts), one throwaway stack per
+ * test file: a file backend in a temp folder, passphrase secrets, and its own config file.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO } from "./keystone.ts";
+import { registerSecrets } from "./secrets.ts";
+
+/** Folder holding the pulumi binary, from scripts/get-pulumi.sh (built once, cached). */
+export function pulumiBinDir(): string {
+  if (process.env.PULUMI_BIN_DIR) return process.env.PULUMI_BIN_DIR;
+  const out = execFileSync("bash", [join(REPO, "scripts/get-pulumi.sh"), "--print-bin-dir"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  }).trim();
+  process.env.PULUMI_BIN_DIR = out;
+  return out;
+}
+
+/** The result of one CLI command. */
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A stack of the repo's project in a private file backend. */
+export class TestStack {
+  readonly name: string;
+  readonly dir: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  private readonly env: Record<string, string>;
+
+  constructor(prefix: string, extraEnv: Record<string, string> = {}) {
+    this.name = `${prefix}-${randomBytes(3).toString("hex")}`;
+    this.dir = mkdtempSync(join(tmpdir(), `kt-${prefix}-`));
+    this.configFile = join(this.dir, `Pulumi.${this.name}.yaml`);
+    this.logFile = join(REPO, ".local", "logs", `pulumi-${this.name}.log`);
+    mkdirSync(join(REPO, ".local", "logs"), { recursive: true, mode: 0o700 });
+    const passphrase = `pp-${randomBytes(16).toString("hex")}`;
+    registerSecrets(passphrase);
+    mkdirSync(join(this.dir, "backend"));
+    mkdirSync(join(this.dir, "home"));
+    writeFileSync(this.configFile, "config: {}\n");
+    const bin = pulumiBinDir();
+    this.env = {
+      ...(process.env as Record<string, string>),
+      PATH: `${join(REPO, "node_modules/.bin")}:${bin}:${process.env.PATH}`,
+      PULUMI_BACKEND_URL: `file://${join(this.dir, "backend")}`,
+      PULUMI_CONFIG_PASSPHRASE: passphrase,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
+      ...extraEnv,
+    };
+  }
+
+  /** Runs `pulumi <args>` in the repo with this stack and config file. */
+  run(
+    args: string[],
+    opts: { allowFail?: boolean; env?: Record<string, string>; secretStdout?: boolean; secretArg?: number } = {},
+  ): Promise<RunResult> {
+    const full = [...args, "--stack", this.name, "--config-file", this.configFile, "--non-interactive"];
+    return new Promise((resolvePromise, reject) => {
+      const child = spawn("pulumi", full, { cwd: REPO, env: { ...this.env, ...opts.env }, stdio: "pipe" });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => {
+        stdout += c.toString("utf8");
+      });
+      child.stderr.on("data", (c: Buffer) => {
+        stderr += c.toString("utf8");
+      });
+      child.on("error", reject);
+      child.on("close", (code) => {
+        // Commands that print or take secrets are logged without them, like any operator log.
+        const shown = full.map((a, i) => (i === opts.secretArg ? "[secret]" : a)).join(" ");
+        const out = opts.secretStdout ? "[stdout withheld: it holds secrets]" : stdout;
+        appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${stderr}\n[exit ${code}]\n`, {
+          mode: 0o600,
+        });
+        const r = { code: code ?? -1, stdout, stderr };
+        if (r.code !== 0 && !opts.allowFail) {
+          reject(new Error(`pulumi ${shown} exited ${r.code}:\n${out.slice(-4000)}\n${stderr.slice(-4000)}`));
+        } else {
+          resolvePromise(r);
+        }
+      });
+    });
+  }
+
+  /** Creates the stack. */
+  async init(): Promise<void> {
+    await this.run(["stack", "init", "--secrets-provider", "passphrase"]);
+  }
+
+  /** Sets a config value (optionally as a secret, optionally as a structured path). */
+  async set(key: string, value: string, o: { secret?: boolean; path?: boolean } = {}): Promise<void> {
+    const args = ["config", "set", ...(o.path ? ["--path"] : []), ...(o.secret ? ["--secret"] : ["--plaintext"]), key];
+    if (o.secret) registerSecrets(value);
+    await this.run([...args, "--", value], o.secret ? { secretArg: args.length + 1 } : {});
+  }
+
+  /** Sets a structured config value from JSON. */
+  async setJson(key: string, value: unknown): Promise<void> {
+    await this.run(["config", "set", "--json", key, JSON.stringify(value)]);
+  }
+
+  up(o: { allowFail?: boolean } = {}): Promise<RunResult> {
+    return this.run(["up", "--yes", "--skip-preview"], o);
+  }
+
+  preview(o: { allowFail?: boolean } = {}): Promise<RunResult> {
+    return this.run(["preview", "--diff"], o);
+  }
+
+  refresh(): Promise<RunResult> {
+    return this.run(["refresh", "--yes", "--skip-preview"]);
+  }
+
+  destroy(): Promise<RunResult> {
+    return this.run(["destroy", "--yes", "--skip-preview"]);
+  }
+
+  /** `pulumi stack export` (secrets stay encrypted). */
+  async exportText(): Promise<string> {
+    return (await this.run(["stack", "export"])).stdout;
+  }
+
+  /** Stack outputs; with `showSecrets` the plaintext values (tests only, never logged). */
+  async outputs(showSecrets = false): Promise<Record<string, unknown>> {
+    const r = await this.run(["stack", "output", "--json", ...(showSecrets ? ["--show-secrets"] : [])], {
+      secretStdout: showSecrets,
+    });
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  }
+
+  /**
+   * Outputs of every resource of a type, from `pulumi stack export --show-secrets` (tests
+   * only; the plaintext is registered for the secret scan and never logged).
+   */
+  async resourceOutputs(typeSuffix = ":TotpCredential"): Promise<Record<string, Record<string, unknown>>> {
+    const r = await this.run(["stack", "export", "--show-secrets"], { secretStdout: true });
+    const dep = JSON.parse(r.stdout) as {
+      deployment: { resources?: { urn: string; type: string; outputs?: Record<string, unknown> }[] };
+    };
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const res of dep.deployment.resources ?? []) {
+      if (!res.type.endsWith(typeSuffix)) continue;
+      const name = res.urn.split("::").pop() ?? res.urn;
+      out[name] = res.outputs ?? {};
+      registerSecrets(String(res.outputs?.secret ?? ""), String(res.outputs?.otpauthUri ?? ""));
+    }
+    return out;
+  }
+
+  /** Removes the stack and its temp folder. */
+  async remove(): Promise<void> {
+    await this.run(["stack", "rm", "--yes", "--force"], { allowFail: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
