@@ -169,3 +169,65 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
 export function exitCodeFor(err: unknown): number {
   return err instanceof KeystoneTotpError ? EXIT_CODES[err.code] : 1;
 }
+
+/** One problem in the users CSV, with its place. */
+export interface CsvProblem {
+  /** 1-based line number in the file where the record starts (0 for the file as a whole). */
+  readonly line: number;
+  /** Column name, when the problem is in one field. */
+  readonly column?: string;
+  /** `name@domain` of the row's user, when known. */
+  readonly user?: string;
+  /** What is wrong and what to do. Never contains a secret. */
+  readonly message: string;
+}
+
+/**
+ * The users CSV is invalid: `E_CSV` for the file as a whole (unreadable, not UTF-8, no header),
+ * `E_CSV_ROW` for problems in rows. Every problem is listed at once.
+ */
+export class CsvError extends KeystoneTotpError {
+  /** The CSV file's path as given. */
+  readonly file: string;
+  readonly problems: readonly CsvProblem[];
+
+  constructor(
+    code: "E_CSV" | "E_CSV_ROW",
+    file: string,
+    problems: readonly CsvProblem[],
+    options: KeystoneTotpErrorOptions = {},
+  ) {
+    const lines = problems.map(
+      (p) =>
+        `  ${file}${p.line > 0 ? `:${p.line}` : ""}${p.column ? ` (column ${p.column})` : ""}${p.user ? ` [${p.user}]` : ""}: ${p.message}`,
+    );
+    super(
+      code,
+      `invalid users CSV ${file}: ${problems.length} problem(s); nothing was changed\n${lines.join("\n")}`,
+      options,
+    );
+    this.name = "CsvError";
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** Sending or writing an enrollment message failed (`E_SMTP`, `E_OUTBOX`). */
+export class MailError extends KeystoneTotpError {
+  /** The recipient, when the failure concerns one. */
+  readonly recipient: string | undefined;
+  /** SMTP reply code, when the server answered (e.g. 550). */
+  readonly smtpCode: number | undefined;
+
+  constructor(
+    code: "E_SMTP" | "E_OUTBOX",
+    message: string,
+    details: { recipient?: string; smtpCode?: number } = {},
+    options: KeystoneTotpErrorOptions = {},
+  ) {
+    super(code, message, options);
+    this.name = "MailError";
+    this.recipient = details.recipient;
+    this.smtpCode = details.smtpCode;
+  }
+}

@@ -425,37 +425,44 @@ descendants() {
 }
 
 stop_instance() {
-  local dir=$1 name=${1##*/} pid procs p i
+  local dir=$1 name=${1##*/} pid p i
+  local -a procs
   pid=$(instance_pid "$dir")
-  # Processes of a master that died without its workers are found by their
-  # names (--procname-prefix-spaced "keystone-NAME").
-  mapfile -t procs < <(pgrep -f "^keystone-$name uWSGI " || true)
-  if [[ -z $pid && ${#procs[@]} -eq 0 ]]; then
+  # The master, its children, and (should the master have died alone) any
+  # process named after the instance (--procname-prefix-spaced "keystone-NAME").
+  mapfile -t procs < <({ [[ -z $pid ]] || { echo "$pid"; descendants "$pid"; }
+                         pgrep -f "^keystone-$name uWSGI " || true; } | sort -u)
+  if ((${#procs[@]} == 0)); then
     rm -f "$dir/uwsgi.pid"
     log "instance $name is not running"
     return
   fi
-  if [[ -n $pid ]]; then
-    mapfile -t -O "${#procs[@]}" procs < <(descendants "$pid")
-    procs+=("$pid")
-    kill -INT "$pid" 2>/dev/null || true   # uWSGI: SIGINT = immediate shutdown of master and workers
-  else
-    kill -INT "${procs[@]}" 2>/dev/null || true
-  fi
-  for ((i = 0; i < 100; i++)); do
-    local left=0
-    for p in "${procs[@]}"; do pid_alive "$p" && left=1; done
-    ((left)) || break
+  # SIGINT: uWSGI's immediate shutdown. A worker still importing Keystone can
+  # ignore it, so whatever is left after 5 s is killed.
+  if [[ -n $pid ]]; then kill -INT "$pid"; else kill -INT "${procs[@]}"; fi 2>/dev/null || true
+  local left=()
+  for ((i = 0; i < 50; i++)); do
+    left=()
+    for p in "${procs[@]}"; do
+      if pid_alive "$p"; then left+=("$p"); fi
+    done
+    ((${#left[@]})) || break
     sleep 0.1
   done
-  for p in "${procs[@]}"; do
-    if pid_alive "$p"; then
-      log "killing leftover uWSGI process $p of instance $name"
-      kill -KILL "$p" 2>/dev/null || true
-    fi
-  done
+  if ((${#left[@]})); then
+    kill -KILL "${left[@]}" 2>/dev/null || true
+  fi
   rm -f "$dir/uwsgi.pid"
   log "instance $name stopped"
+}
+
+# Stops an instance under its lock (so that it does not race a start).
+stop_locked() {
+  local dir=$1
+  exec 9>"$dir/.lock"
+  flock -w 300 9 || die "timed out waiting for the lock of instance ${dir##*/}"
+  stop_instance "$dir"
+  exec 9>&-
 }
 
 instances() {
@@ -468,10 +475,10 @@ instances() {
 cmd_stop() {
   local name
   if ((ALL)); then
-    for name in $(instances); do stop_instance "$(instance_dir "$name")"; done
+    for name in $(instances); do stop_locked "$(instance_dir "$name")"; done
   else
     if [[ -d $(instance_dir "$NAME") ]]; then
-      stop_instance "$(instance_dir "$NAME")"
+      stop_locked "$(instance_dir "$NAME")"
     else
       log "no instance $NAME"
     fi
@@ -482,7 +489,7 @@ cmd_destroy() {
   require_root
   local dir; dir=$(instance_dir "$NAME")
   local db="keystone_$NAME"
-  if [[ -d $dir ]]; then stop_instance "$dir"; fi
+  if [[ -d $dir ]]; then stop_locked "$dir"; fi
   if command -v pg_ctlcluster >/dev/null; then
     mkdir -p "$STATE_ROOT"
     exec 8>"$STATE_ROOT/.lock"
