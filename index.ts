@@ -1,27 +1,107 @@
 /**
- * The keystone-totp Pulumi program: read config, declare the credentials, export a summary.
+ * The keystone-totp Pulumi program: read config, load the fleet, declare the resources,
+ * export a summary.
  *
- * Credentials are declared from the stack config key `keystone-totp:credentials`, a map of
- * resource name to arguments (see README, Configuration).
+ *   users CSV -> validated rows -> Keystone users (one list per domain) -> per user:
+ *   TotpCredential -> TotpDelivery (one message per issued secret) -> MfaEnforcement (opt-in)
+ *
+ * Accounts listed in the stack config map `keystone-totp:credentials` get a credential only.
  */
+import { existsSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { TotpCredential } from "./providers/credential/resource.ts";
+import { TotpDelivery } from "./providers/delivery/resource.ts";
+import { KeystoneTotpError } from "./providers/errors.ts";
+import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
+import { KeystoneClient } from "./providers/keystone/client.ts";
+import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { loadCredentialSpecs } from "./providers/program/credentials.ts";
+import { planFleet } from "./providers/program/fleet.ts";
+import { resolveFleetSettings } from "./providers/program/settings.ts";
+import { readUsersCsv } from "./providers/users/csv.ts";
+import { resolveUsers } from "./providers/users/resolve.ts";
 
 const config = new pulumi.Config();
-const specs = loadCredentialSpecs(config.getObject<unknown>("credentials") ?? {});
+// runtime.getConfig reads a value without the secret-use warning; nothing read here is logged.
+const raw = (key: string) => pulumi.runtime.getConfig(key);
 
-const credentials = specs.map(
-  (s) =>
-    new TotpCredential(s.name, {
-      ...s.args,
-      issuer: s.args.issuer ?? config.get("issuer"),
-      ...(s.secretConfigKey ? { secret: config.requireSecret(s.secretConfigKey) } : {}),
-    }),
-);
+async function main() {
+  const settings = resolveFleetSettings((k) => raw(`keystone-totp:${k}`), process.cwd());
+  const specs = loadCredentialSpecs(config.getObject<unknown>("credentials") ?? {});
+  const haveCsv = settings.usersCsvExplicit || existsSync(settings.usersCsv) || specs.length === 0;
 
-export const summary = {
-  credentials: credentials.length,
-};
-export const fingerprints = Object.fromEntries(specs.map((s, i) => [s.name, credentials[i]?.fingerprint]));
-export const credentialIds = Object.fromEntries(specs.map((s, i) => [s.name, credentials[i]?.credentialId]));
+  // The CSV is validated completely before anything talks to Keystone or the mail server.
+  const rows = haveCsv ? readUsersCsv(settings.usersCsv) : [];
+  const client = rows.length > 0 ? KeystoneClient.shared(resolveKeystoneAuth({ config: raw })) : undefined;
+  const members = client ? planFleet(await resolveUsers(client, rows), settings) : [];
+  if (members.length > 0 && !settings.smtp) {
+    pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
+  }
+
+  const deliveries: TotpDelivery[] = [];
+  for (const m of members) {
+    const cred = new TotpCredential(m.name, {
+      userId: m.userId,
+      issuer: m.issuer,
+      account: m.account,
+      rotationTrigger: m.rotationTrigger,
+    });
+    const delivery = new TotpDelivery(m.name, {
+      userKey: m.name,
+      username: m.username,
+      domain: m.domain,
+      email: m.email,
+      displayName: m.displayName,
+      issuer: m.issuer,
+      account: m.account,
+      credentialId: cred.credentialId,
+      fingerprint: cred.fingerprint,
+      createdAt: cred.createdAt,
+      rotatedAt: cred.rotatedAt,
+      secret: cred.secret,
+      otpauthUri: cred.otpauthUri,
+      ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
+    });
+    deliveries.push(delivery);
+    if (settings.enforceMfa) {
+      new MfaEnforcement(m.name, { userId: m.userId, userKey: m.name, deliveredAt: delivery.deliveredAt });
+    }
+  }
+
+  const extra = specs.map(
+    (s) =>
+      new TotpCredential(s.name, {
+        ...s.args,
+        issuer: s.args.issuer ?? settings.issuer,
+        ...(s.secretConfigKey ? { secret: config.requireSecret(s.secretConfigKey) } : {}),
+      }),
+  );
+
+  return {
+    summary: {
+      users: members.length,
+      credentials: members.length + extra.length,
+      mail: settings.smtp ? "smtp" : `outbox: ${settings.outboxDir}`,
+      mfaEnforced: settings.enforceMfa,
+    },
+    deliveries: pulumi
+      .all(deliveries.map((d) => d.deliveredAt))
+      .apply((at) => at.filter((a) => typeof a === "string" && a !== "").length),
+    fingerprints: Object.fromEntries(specs.map((s, i) => [s.name, extra[i]?.fingerprint])),
+    credentialIds: Object.fromEntries(specs.map((s, i) => [s.name, extra[i]?.credentialId])),
+  };
+}
+
+let outputs: Awaited<ReturnType<typeof main>> | undefined;
+try {
+  outputs = await main();
+} catch (e) {
+  // Our errors carry a complete message; a stack trace would only bury it.
+  if (e instanceof KeystoneTotpError) throw new pulumi.RunError(`[${e.code}] ${e.message}`);
+  throw e;
+}
+
+export const summary = outputs.summary;
+export const deliveries = outputs.deliveries;
+export const fingerprints = outputs.fingerprints;
+export const credentialIds = outputs.credentialIds;

@@ -6,6 +6,9 @@
  * where, and what to do; they never contain a secret, a password or a token.
  */
 
+/** Most users named in one message; the error's `users` field has them all. */
+export const MAX_LISTED_USERS = 100;
+
 /** Stable error codes. Scripts and operators may match on these; never rename one. */
 export type ErrorCode =
   /** The tool's own configuration (stack config, environment, clouds.yaml) is missing or invalid. */
@@ -137,7 +140,9 @@ export class UserNotFoundError extends KeystoneTotpError {
   constructor(users: readonly string[]) {
     super(
       "E_USER_NOT_FOUND",
-      `${users.length} user(s) not found in Keystone: ${users.join(", ")}. Create them first, or fix the names and domains.`,
+      `${users.length} user(s) not found in Keystone: ${users.slice(0, MAX_LISTED_USERS).join(", ")}` +
+        `${users.length > MAX_LISTED_USERS ? ` and ${users.length - MAX_LISTED_USERS} more` : ""}. ` +
+        "Create them first, or fix the names and domains in the CSV.",
     );
     this.name = "UserNotFoundError";
     this.users = users;

@@ -9,13 +9,16 @@
 #   scripts/keystone.sh start [--name NAME] [--port PORT] [--methods LIST]
 #                             [--token-expiration SECONDS]
 #       Start instance NAME (default "default") on http://127.0.0.1:PORT/v3 and
-#       wait until it answers. The first start of an instance creates its
-#       PostgreSQL role and database and bootstraps Keystone (about 10 s); later
-#       starts reuse its data. Options not given keep the instance's previous
-#       values; a new instance gets PORT=${KEYSTONE_PORT:-5000}, methods
+#       wait until GET /v3 answers 200. The first start of an instance creates
+#       its PostgreSQL role and database and bootstraps Keystone (about 20 s);
+#       later starts keep its data and take about 10 s. Options not given keep
+#       the instance's previous values; a new instance gets port
+#       $KEYSTONE_PORT or 5000 ($KEYSTONE_PORT, when set, also overrides the
+#       previous port), methods
 #       external,password,token,oauth1,totp,application_credential and
 #       Keystone's default token expiration (3600 s). Methods without "totp"
-#       give a "TOTP not enabled" Keystone.
+#       give a "TOTP not enabled" Keystone. Starting a running instance with
+#       the same settings does nothing.
 #   scripts/keystone.sh stop [--name NAME | --all]
 #   scripts/keystone.sh destroy [--name NAME]   stop, drop its database, remove its files
 #   scripts/keystone.sh status                  list instances and whether they answer
@@ -29,8 +32,9 @@
 #   instance.json   {"authUrl","username","password","projectName",
 #                    "userDomainName","projectDomainName","port","name",
 #                    "methods","totpEnabled","tokenExpiration"}
-#   keystone.conf, settings, uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's logs),
-#   fernet-keys/, fernet-receipts/, credential-keys/
+#   admin-password, keystone.conf, settings (port, methods, ..., DB password),
+#   uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's own logs),
+#   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
 #
 # Must run as root (it manages packages, PostgreSQL and its roles). Passwords
 # are never printed.
@@ -43,7 +47,7 @@ readonly REPO
 readonly STATE_ROOT="${KEYSTONE_TOTP_STATE:-$REPO/.local}/keystone"
 readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_credential"
 readonly DEFAULT_TOKEN_EXPIRATION=3600
-readonly READY_TIMEOUT=60
+readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
 readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
 readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
                    oathtool zbar-tools)

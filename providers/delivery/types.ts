@@ -1,0 +1,53 @@
+/**
+ * Plain inputs and outputs of the `TotpDelivery` resource: one enrollment message for one
+ * issued secret. Its state records when and to which address the secret was delivered, never
+ * the message.
+ */
+
+/** Resolved inputs. `secret` and `otpauthUri` arrive as Pulumi secrets from the credential. */
+export interface TotpDeliveryInputs {
+  /** `username@domain`, the user's stable identity. */
+  readonly userKey: string;
+  readonly username: string;
+  readonly domain: string;
+  /** Recipient address. */
+  readonly email: string;
+  /** Name used in the greeting; default the username. */
+  readonly displayName?: string | undefined;
+  readonly issuer: string;
+  /** Account label the app shows. */
+  readonly account: string;
+  /** The credential this message delivers. */
+  readonly credentialId: string;
+  /** Fingerprint of the secret delivered: a new secret means a new message. */
+  readonly fingerprint: string;
+  /** When the credential was created and when its current secret was issued (ISO 8601). */
+  readonly createdAt: string;
+  readonly rotatedAt: string;
+  readonly secret: string;
+  readonly otpauthUri: string;
+  /** Any value; changing it sends the message again (for a lost message). */
+  readonly resendTrigger?: unknown;
+}
+
+/** Outputs: the delivery record. No secret, no message body. */
+export interface TotpDeliveryOutputs {
+  readonly userKey: string;
+  readonly email: string;
+  readonly displayName?: string | undefined;
+  readonly issuer: string;
+  readonly account: string;
+  readonly credentialId: string;
+  readonly fingerprint: string;
+  readonly resendTrigger?: unknown;
+  /** Address the message went to. */
+  readonly deliveredTo: string;
+  /** When it was accepted by the mail server or written to the outbox (ISO 8601). */
+  readonly deliveredAt: string;
+  /** `smtp` or `outbox`. */
+  readonly transport: string;
+  /** Message-ID, to find it in mail logs. */
+  readonly messageId: string;
+  /** Why it was sent: `new` or `rotation`. */
+  readonly reason: string;
+}

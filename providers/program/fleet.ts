@@ -1,0 +1,49 @@
+/**
+ * Turns resolved CSV rows into the arguments of each user's resources. Plain data in, plain
+ * data out: index.ts declares the resources from it.
+ */
+import type { KeystoneUser } from "../keystone/client.ts";
+import type { UserRow } from "../users/csv.ts";
+import type { FleetSettings } from "./settings.ts";
+
+/** What to declare for one user. */
+export interface FleetMember {
+  /** Resource name: the user's stable identity, never the row number. */
+  readonly name: string;
+  readonly userId: string;
+  readonly username: string;
+  readonly domain: string;
+  readonly email: string;
+  readonly displayName: string;
+  readonly issuer: string;
+  readonly account: string;
+  /** Changes when the address changes: a new address gets a new secret. */
+  readonly rotationTrigger: string;
+  /** Changes when the operator asked for a resend on label changes. */
+  readonly resendTrigger: string | undefined;
+}
+
+/** Builds one member per row. */
+export function planFleet(users: readonly { row: UserRow; user: KeystoneUser }[], s: FleetSettings): FleetMember[] {
+  return users.map(({ row, user }) => {
+    const displayName = row.displayName ?? row.username;
+    const account =
+      s.accountLabel === "email"
+        ? row.email
+        : s.accountLabel === "username"
+          ? row.username
+          : `${row.username}@${row.domain}`;
+    return {
+      name: row.key,
+      userId: user.id,
+      username: row.username,
+      domain: row.domain,
+      email: row.email,
+      displayName,
+      issuer: s.issuer,
+      account,
+      rotationTrigger: `email:${row.email.toLowerCase()}`,
+      resendTrigger: s.resendOnLabelChange ? JSON.stringify([s.issuer, displayName, account]) : undefined,
+    };
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * The program's settings from stack config, normalised once into a fully-filled type.
+ *
+ * @see README.md, Configuration
+ */
+import { isAbsolute, resolve } from "node:path";
+import { ConfigError } from "../errors.ts";
+import { validateLabel } from "../totp/uri.ts";
+
+/** Default users CSV, relative to the project. */
+export const DEFAULT_USERS_CSV = "users.csv";
+/** Default issuer shown in authenticator apps. */
+export const DEFAULT_ISSUER = "OpenStack";
+
+/** How the account label shown in the app is formed. */
+export type AccountLabelStyle = "username@domain" | "username" | "email";
+
+/** Fleet settings. */
+export interface FleetSettings {
+  /** Absolute path of the users CSV. */
+  readonly usersCsv: string;
+  /** Whether `usersCsv` was set explicitly (a missing explicit file is an error). */
+  readonly usersCsvExplicit: boolean;
+  readonly issuer: string;
+  readonly accountLabel: AccountLabelStyle;
+  /** Enforce password + TOTP on users whose enrollment was delivered. Default false. */
+  readonly enforceMfa: boolean;
+  /** Send the message again when the issuer or display name changes. Default false. */
+  readonly resendOnLabelChange: boolean;
+  /** Whether mail goes over SMTP (else to the outbox folder). */
+  readonly smtp: boolean;
+  /** Outbox folder (absolute), used when `smtp` is false. */
+  readonly outboxDir: string;
+}
+
+function bool(key: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined || v === "") return dflt;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new ConfigError(`keystone-totp:${key} must be true or false, not '${v}'`);
+}
+
+/**
+ * Reads the fleet settings.
+ *
+ * @param get - reads `keystone-totp:<key>` (plain text; secrets are only checked for presence).
+ * @param projectDir - folder of Pulumi.yaml, against which relative paths resolve.
+ * @throws {ConfigError} naming the key at fault.
+ */
+export function resolveFleetSettings(get: (key: string) => string | undefined, projectDir: string): FleetSettings {
+  const csv = get("usersCsv");
+  const label = (get("accountLabel") ?? "username@domain") as AccountLabelStyle;
+  if (!["username@domain", "username", "email"].includes(label)) {
+    throw new ConfigError(`keystone-totp:accountLabel must be username@domain, username or email, not '${label}'`);
+  }
+  const issuer = get("issuer") ?? DEFAULT_ISSUER;
+  try {
+    validateLabel("issuer", issuer);
+  } catch (e) {
+    throw new ConfigError(`keystone-totp:issuer: ${(e as Error).message}`);
+  }
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(projectDir, p));
+  return {
+    usersCsv: at(csv ?? DEFAULT_USERS_CSV),
+    usersCsvExplicit: csv !== undefined,
+    issuer,
+    accountLabel: label,
+    enforceMfa: bool("enforceMfa", get("enforceMfa"), false),
+    resendOnLabelChange: bool("resendOnLabelChange", get("resendOnLabelChange"), false),
+    smtp: (get("smtpUrl") ?? "") !== "",
+    outboxDir: at(get("outboxDir") ?? "outbox"),
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * QR codes of `otpauth://` URIs as PNG images, for the enrollment message.
+ *
+ * The text encoded is a secret (the URI carries the TOTP key), so nothing here logs it or puts
+ * it in an error message.
+ */
+import QRCode from "qrcode";
+import { InputError } from "./errors.ts";
+
+/**
+ * Error correction level M restores about 15 % of damaged modules: enough for a photo of a
+ * screen or a crumpled print-out, while keeping a 200-character URI at a version (size) that
+ * phone cameras resolve easily.
+ */
+export const QR_ERROR_CORRECTION = "M";
+/** Width of the blank border around the code, in modules; ISO/IEC 18004 asks for 4. */
+export const QR_QUIET_ZONE_MODULES = 4;
+/** The side of the image aimed at, in pixels; the real side is within a module or so of it. */
+export const QR_TARGET_SIDE_PX = 280;
+/** The fewest pixels per module, so that long URIs stay sharp at the cost of a larger image. */
+export const QR_MIN_MODULE_PX = 3;
+/** The most bytes a version-40 code holds at level M; longer text cannot be encoded. */
+export const QR_MAX_BYTES = 2331;
+
+/** Pixels per module: a whole number, so every module is drawn the same size with crisp edges. */
+function moduleScale(modules: number): number {
+  const side = modules + 2 * QR_QUIET_ZONE_MODULES;
+  return Math.max(QR_MIN_MODULE_PX, Math.round(QR_TARGET_SIDE_PX / side));
+}
+
+/** Builds the symbol, refusing text no QR code can hold without echoing it. */
+function createSymbol(text: string): QRCode.QRCode {
+  if (typeof text !== "string" || text.length === 0) {
+    throw new InputError("text", "there is nothing to encode in the QR code");
+  }
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > QR_MAX_BYTES) {
+    throw new InputError("text", `the text is too long for a QR code (${bytes} bytes, at most ${QR_MAX_BYTES})`);
+  }
+  return QRCode.create(text, { errorCorrectionLevel: QR_ERROR_CORRECTION });
+}
+
+/**
+ * The side in pixels of the PNG that {@link qrPng} makes for `text` (the image is square), for
+ * `width`/`height` attributes.
+ *
+ * @throws {InputError} `E_INPUT` if the text is empty or longer than {@link QR_MAX_BYTES} bytes.
+ */
+export function qrPngSize(text: string): number {
+  const modules = createSymbol(text).modules.size;
+  return (modules + 2 * QR_QUIET_ZONE_MODULES) * moduleScale(modules);
+}
+
+/**
+ * Renders `text` (UTF-8, byte mode) as a black-on-white QR code PNG: error correction level
+ * {@link QR_ERROR_CORRECTION}, a quiet zone of {@link QR_QUIET_ZONE_MODULES} modules and a
+ * whole number of pixels per module, about {@link QR_TARGET_SIDE_PX} pixels a side.
+ *
+ * @param text - what the code holds, e.g. an `otpauth://totp/` URI. Never logged.
+ * @returns the PNG file's bytes.
+ * @throws {InputError} `E_INPUT` if the text is empty or longer than {@link QR_MAX_BYTES} bytes.
+ */
+export async function qrPng(text: string): Promise<Buffer> {
+  const modules = createSymbol(text).modules.size;
+  return QRCode.toBuffer(text, {
+    type: "png",
+    errorCorrectionLevel: QR_ERROR_CORRECTION,
+    margin: QR_QUIET_ZONE_MODULES,
+    scale: moduleScale(modules),
+    color: { dark: "#000000ff", light: "#ffffffff" },
+  });
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `npm run demo`: the main job on embedded defaults. With neither OS_AUTH_URL nor OS_CLOUD
+# set it starts a local real Keystone (scripts/keystone.sh) and creates the example users in
+# it; state goes to a local file backend, and mail to the outbox folder. Then it enrolls every
+# user of examples/users.csv with `pulumi up` on the `dev` stack and prints a summary.
+#
+# Environment: KEYSTONE_TOTP_STACK (default dev).
+set -euo pipefail
+# shellcheck source=scripts/env.sh
+source "$(dirname "$0")/env.sh"
+cd "$KT_ROOT"
+STACK="${KEYSTONE_TOTP_STACK:-dev}"
+
+if [ -z "${OS_AUTH_URL:-}" ] && [ -z "${OS_CLOUD:-}" ]; then
+  echo "[demo] no OS_AUTH_URL or OS_CLOUD: starting a local Keystone" >&2
+  bash scripts/keystone.sh install
+  bash scripts/keystone.sh start
+  # shellcheck disable=SC1090
+  source "$(bash scripts/keystone.sh env)"
+  node scripts/demo-users.ts examples/users.csv .local/demo-passwords.json
+fi
+
+pulumi stack select --create "$STACK" --non-interactive >/dev/null
+echo "[demo] pulumi up --stack $STACK (state: ${PULUMI_BACKEND_URL:-pulumi login})" >&2
+pulumi up --stack "$STACK" --yes --non-interactive --continue-on-error
+node scripts/demo-summary.ts "$STACK"
