@@ -21,11 +21,24 @@ import { resolveFleetSettings } from "./providers/program/settings.ts";
 import { readUsersCsv } from "./providers/users/csv.ts";
 import { resolveUsers } from "./providers/users/resolve.ts";
 
-const config = new pulumi.Config();
-// runtime.getConfig reads a value without the secret-use warning; nothing read here is logged.
-const raw = (key: string) => pulumi.runtime.getConfig(key);
+/**
+ * The program: returns the stack outputs. The default export, so that both the Node.js
+ * language host (`pulumi up`) and the Automation API (`scripts/provision.ts`) can run it.
+ */
+export default async function program() {
+  try {
+    return await main();
+  } catch (e) {
+    // Our errors carry a complete message; a stack trace would only bury it.
+    if (e instanceof KeystoneTotpError) throw new pulumi.RunError(`[${e.code}] ${e.message}`);
+    throw e;
+  }
+}
 
 async function main() {
+  const config = new pulumi.Config();
+  // runtime.getConfig reads a value without the secret-use warning; nothing read here is logged.
+  const raw = (key: string) => pulumi.runtime.getConfig(key);
   const settings = resolveFleetSettings((k) => raw(`keystone-totp:${k}`), process.cwd());
   const specs = loadCredentialSpecs(config.getObject<unknown>("credentials") ?? {});
   const haveCsv = settings.usersCsvExplicit || existsSync(settings.usersCsv) || specs.length === 0;
@@ -91,17 +104,3 @@ async function main() {
     credentialIds: Object.fromEntries(specs.map((s, i) => [s.name, extra[i]?.credentialId])),
   };
 }
-
-let outputs: Awaited<ReturnType<typeof main>> | undefined;
-try {
-  outputs = await main();
-} catch (e) {
-  // Our errors carry a complete message; a stack trace would only bury it.
-  if (e instanceof KeystoneTotpError) throw new pulumi.RunError(`[${e.code}] ${e.message}`);
-  throw e;
-}
-
-export const summary = outputs.summary;
-export const deliveries = outputs.deliveries;
-export const fingerprints = outputs.fingerprints;
-export const credentialIds = outputs.credentialIds;

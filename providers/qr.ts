@@ -19,8 +19,15 @@ export const QR_QUIET_ZONE_MODULES = 4;
 export const QR_TARGET_SIDE_PX = 280;
 /** The fewest pixels per module, so that long URIs stay sharp at the cost of a larger image. */
 export const QR_MIN_MODULE_PX = 3;
-/** The most bytes a version-40 code holds at level M; longer text cannot be encoded. */
-export const QR_MAX_BYTES = 2331;
+/** The most characters a version-40 code holds at level M (byte mode); longer text cannot be encoded. */
+export const QR_MAX_CHARS = 2331;
+
+/** PNG filter type 2 ("Up", RFC 2083 6.3): QR rows repeat, so it compresses best. */
+const PNG_FILTER_UP = 2;
+/** PNG color type 0: grayscale, one byte per pixel. */
+const PNG_COLOR_GRAYSCALE = 0;
+/** zlib's best compression: a few hundred microseconds more for a smaller attachment. */
+const PNG_DEFLATE_LEVEL = 9;
 
 /** Pixels per module: a whole number, so every module is drawn the same size with crisp edges. */
 function moduleScale(modules: number): number {
@@ -33,9 +40,16 @@ function createSymbol(text: string): QRCode.QRCode {
   if (typeof text !== "string" || text.length === 0) {
     throw new InputError("text", "there is nothing to encode in the QR code");
   }
-  const bytes = Buffer.byteLength(text, "utf8");
-  if (bytes > QR_MAX_BYTES) {
-    throw new InputError("text", `the text is too long for a QR code (${bytes} bytes, at most ${QR_MAX_BYTES})`);
+  // Without an ECI header (which qrcode cannot write) readers guess the charset of non-ASCII
+  // bytes, and zbar and some phone apps guess Shift JIS: percent-encoded URIs are read alike.
+  if (!/^[\x20-\x7e]*$/.test(text)) {
+    throw new InputError("text", "QR code text must be printable ASCII; percent-encode other characters");
+  }
+  if (text.length > QR_MAX_CHARS) {
+    throw new InputError(
+      "text",
+      `the text is too long for a QR code (${text.length} characters, at most ${QR_MAX_CHARS})`,
+    );
   }
   return QRCode.create(text, { errorCorrectionLevel: QR_ERROR_CORRECTION });
 }
@@ -44,7 +58,7 @@ function createSymbol(text: string): QRCode.QRCode {
  * The side in pixels of the PNG that {@link qrPng} makes for `text` (the image is square), for
  * `width`/`height` attributes.
  *
- * @throws {InputError} `E_INPUT` if the text is empty or longer than {@link QR_MAX_BYTES} bytes.
+ * @throws {InputError} `E_INPUT` for text {@link qrPng} refuses.
  */
 export function qrPngSize(text: string): number {
   const modules = createSymbol(text).modules.size;
@@ -52,21 +66,30 @@ export function qrPngSize(text: string): number {
 }
 
 /**
- * Renders `text` (UTF-8, byte mode) as a black-on-white QR code PNG: error correction level
+ * Renders `text` (printable ASCII) as a black-on-white QR code PNG: error correction level
  * {@link QR_ERROR_CORRECTION}, a quiet zone of {@link QR_QUIET_ZONE_MODULES} modules and a
  * whole number of pixels per module, about {@link QR_TARGET_SIDE_PX} pixels a side.
  *
  * @param text - what the code holds, e.g. an `otpauth://totp/` URI. Never logged.
  * @returns the PNG file's bytes.
- * @throws {InputError} `E_INPUT` if the text is empty or longer than {@link QR_MAX_BYTES} bytes.
+ * @throws {InputError} `E_INPUT` if the text is empty, longer than {@link QR_MAX_CHARS}
+ *   characters, or not printable ASCII (readers disagree on other charsets). The message never
+ *   repeats the text.
  */
 export async function qrPng(text: string): Promise<Buffer> {
-  const modules = createSymbol(text).modules.size;
+  const symbol = createSymbol(text);
+  // Passed through to pngjs, which writes into it: a fresh object per call. An 8-bit grayscale
+  // image with the "Up" filter is a third the size of the default RGBA one and 3x faster to make.
+  const rendererOpts = { deflateLevel: PNG_DEFLATE_LEVEL, filterType: PNG_FILTER_UP, colorType: PNG_COLOR_GRAYSCALE };
   return QRCode.toBuffer(text, {
     type: "png",
     errorCorrectionLevel: QR_ERROR_CORRECTION,
+    // The symbol is built again for rendering; reusing the mask chosen skips the costly search.
+    version: symbol.version,
+    ...(symbol.maskPattern !== undefined ? { maskPattern: symbol.maskPattern } : {}),
     margin: QR_QUIET_ZONE_MODULES,
-    scale: moduleScale(modules),
+    scale: moduleScale(symbol.modules.size),
     color: { dark: "#000000ff", light: "#ffffffff" },
+    rendererOpts,
   });
 }

@@ -20,7 +20,6 @@ if [ -z "${OS_AUTH_URL:-}" ] && [ -z "${OS_CLOUD:-}" ]; then
   node scripts/demo-users.ts examples/users.csv .local/demo-passwords.json
 fi
 
-pulumi stack select --create "$STACK" --non-interactive >/dev/null
-echo "[demo] pulumi up --stack $STACK (state: ${PULUMI_BACKEND_URL:-pulumi login})" >&2
-pulumi up --stack "$STACK" --yes --non-interactive --continue-on-error
+echo "[demo] provisioning stack $STACK (state: ${PULUMI_BACKEND_URL:-pulumi login})" >&2
+node scripts/provision.ts up --stack "$STACK" --yes --continue-on-error
 node scripts/demo-summary.ts "$STACK"

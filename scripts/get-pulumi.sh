@@ -68,7 +68,7 @@ finish() {
     if $print_only; then
         printf '%s\n' "$bin_dir"
     else
-        log "pulumi CLI: $bin_dir/pulumi ($(cli_version "$bin_dir/pulumi"))"
+        log "pulumi CLI: $bin_dir/pulumi (v$(cut -d' ' -f1 "$build_dir/cli.ok"))"
         printf 'PULUMI_BIN_DIR=%q\n' "$bin_dir"
     fi
     exit 0
@@ -96,6 +96,27 @@ cli_ok() {
     [[ -n "$v" ]] && version_ge "$v" "$min_version"
 }
 
+# The cached CLI was checked (cli_ok) when $build_dir/cli.ok was written:
+# "<version> <size> <mtime>" of the binary. Running the 120 MB binary takes
+# about 0.5 s, so the fast path only compares this stamp.
+cli_stamp() {
+    local v="$1"
+    printf '%s %s\n' "$v" "$(stat -L -c '%s %Y' "$bin_dir/pulumi" 2>/dev/null)"
+}
+cached_cli_ok() {
+    local stamp v
+    [[ -x "$bin_dir/pulumi" && -f "$build_dir/cli.ok" ]] || return 1
+    stamp="$(cat "$build_dir/cli.ok")"
+    v="${stamp%% *}"
+    [[ "$stamp" == "$(cli_stamp "$v")" ]] && version_ge "$v" "$min_version"
+}
+check_cached_cli() {
+    cached_cli_ok && return 0
+    cli_ok "$bin_dir/pulumi" || return 1
+    mkdir -p "$build_dir"
+    cli_stamp "$(cli_version "$bin_dir/pulumi")" >"$build_dir/cli.ok"
+}
+
 # The language host is done when it is there, or when building it was given up
 # for this module version (recorded in $build_dir/language-nodejs.skipped).
 lang_done() {
@@ -105,7 +126,7 @@ lang_done() {
 }
 
 all_done() {
-    [[ -x "$bin_dir/$SHIM" ]] && lang_done && cli_ok "$bin_dir/pulumi"
+    [[ -x "$bin_dir/$SHIM" ]] && lang_done && check_cached_cli
 }
 
 # Fast path: everything is cached already.
@@ -114,11 +135,13 @@ if all_done; then
 fi
 
 mkdir -p "$bin_dir" "$build_dir"
-command -v flock >/dev/null 2>&1 && {
+if command -v flock >/dev/null 2>&1; then
     exec 9>"$build_dir/.lock"
-    log "waiting for the build lock $build_dir/.lock"
-    flock 9
-}
+    flock -n 9 || {
+        log "waiting for another run to finish (lock $build_dir/.lock)"
+        flock 9
+    }
+fi
 # Another run may have finished the work while we waited.
 if all_done; then
     finish
@@ -146,24 +169,23 @@ wrapper_module() {
     tmp="$dir.tmp.$$"
     rm -rf "$tmp" && mkdir -p "$tmp"
     (cd "$tmp" && go mod init pulumi-cli-build >/dev/null 2>&1)
-    {
-        gomod="$(go mod download -json "$CLI_PKG@v$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
-        [[ -f "$gomod" ]] || die "cannot download $CLI_PKG@v$version from the Go module proxy"
-        # replace lines, single or in a block; keep those not pointing to a local path
-        while IFS= read -r line; do
-            line="${line%%//*}"
-            [[ "$line" == *"=>"* ]] || continue
-            old="$(awk '{print $1 (NF > 1 ? "@" $2 : "")}' <<<"${line%%=>*}")"
-            new="$(awk '{print $1 (NF > 1 ? "@" $2 : "")}' <<<"${line#*=>}")"
-            case "$new" in .* | /*) continue ;; esac
-            log "replace $old => $new"
-            (cd "$tmp" && go mod edit -replace "$old=$new")
-        done < <(awk '
-            /^replace[ \t]*\(/ { blk = 1; next }
-            blk && /^\)/      { blk = 0; next }
-            blk               { print; next }
-            /^replace[ \t]/   { sub(/^replace[ \t]+/, ""); print }' "$gomod")
-    }
+    gomod="$(go mod download -json "$CLI_PKG@v$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')" ||
+        die "cannot download $CLI_PKG@v$version from the Go module proxy ($(go env GOPROXY))"
+    [[ -f "$gomod" ]] || die "no go.mod for $CLI_PKG@v$version in the module cache"
+    # replace lines, single or in a block; keep those not pointing to a local path
+    while IFS= read -r line; do
+        line="${line%%//*}"
+        [[ "$line" == *"=>"* ]] || continue
+        old="$(awk '{print $1 (NF > 1 ? "@" $2 : "")}' <<<"${line%%=>*}")"
+        new="$(awk '{print $1 (NF > 1 ? "@" $2 : "")}' <<<"${line#*=>}")"
+        case "$new" in .* | /*) continue ;; esac
+        log "replace $old => $new (from pkg/go.mod)"
+        (cd "$tmp" && go mod edit -replace "$old=$new")
+    done < <(awk '
+        /^replace[ \t]*\(/ { blk = 1; next }
+        blk && /^\)/      { blk = 0; next }
+        blk               { print; next }
+        /^replace[ \t]/   { sub(/^replace[ \t]+/, ""); print }' "$gomod")
     rm -rf "$dir" && mv "$tmp" "$dir"
 }
 
@@ -172,7 +194,8 @@ build_cli() {
     start=$SECONDS
     log "building the pulumi CLI v$version from the Go modules into $bin_dir (cold: several minutes)"
     wrapper_module "$dir"
-    (cd "$dir" && go get "$CLI_PKG/cmd/pulumi@v$version" "$SDK_MOD@v$version")
+    (cd "$dir" && go get "$CLI_PKG/cmd/pulumi@v$version" "$SDK_MOD@v$version" 2>"$build_dir/go-get.log") ||
+        { tail -n 30 "$build_dir/go-get.log" >&2; die "go get of $CLI_PKG@v$version failed (log: $build_dir/go-get.log)"; }
     log "modules fetched in $((SECONDS - start))s; compiling"
     tmp="$bin_dir/.pulumi.tmp.$$"
     (cd "$dir" && go build -trimpath \
@@ -185,8 +208,9 @@ build_cli() {
 build_language_host() {
     local dir="$build_dir/language-nodejs" start tmp
     if [[ -z "$lang_mod_version" ]]; then
-        log "no pulumi-language-nodejs: its Go module has no tags and the module proxy here serves no version of it;"
-        log "  set PULUMI_LANGUAGE_NODEJS_MODULE_VERSION=<pseudo-version> to try one. Inline Automation API programs work without it."
+        log "skipping pulumi-language-nodejs: its Go module has no version tags (a pseudo-version is needed) and"
+        log "  the module proxy used here does not serve that module. Set PULUMI_LANGUAGE_NODEJS_MODULE_VERSION=<pseudo-version>"
+        log "  to try one. Inline Automation API programs do not need the language host."
         printf '%s\n' none >"$build_dir/language-nodejs.skipped"
         return 0
     fi
@@ -194,8 +218,10 @@ build_language_host() {
     log "building pulumi-language-nodejs ($LANG_NODEJS_MOD@$lang_mod_version)"
     if ! {
         wrapper_module "$dir" &&
-            (cd "$dir" && go get "$LANG_NODEJS_MOD@$lang_mod_version" "$CLI_PKG@v$version" "$SDK_MOD@v$version")
+            (cd "$dir" && go get "$LANG_NODEJS_MOD@$lang_mod_version" "$CLI_PKG@v$version" "$SDK_MOD@v$version" \
+                2>"$build_dir/go-get-language-nodejs.log")
     }; then
+        tail -n 5 "$build_dir/go-get-language-nodejs.log" >&2
         log "warning: cannot get $LANG_NODEJS_MOD@$lang_mod_version; going on without the language host"
         rm -rf "$dir"
         printf '%s\n' "$lang_mod_version" >"$build_dir/language-nodejs.skipped"
@@ -228,7 +254,7 @@ install_shim() {
     log "installed $bin_dir/$SHIM (from $src)"
 }
 
-if ! cli_ok "$bin_dir/pulumi"; then
+if ! check_cached_cli; then
     path_cli="$(command -v pulumi 2>/dev/null || true)"
     [[ -n "$path_cli" ]] && path_cli="$(readlink -f "$path_cli")"
     # only a real CLI binary, not the npm launcher script (it would download)

@@ -11,7 +11,7 @@
  *   delete    -> DELETE /v3/credentials/{id}     (404 counts as done)
  *
  * Pulumi serialises the provider object into every resource's state. To keep that small and
- * free of machine paths, the provider's methods capture nothing but {@link loadHandlers},
+ * free of machine paths, the provider's methods capture nothing but `h`,
  * which imports the handler module by package name at run time in the provider process.
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -42,37 +42,27 @@ export interface TotpCredentialArgs {
 /**
  * Loads the handler module in whichever process runs the provider. Resolved by package name
  * from the working directory (the Pulumi project), so no path of this machine is serialised.
+ * Short names on purpose: this text is stored twice in every resource's state.
  */
-async function loadHandlers(): Promise<typeof Handlers> {
-  const { createRequire } = await import("node:module");
-  const { pathToFileURL } = await import("node:url");
-  const from = createRequire(`${process.cwd()}/package.json`);
-  return import(pathToFileURL(from.resolve("keystone-totp/credential-handlers")).href);
-}
+// No return type annotation: type stripping would leave its width as spaces in the stored text.
+const h = async () =>
+  (await import(
+    (
+      await import("node:url")
+    ).pathToFileURL(
+      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/credential-handlers"),
+    ).href
+  )) as typeof Handlers;
 
 /** The one provider instance: Pulumi caches its serialisation per object. */
 const provider: pulumi.dynamic.ResourceProvider = {
-  async configure(req) {
-    (await loadHandlers()).configure((key) => req.config.get(key));
-  },
-  async check(_olds, news) {
-    return (await loadHandlers()).check(news);
-  },
-  async diff(_id, olds, news) {
-    return (await loadHandlers()).diff(olds, news);
-  },
-  async create(inputs) {
-    return (await loadHandlers()).create(inputs);
-  },
-  async read(id, props) {
-    return (await loadHandlers()).read(id, props);
-  },
-  async update(id, olds, news) {
-    return (await loadHandlers()).update(id, olds, news);
-  },
-  async delete(id) {
-    await (await loadHandlers()).remove(id);
-  },
+  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
+  check: async (_o, n) => (await h()).check(n),
+  diff: async (_i, o, n) => (await h()).diff(o, n),
+  create: async (i) => (await h()).create(i),
+  read: async (i, p) => (await h()).read(i, p),
+  update: async (i, o, n) => (await h()).update(i, o, n),
+  delete: async (i) => (await h()).remove(i),
 };
 
 /** A TOTP credential for one Keystone user. */

@@ -15,7 +15,7 @@
 import { ConfigError, KeystoneTotpError } from "../errors.ts";
 import type { ConfigGetter } from "../keystone/auth.ts";
 import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
-import { composeEnrollment, loadTemplate, type Template } from "../mail/message.ts";
+import { composeEnrollment } from "../mail/message.ts";
 import { createMailer, type Mailer } from "../mail/send.ts";
 import type { TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
 
@@ -27,13 +27,12 @@ const LABEL_KEYS = ["issuer", "account", "displayName"] as const;
 /** Where the handlers get their mailer and clock; tests substitute their own. */
 export interface DeliveryContext {
   readonly mailer: () => Mailer;
-  readonly template: () => Template | undefined;
   readonly mailConfig: () => MailConfig;
   readonly now: () => Date;
 }
 
 let configGetter: ConfigGetter = () => undefined;
-let cached: { config: MailConfig; mailer: Mailer; template: Template | undefined } | undefined;
+let cached: { config: MailConfig; mailer: Mailer } | undefined;
 
 function settings() {
   if (!cached) {
@@ -51,12 +50,7 @@ function settings() {
       },
       process.cwd(),
     );
-    const templateFile = get("mailTemplate");
-    cached = {
-      config,
-      mailer: createMailer(config),
-      template: templateFile ? loadTemplate(templateFile) : undefined,
-    };
+    cached = { config, mailer: createMailer(config) };
   }
   return cached;
 }
@@ -64,7 +58,6 @@ function settings() {
 /** The default context: mail settings from the stack config given to `configure`. */
 export const defaultContext: DeliveryContext = {
   mailer: () => settings().mailer,
-  template: () => settings().template,
   mailConfig: () => settings().config,
   now: () => new Date(),
 };
@@ -151,7 +144,7 @@ export async function create(
       fingerprint: inputs.fingerprint,
       reason,
     },
-    ctx.template(),
+    config.template,
   );
   let sent: Awaited<ReturnType<Mailer["send"]>>;
   try {

@@ -34,34 +34,28 @@ export interface TotpDeliveryArgs {
   readonly resendTrigger?: pulumi.Input<unknown>;
 }
 
-/** Loads the handler module in the provider process, by package name (no machine path). */
-async function loadHandlers(): Promise<typeof Handlers> {
-  const { createRequire } = await import("node:module");
-  const { pathToFileURL } = await import("node:url");
-  const from = createRequire(`${process.cwd()}/package.json`);
-  return import(pathToFileURL(from.resolve("keystone-totp/delivery-handlers")).href);
-}
+/**
+ * Loads the handler module in the provider process, by package name from the working
+ * directory (no machine path is serialised). Short and unannotated: this text is stored twice
+ * in every resource's state.
+ */
+const h = async () =>
+  (await import(
+    (
+      await import("node:url")
+    ).pathToFileURL(
+      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/delivery-handlers"),
+    ).href
+  )) as typeof Handlers;
 
 const provider: pulumi.dynamic.ResourceProvider = {
-  async configure(req) {
-    (await loadHandlers()).configure((key) => req.config.get(key));
-  },
-  async check(_olds, news) {
-    return (await loadHandlers()).check(news);
-  },
-  async diff(_id, olds, news) {
-    return (await loadHandlers()).diff(olds, news);
-  },
-  async create(inputs) {
-    return (await loadHandlers()).create(inputs);
-  },
-  async read(id, props) {
-    return { id, props };
-  },
-  async update(_id, olds, news) {
-    return (await loadHandlers()).update(olds, news);
-  },
-  async delete() {},
+  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
+  check: async (_o, n) => (await h()).check(n),
+  diff: async (_i, o, n) => (await h()).diff(o, n),
+  create: async (i) => (await h()).create(i),
+  read: async (id, props) => ({ id, props }),
+  update: async (_i, o, n) => (await h()).update(o, n),
+  delete: async () => {},
 };
 
 /** The delivery record of one enrollment message. */

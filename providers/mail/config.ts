@@ -4,7 +4,8 @@
  *
  * The SMTP URL may carry a password. It is kept only in non-enumerable fields, so that printing
  * or serialising a config (console.log, JSON.stringify, test diffs) never shows it, and no error
- * message repeats the URL; {@link SmtpMailConfig.displayUrl} is the printable form.
+ * message repeats the URL; {@link SmtpMailConfig.displayUrl} is the printable form. (The template
+ * is non-enumerable too, for brevity.) So copy a config by reference, not by spreading it.
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
@@ -19,7 +20,7 @@ export const MAIL_CONFIG_KEYS = {
   outboxDir: "keystone-totp:outboxDir",
   sendRatePerSecond: "keystone-totp:sendRatePerSecond",
   allowInsecureSmtp: "keystone-totp:allowInsecureSmtp",
-  templateFile: "keystone-totp:templateFile",
+  templateFile: "keystone-totp:mailTemplate",
   smtpCaFile: "keystone-totp:smtpCaFile",
 } as const;
 
@@ -69,7 +70,7 @@ export interface MailSettings {
   readonly sendRatePerSecond?: number | undefined;
   /** Allow `smtp://` to a non-loopback host without STARTTLS; default false. */
   readonly allowInsecureSmtp?: boolean | undefined;
-  /** Message template file (see `loadTemplate`), relative to the project directory. */
+  /** Message template file (see `loadTemplate`), relative to the project directory (`keystone-totp:mailTemplate`). */
   readonly templateFile?: string | undefined;
   /** PEM file of CA certificates to trust for the SMTP server, besides the system's. */
   readonly smtpCaFile?: string | undefined;
@@ -81,7 +82,7 @@ interface MailConfigBase {
   readonly from: string;
   /** The bare sender address, e.g. `noreply@example.com`. */
   readonly fromAddress: string;
-  /** The message template, already read and checked. */
+  /** The message template, already read and checked. Non-enumerable, to keep printed configs short. */
   readonly template: Template;
   /** The template's absolute path, or undefined for the default. */
   readonly templateFile: string | undefined;
@@ -196,7 +197,13 @@ function rateWindow(rate: number): { rateLimit: number; rateDeltaMs: number } {
   return { rateLimit, rateDeltaMs: Math.round((rateLimit * 1000) / rate) };
 }
 
-function resolveSmtp(rawUrl: string, settings: MailSettings, projectDir: string, base: MailConfigBase): SmtpMailConfig {
+/** The SMTP config without the template; `url` and `auth` are added as non-enumerable fields. */
+function resolveSmtp(
+  rawUrl: string,
+  settings: MailSettings,
+  projectDir: string,
+  base: Omit<MailConfigBase, "template">,
+): Omit<SmtpMailConfig, "template"> {
   const key = MAIL_CONFIG_KEYS.smtpUrl;
   const form = "expected smtp://[user:password@]host[:port] or smtps://[user:password@]host[:port]";
   let url: URL;
@@ -274,7 +281,7 @@ function resolveSmtp(rawUrl: string, settings: MailSettings, projectDir: string,
     url: { value: rawUrl, enumerable: false },
     auth: { value: auth, enumerable: false },
   });
-  return Object.freeze(config) as SmtpMailConfig;
+  return config as typeof config & Pick<SmtpMailConfig, "url" | "auth">;
 }
 
 /**
@@ -305,11 +312,12 @@ export function resolveMailConfig(raw: MailSettings, projectDir: string): MailCo
   }
   const templateSetting = optionalString(MAIL_CONFIG_KEYS.templateFile, raw.templateFile);
   const templateFile = templateSetting === undefined ? undefined : resolve(projectDir, templateSetting);
-  const base: MailConfigBase = {
-    ...resolveFrom(raw.mailFrom, smtpUrl !== undefined),
-    template: templateFile === undefined ? defaultTemplate() : loadTemplate(templateFile),
-    templateFile,
-  };
-  if (smtpUrl !== undefined) return resolveSmtp(smtpUrl, raw, projectDir, base);
-  return Object.freeze({ kind: "outbox", ...base, dir: resolve(projectDir, outboxDir ?? DEFAULT_OUTBOX_DIR) });
+  const base = { ...resolveFrom(raw.mailFrom, smtpUrl !== undefined), templateFile };
+  const template = templateFile === undefined ? defaultTemplate() : loadTemplate(templateFile);
+  const config =
+    smtpUrl !== undefined
+      ? resolveSmtp(smtpUrl, raw, projectDir, base)
+      : { kind: "outbox" as const, ...base, dir: resolve(projectDir, outboxDir ?? DEFAULT_OUTBOX_DIR) };
+  Object.defineProperty(config, "template", { value: template, enumerable: false });
+  return Object.freeze(config) as MailConfig;
 }

@@ -99,14 +99,14 @@ async function freeName(dir: string, name: string): Promise<string> {
     const candidate = n === 0 ? name : `${stem}-${n}${OUTBOX_EXTENSION}`;
     const path = join(dir, candidate);
     if (reserved.has(path)) continue;
+    // Reserved before the await, so that a concurrent write in this process skips it.
+    reserved.add(path);
     const exists = await stat(path).then(
       () => true,
       () => false,
     );
-    if (!exists) {
-      reserved.add(path);
-      return path;
-    }
+    if (!exists) return path;
+    reserved.delete(path);
   }
 }
 

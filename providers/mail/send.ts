@@ -7,6 +7,7 @@ import { access, constants as fsConstants } from "node:fs/promises";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
 import nodemailer, { type NodemailerError, type SendMailOptions, type Transporter } from "nodemailer";
+import type { GetSocketCallback } from "nodemailer/lib/mailer";
 import { MailError } from "../errors.ts";
 import type { MailConfig, OutboxMailConfig, SmtpMailConfig } from "./config.ts";
 import type { ComposedMessage } from "./message.ts";
@@ -74,8 +75,8 @@ export interface Mailer {
   close(): void;
 }
 
-/** What a failure is reported against. */
-interface FailureContext {
+/** What an SMTP failure is reported against (see {@link smtpError}). */
+export interface SmtpFailureContext {
   /** `host:port`. */
   readonly where: string;
   /** The SMTP login, if any. */
@@ -88,7 +89,9 @@ interface FailureContext {
   readonly secrets: readonly string[];
 }
 
-const TLS_CODE = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO|HOSTNAME|ALTNAME|EPROTO/i;
+/** Node and OpenSSL codes of a failed TLS handshake or certificate check. */
+const TLS_CODE =
+  /^(EPROTO$|ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT|UNABLE_TO_|HOSTNAME_MISMATCH)/;
 
 function redact(text: string, secrets: readonly string[]): string {
   let out = text;
@@ -110,7 +113,7 @@ function quote(reply: string | undefined, secrets: readonly string[]): string {
  * @param err - what nodemailer threw.
  * @param ctx - the server, login, sender and recipient concerned, and strings to redact.
  */
-export function smtpError(err: unknown, ctx: FailureContext): MailError {
+export function smtpError(err: unknown, ctx: SmtpFailureContext): MailError {
   const e = (err ?? {}) as NodemailerError;
   const code = typeof e.code === "string" ? e.code : "";
   const original = typeof e.originalCode === "string" ? e.originalCode : "";
@@ -130,8 +133,9 @@ export function smtpError(err: unknown, ctx: FailureContext): MailError {
     message =
       `the SMTP server at ${ctx.where} refused the login${ctx.user ? ` of user "${ctx.user}"` : ""}${said}. ` +
       `Check the user name and password in ${url}.`;
-  } else if (code === "ENOAUTH") {
-    message = `the SMTP server at ${ctx.where} requires a login, but ${url} has no user:password.`;
+  } else if (code === "ENOAUTH" || (smtpCode === 530 && !ctx.user)) {
+    recipient = code === "ENOAUTH" ? recipient : undefined;
+    message = `the SMTP server at ${ctx.where} requires a login${said}, but ${url} has no user:password.`;
   } else if (code === "ETLS" && e.command === "STARTTLS" && smtpCode !== undefined) {
     message =
       `the SMTP server at ${ctx.where} does not offer STARTTLS, which is required${said}. Use smtps:// if it ` +
@@ -147,11 +151,15 @@ export function smtpError(err: unknown, ctx: FailureContext): MailError {
     message =
       `the SMTP server at ${ctx.where} did not answer in time${e.timeoutType ? ` (${e.timeoutType})` : ""}` +
       `${to ? ` while sending${to}` : ""}. Check that the host and port in ${url} are right and reachable.`;
-  } else if ((code === "ESOCKET" || code === "ECONNECTION") && (original === "ECONNREFUSED" || !e.responseCode)) {
+  } else if (original === "ECONNREFUSED") {
     message =
-      `could not connect to the SMTP server at ${ctx.where}, or it closed the connection` +
-      `${to ? ` while sending${to}` : ""} (${original || detail}). ` +
+      `the SMTP server at ${ctx.where} refused the connection (ECONNREFUSED)` +
+      `${to ? `, so the message${to} was not sent` : ""}: nothing listens there. ` +
       `Check the host and port in ${url} and that the server is up.`;
+  } else if ((code === "ESOCKET" || code === "ECONNECTION") && smtpCode === undefined) {
+    message =
+      `the connection to the SMTP server at ${ctx.where} failed${to ? ` while sending${to}` : ""} ` +
+      `(${original || detail}). Check the host and port in ${url} and that the server is up.`;
   } else if (code === "EENVELOPE" && e.command === "MAIL FROM") {
     recipient = undefined;
     message =
@@ -171,8 +179,20 @@ export function smtpError(err: unknown, ctx: FailureContext): MailError {
       ...(recipient !== undefined ? { recipient } : {}),
       ...(smtpCode !== undefined ? { smtpCode } : {}),
     },
-    { cause: err },
+    { cause: redactedCause(e, ctx.secrets) },
   );
+}
+
+/** A copy of nodemailer's error for `cause` with only its diagnostic fields, redacted. */
+function redactedCause(e: NodemailerError, secrets: readonly string[]): Error {
+  const copy = new Error(redact(String(e.message ?? ""), secrets)) as Error & Record<string, unknown>;
+  copy.name = typeof e.name === "string" ? e.name : "Error";
+  for (const field of ["code", "originalCode", "command", "responseCode", "timeoutType", "errno", "syscall"] as const) {
+    if (e[field] !== undefined) copy[field] = e[field];
+  }
+  if (typeof e.response === "string") copy.response = redact(e.response, secrets);
+  copy.stack = redact(copy.stack ?? "", secrets);
+  return copy;
 }
 
 /** The nodemailer message: fresh mutable copies, and no file or URL access. */
@@ -193,7 +213,7 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
   const counters = { messages: 0, failures: 0, connectionsOpened: 0 };
   const where = `${isIP(config.host) === 6 ? `[${config.host}]` : config.host}:${config.port}`;
   const pass = config.auth?.pass ?? "";
-  const ctx = (recipient: string | undefined): FailureContext => ({
+  const ctx = (recipient: string | undefined): SmtpFailureContext => ({
     where,
     user: config.auth?.user,
     from: config.fromAddress,
@@ -226,7 +246,7 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
       disableUrlAccess: true,
       logger: false,
       // Called once per new connection (verify's included): the cheapest exact count.
-      getSocket: (_options, callback) => {
+      getSocket: (_options: unknown, callback: GetSocketCallback) => {
         counters.connectionsOpened += 1;
         setImmediate(() => callback(null, false));
       },

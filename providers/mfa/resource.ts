@@ -20,32 +20,27 @@ export interface MfaEnforcementArgs {
   readonly deliveredAt: pulumi.Input<string>;
 }
 
-async function loadHandlers(): Promise<typeof Handlers> {
-  const { createRequire } = await import("node:module");
-  const { pathToFileURL } = await import("node:url");
-  const from = createRequire(`${process.cwd()}/package.json`);
-  return import(pathToFileURL(from.resolve("keystone-totp/mfa-handlers")).href);
-}
+/**
+ * Loads the handler module in the provider process, by package name from the working
+ * directory (no machine path is serialised). Short and unannotated: this text is stored twice
+ * in every resource's state.
+ */
+const h = async () =>
+  (await import(
+    (
+      await import("node:url")
+    ).pathToFileURL(
+      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/mfa-handlers"),
+    ).href
+  )) as typeof Handlers;
 
 const provider: pulumi.dynamic.ResourceProvider = {
-  async configure(req) {
-    (await loadHandlers()).configure((key) => req.config.get(key));
-  },
-  async diff(_id, olds, news) {
-    return (await loadHandlers()).diff(olds, news);
-  },
-  async create(inputs) {
-    return (await loadHandlers()).create(inputs);
-  },
-  async read(id, props) {
-    return (await loadHandlers()).read(id, props);
-  },
-  async update(id, olds, news) {
-    return (await loadHandlers()).update(id, olds, news);
-  },
-  async delete(id, props) {
-    await (await loadHandlers()).remove(id, props);
-  },
+  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
+  diff: async (_i, o, n) => (await h()).diff(o, n),
+  create: async (i) => (await h()).create(i),
+  read: async (i, p) => (await h()).read(i, p),
+  update: async (i, o, n) => (await h()).update(i, o, n),
+  delete: async (i, p) => (await h()).remove(i, p),
 };
 
 /** Password + TOTP required for one user, restored on delete. */

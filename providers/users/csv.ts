@@ -37,6 +37,12 @@ export const MAX_CSV_BYTES = 8 * 1024 * 1024;
  */
 export const MAX_RECORD_CHARS = 64 * 1024;
 
+/**
+ * Most users accepted. It matches {@link MAX_CSV_BYTES} for real rows, and bounds the time a
+ * file of millions of tiny junk lines would take to check.
+ */
+export const MAX_USERS = 100_000;
+
 /** Most problems listed in one error; the rest are counted in a final "... and N more". */
 export const MAX_PROBLEMS = 200;
 
@@ -55,8 +61,10 @@ export const MAX_DISPLAY_NAME_CHARS = 255;
 /** Longest `user_id`, in characters: 32 hex digits for SQL users, 64 for LDAP-mapped ones. */
 export const MAX_USER_ID_CHARS = 64;
 
-/** Smallest and largest `rotation_days`, in days (3650 days is ten years). */
+/** Smallest `rotation_days`, in days. */
 export const MIN_ROTATION_DAYS = 1;
+
+/** Largest `rotation_days`, in days (ten years; a larger value is surely a typo). */
 export const MAX_ROTATION_DAYS = 3650;
 
 /** Longest excerpt of a cell or header quoted back in a message, in characters. */
@@ -150,6 +158,13 @@ export function readUsersCsv(path: string): UserRow[] {
  * trimmed and case-insensitively; every cell is trimmed and NFC-normalised; fully blank lines
  * are skipped. `domain` defaults to `Default` when the column is absent or the cell empty.
  *
+ * Refused, all reported together: unknown, repeated or missing columns; empty, over-long or
+ * control-character names; implausible email addresses; a `user_id` that is not 1..64 hex
+ * digits and hyphens; a `rotation_days` outside 1..3650; any cell starting with `=`, `+`, `-`
+ * or `@`, which a spreadsheet would run as a formula; the same user twice (domain and name
+ * compared case-insensitively, as Keystone on MySQL does) or the same `user_id` twice; and a
+ * file with no users, since an empty fleet would delete every credential.
+ *
  * @param input - the file's bytes, or its text already decoded.
  * @param file - the file's name, used only in messages.
  * @returns the users, in file order; never empty.
@@ -159,14 +174,11 @@ export function readUsersCsv(path: string): UserRow[] {
  */
 export function parseUsersCsv(input: string | Uint8Array, file: string): UserRow[] {
   const text = decode(input, file);
-  const records = splitRecords(text, file);
-  const headerIndex = records.findIndex((r) => !isBlank(r.fields));
-  const header = records[headerIndex];
+  const [header, ...rows] = splitRecords(text, file);
   if (header === undefined) {
     throw fileError(file, "has no header row and no users; the first line must name the columns, e.g. username,email");
   }
   const layout = readHeader(header, file);
-  const rows = records.slice(headerIndex + 1).filter((r) => !isBlank(r.fields));
   if (rows.length === 0) {
     throw new CsvError("E_CSV", file, [
       {
@@ -253,6 +265,7 @@ function lineAt(text: string, offset: number): number {
 // ---------------------------------------------------------------------------------------------
 // Records
 
+/** A record that is not blank, with the line it starts on. */
 interface RawRecord {
   readonly line: number;
   readonly fields: readonly string[];
@@ -263,9 +276,14 @@ function splitRecords(text: string, file: string): RawRecord[] {
   // name becomes LF, which the display name's whitespace folding removes anyway.
   const normalised = text.replace(/\r\n?/g, "\n");
   const records: RawRecord[] = [];
-  // Blank lines are kept as records, so each record starts on the line after the previous
-  // one ended: csv-parse's `lines` is where a record ends, which a quoted line break moves.
+  // csv-parse keeps blank lines as records, so each record starts on the line after the
+  // previous one ended (its `lines` is where a record ends, which a quoted line break moves).
   let lastEnd = 0;
+  // csv-parse builds an Error for every row whose field count differs from the first row's,
+  // even when told to accept it; without stack traces that costs nothing, with them a file
+  // of short junk lines takes minutes. Nothing in between can run, so restoring is safe.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     parse(normalised, {
       record_delimiter: "\n",
@@ -274,21 +292,42 @@ function splitRecords(text: string, file: string): RawRecord[] {
       trim: true,
       max_record_size: MAX_RECORD_CHARS,
       on_record: (fields, context) => {
-        records.push({ line: lastEnd + 1, fields });
+        if (!isBlank(fields)) {
+          // The header plus MAX_USERS rows are fine; one more stops the parse.
+          if (records.length > MAX_USERS) throw TOO_MANY_ROWS;
+          records.push({ line: lastEnd + 1, fields });
+        }
         lastEnd = context.lines;
         return null;
       },
     });
   } catch (cause) {
+    Error.stackTraceLimit = stackTraceLimit;
+    if (cause === TOO_MANY_ROWS) {
+      throw fileError(
+        file,
+        `has more than ${MAX_USERS} users (line ${lastEnd + 1} is user ${MAX_USERS + 1}); the limit is ${MAX_USERS}. Check that this is the users CSV; split a real fleet that large across stacks`,
+      );
+    }
     if (!(cause instanceof CsvParseError)) throw cause;
     throw new CsvError("E_CSV", file, [parseProblem(cause, lastEnd + 1)], { cause });
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
   }
   return records;
 }
 
+/** Thrown from inside the parser to stop it; never escapes {@link splitRecords}. */
+const TOO_MANY_ROWS = Symbol("too many rows");
+
+/**
+ * Our message for a csv-parse error. The problem is placed on the line where the broken row
+ * starts, since that is where an unbalanced quote was opened; where the parser noticed is
+ * added when it differs.
+ */
 function parseProblem(err: CsvParseError, start: number): CsvProblem {
-  const at = typeof err.lines === "number" && err.lines > 0 ? err.lines : start;
-  const where = at === start ? "" : ` (the row starts on line ${start})`;
+  const at = typeof err.lines === "number" && err.lines > start ? err.lines : start;
+  const where = at === start ? "" : ` (noticed on line ${at})`;
   const quoting =
     'quote a field that holds a comma, quote or line break in double quotes, and double any quote inside it: "Smith, ""Jo"""';
   switch (err.code) {
@@ -303,12 +342,12 @@ function parseProblem(err: CsvParseError, start: number): CsvProblem {
         message: `the row that starts here runs past ${MAX_RECORD_CHARS} characters, so a quote is probably left open; ${quoting}`,
       };
     case "INVALID_OPENING_QUOTE":
-      return { line: at, message: `a quote appears inside an unquoted field${where}; ${quoting}` };
+      return { line: start, message: `a quote appears inside an unquoted field${where}; ${quoting}` };
     case "CSV_INVALID_CLOSING_QUOTE":
     case "CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE":
-      return { line: at, message: `text follows the closing quote of a field${where}; ${quoting}` };
+      return { line: start, message: `text follows the closing quote of a field${where}; ${quoting}` };
     default:
-      return { line: at, message: `cannot be read as CSV${where} (${err.code}); ${quoting}` };
+      return { line: start, message: `cannot be read as CSV${where} (${err.code}); ${quoting}` };
   }
 }
 
@@ -332,7 +371,7 @@ function readHeader(header: RawRecord, file: string): Layout {
   const problems: CsvProblem[] = [];
   const index = new Map<Column, number>();
   const unnamed = new Set<number>();
-  const unknown: string[] = [];
+  let unknownCount = 0;
   header.fields.forEach((cell, i) => {
     const name = cell.trim().normalize("NFC").toLowerCase();
     if (name === "") {
@@ -340,7 +379,7 @@ function readHeader(header: RawRecord, file: string): Layout {
       return;
     }
     if (!isColumn(name)) {
-      unknown.push(cell.trim());
+      unknownCount++;
       problems.push({ line: header.line, column: show(cell.trim()), message: unknownColumnMessage(name) });
       return;
     }
@@ -368,7 +407,7 @@ function readHeader(header: RawRecord, file: string): Layout {
         message:
           "the columns seem separated by ';', tab or '|'; this tool reads comma-separated files: save as 'CSV UTF-8 (comma delimited)'",
       });
-    } else if (index.size === 0 && unknown.length > 0) {
+    } else if (index.size === 0 && unknownCount > 0) {
       problems.push({
         line: header.line,
         message: `the first line must be a header row naming the columns, e.g. "username,email,domain"`,
@@ -407,7 +446,6 @@ function readRows(rows: readonly RawRecord[], layout: Layout, file: string): Use
   const byId = new Map<string, number>();
   for (const row of rows) {
     const { user, ok, identityOk } = readRow(row, layout, add);
-    const who = describeUser(user.username, user.domain);
     if (identityOk) {
       const nameKey = `${fold(user.domain)}\u0000${fold(user.username)}`;
       const sameName = byName.get(nameKey);
@@ -415,7 +453,7 @@ function readRows(rows: readonly RawRecord[], layout: Layout, file: string): Use
         add({
           line: row.line,
           column: "username",
-          user: who,
+          user: describeUser(user.username, user.domain),
           message: `the same user as on line ${sameName} (names are compared ignoring case, as Keystone does); list each user once`,
         });
       } else {
@@ -425,7 +463,12 @@ function readRows(rows: readonly RawRecord[], layout: Layout, file: string): Use
     if (user.userId !== undefined) {
       const sameId = byId.get(user.userId);
       if (sameId !== undefined) {
-        add({ line: row.line, column: "user_id", user: who, message: `the same user_id as on line ${sameId}` });
+        add({
+          line: row.line,
+          column: "user_id",
+          user: describeUser(user.username, user.domain),
+          message: `the same user_id as on line ${sameId}`,
+        });
       } else {
         byId.set(user.userId, row.line);
       }
@@ -453,14 +496,13 @@ function readRow(row: RawRecord, layout: Layout, add: (p: CsvProblem) => void): 
   };
   const username = cell("username");
   const domain = cell("domain") || DEFAULT_DOMAIN;
-  const who = username === "" ? undefined : describeUser(username, domain);
   let bad = false;
   const problem = (column: Column | undefined, message: string): void => {
     bad = true;
     add({
       line: row.line,
       ...(column === undefined ? {} : { column }),
-      ...(who === undefined ? {} : { user: who }),
+      ...(username === "" ? {} : { user: describeUser(username, domain) }),
       message,
     });
   };

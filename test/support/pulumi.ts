@@ -4,11 +4,15 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { REPO } from "./keystone.ts";
 import { registerSecrets } from "./secrets.ts";
+
+/** Verbs that run the program. */
+const ENGINE_VERBS = new Set(["up", "preview", "refresh", "destroy"]);
 
 /** Folder holding the pulumi binary, from scripts/get-pulumi.sh (built once, cached). */
 export function pulumiBinDir(): string {
@@ -65,9 +69,16 @@ export class TestStack {
     args: string[],
     opts: { allowFail?: boolean; env?: Record<string, string>; secretStdout?: boolean; secretArg?: number } = {},
   ): Promise<RunResult> {
-    const full = [...args, "--stack", this.name, "--config-file", this.configFile, "--non-interactive"];
+    const takesConfig = args[0] === "config" || ENGINE_VERBS.has(args[0] ?? "");
+    const full = [...args, "--stack", this.name, ...(takesConfig ? ["--config-file", this.configFile] : []), "--non-interactive"];
     return new Promise((resolvePromise, reject) => {
-      const child = spawn("pulumi", full, { cwd: REPO, env: { ...this.env, ...opts.env }, stdio: "pipe" });
+      // Commands that run the program go through scripts/provision.ts (the Automation API,
+      // program inline): the Node.js language host cannot be had here (see README).
+      const viaProvision = ENGINE_VERBS.has(args[0] ?? "");
+      const [cmd, cmdArgs] = viaProvision
+        ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
+        : ["pulumi", full];
+      const child = spawn(cmd, cmdArgs, { cwd: REPO, env: { ...this.env, ...opts.env }, stdio: "pipe" });
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (c: Buffer) => {
@@ -108,7 +119,10 @@ export class TestStack {
 
   /** Sets a structured config value from JSON. */
   async setJson(key: string, value: unknown): Promise<void> {
-    await this.run(["config", "set", "--json", key, JSON.stringify(value)]);
+    // `pulumi config set --path` cannot replace a whole map in one go: edit the file instead.
+    const doc = (loadYaml(readFileSync(this.configFile, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+    doc.config = { ...(doc.config ?? {}), [key]: value };
+    writeFileSync(this.configFile, dumpYaml(doc));
   }
 
   up(o: { allowFail?: boolean } = {}): Promise<RunResult> {
@@ -117,6 +131,11 @@ export class TestStack {
 
   preview(o: { allowFail?: boolean } = {}): Promise<RunResult> {
     return this.run(["preview", "--diff"], o);
+  }
+
+  /** `up` that fails when anything would change. */
+  upNoChanges(): Promise<RunResult> {
+    return this.run(["up", "--yes", "--expect-no-changes"]);
   }
 
   refresh(): Promise<RunResult> {
