@@ -154,7 +154,13 @@ async function main(): Promise<number> {
   } catch (e) {
     // The engine's own output (already shown) names each failed resource and why.
     const text = `${seen}\n${e instanceof Error ? e.message : String(e)}`;
-    const tail = e instanceof Error ? e.message.split("\n").filter((l) => /error|\[E_/.test(l)).slice(-20) : [];
+    const tail =
+      e instanceof Error
+        ? e.message
+            .split("\n")
+            .filter((l) => /error|\[E_/.test(l))
+            .slice(-20)
+        : [];
     if (tail.length > 0 && !seen.includes(tail[0] ?? "")) process.stderr.write(`${tail.join("\n")}\n`);
     return exitCodeFromOutput(text);
   }

@@ -17,6 +17,7 @@ import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
+import { defined } from "../util/props.ts";
 import { DEFAULT_DOMAIN, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
 
 /** Properties whose change means a different Keystone user: the credential is replaced. */
@@ -165,7 +166,7 @@ function outputs(
   rotatedAt: string,
 ): TotpCredentialOutputs {
   const account = accountLabel(i);
-  return {
+  return defined({
     ...i,
     credentialId,
     resolvedUserId: userId,
@@ -175,7 +176,7 @@ function outputs(
     fingerprint: fingerprint(secret),
     createdAt,
     rotatedAt,
-  };
+  });
 }
 
 /**

@@ -17,6 +17,7 @@ import type { ConfigGetter } from "../keystone/auth.ts";
 import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
 import { composeEnrollment } from "../mail/message.ts";
 import { createMailer, type Mailer } from "../mail/send.ts";
+import { defined } from "../util/props.ts";
 import type { TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
 
 /** Properties whose change means a new message. */
@@ -158,25 +159,25 @@ export async function create(
   const at = sent.at ?? ctx.now().toISOString();
   return {
     id: `${inputs.credentialId}/${inputs.fingerprint}`,
-    outs: {
+    outs: defined({
       ...record(inputs),
       deliveredTo: inputs.email,
       deliveredAt: at,
       transport: sent.transport,
       messageId: sent.messageId,
       reason,
-    },
+    }),
   };
 }
 
 /** Records new labels without sending anything. */
 export function update(olds: TotpDeliveryOutputs, news: TotpDeliveryInputs): { outs: TotpDeliveryOutputs } {
   return {
-    outs: {
+    outs: defined({
       ...olds,
       ...record(news),
       deliveredTo: olds.deliveredTo,
       deliveredAt: olds.deliveredAt,
-    },
+    }),
   };
 }

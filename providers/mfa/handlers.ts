@@ -11,6 +11,7 @@
  */
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
+import { defined } from "../util/props.ts";
 
 /** The rule that makes password + TOTP both required. */
 export const PASSWORD_AND_TOTP: readonly (readonly string[])[] = [["password", "totp"]];
@@ -78,12 +79,12 @@ export async function create(
   });
   return {
     id: i.userId,
-    outs: {
+    outs: defined({
       ...i,
       previousEnabled: typeof prevEnabled === "boolean" ? prevEnabled : null,
       previousRules: prevRules ?? null,
       enforcedAt: ctx.now().toISOString(),
-    },
+    }),
   };
 }
 
@@ -103,7 +104,7 @@ export async function read(id: string, props: MfaOutputs, ctx: MfaContext = defa
 /** Sets new rules. */
 export async function update(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
   await ctx.client().updateUserOptions(id, { multi_factor_auth_enabled: true, multi_factor_auth_rules: news.rules });
-  return { outs: { ...olds, ...news } };
+  return { outs: defined({ ...olds, ...news }) };
 }
 
 /** Restores the options the user had before enforcement. A deleted user counts as done. */

@@ -61,8 +61,14 @@ function csvCell(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-function writeCsv(rows: { username: string; email: string; domain: string; displayName: string }[], name = "users.csv") {
-  const lines = ["Display_Name,EMAIL,username,domain", ...rows.map((r) => [r.displayName, r.email, r.username, r.domain].map(csvCell).join(","))];
+function writeCsv(
+  rows: { username: string; email: string; domain: string; displayName: string }[],
+  name = "users.csv",
+) {
+  const lines = [
+    "Display_Name,EMAIL,username,domain",
+    ...rows.map((r) => [r.displayName, r.email, r.username, r.domain].map(csvCell).join(",")),
+  ];
   const path = join(dir, name);
   writeFileSync(path, `${lines.join("\r\n")}\r\n`);
   return path;
@@ -105,7 +111,9 @@ beforeAll(async () => {
       user = await makeUser(admin, name);
     }
     registerSecrets(user.password);
-    const email = [`user${i}+totp@example.com`, `O'Brien.${i}@Example.COM`, `dots.and-dash_${i}@sub.example.co.uk`][i % 3] as string;
+    const email = [`user${i}+totp@example.com`, `O'Brien.${i}@Example.COM`, `dots.and-dash_${i}@sub.example.co.uk`][
+      i % 3
+    ] as string;
     people.push({ user, email, displayName: i % 2 ? `${base}, the "${i}th"` : `Zoë <b>${i}</b>` });
   }
   smtp = await startSmtpServer();
@@ -154,7 +162,11 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
 
   it("two rows removed, one added, one email changed: exactly those operations and 2 messages", async () => {
     const removed = people.splice(3, 2);
-    const added = { user: await makeUser(admin, `newcomer${tag}`), email: `newcomer${tag}@example.org`, displayName: "New Comer" };
+    const added = {
+      user: await makeUser(admin, `newcomer${tag}`),
+      email: `newcomer${tag}@example.org`,
+      displayName: "New Comer",
+    };
     registerSecrets(added.user.password);
     people.push(added);
     const changed = people[0] as Person;
@@ -172,7 +184,9 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
     expect(await admin.listTotpCredentials(changed.user.id)).toHaveLength(1);
     // the secret sent to the old address no longer works
     const oldUri = decodeQrPng((await parseMessage(oldRaw)).attachments[0]?.content as Buffer);
-    const newUri = decodeQrPng((await parseMessage(smtp.messagesFor(changed.email)[0] as Buffer)).attachments[0]?.content as Buffer);
+    const newUri = decodeQrPng(
+      (await parseMessage(smtp.messagesFor(changed.email)[0] as Buffer)).attachments[0]?.content as Buffer,
+    );
     if (totpCode(parseOtpauthUri(oldUri).secret) !== totpCode(parseOtpauthUri(newUri).secret)) {
       expect(await loginFromMessage(changed, oldRaw)).toBe(401);
     }
@@ -230,7 +244,11 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
 
   it("hostile CSVs fail preview and up with a clear error and zero requests to Keystone or SMTP", async () => {
     const fixtures = join(REPO, "test/fixtures/csv");
-    const hostile = readdirSync(fixtures).filter((f) => !/^(bom|crlf|quoted|reordered-columns|unicode|missing-domain-column|mixed-newlines)\.csv$/.test(f) && !f.endsWith(".ts"));
+    const hostile = readdirSync(fixtures).filter(
+      (f) =>
+        !/^(bom|crlf|quoted|reordered-columns|unicode|missing-domain-column|mixed-newlines)\.csv$/.test(f) &&
+        !f.endsWith(".ts"),
+    );
     const big = join(dir, "ten-megabytes.csv");
     const row = "someone,someone@example.com,Default,Some One\n";
     writeFileSync(big, `username,email,domain,display_name\n${row.repeat(Math.ceil((10 * 1024 * 1024) / row.length))}`);
@@ -256,7 +274,9 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
 
   it("no secret in state or in any output", async () => {
     const state = await stack.exportText();
-    const secrets = readFileSync(join(REPO, ".local/test-secrets.txt"), "utf8").split("\n").filter((s) => s.length >= 8);
+    const secrets = readFileSync(join(REPO, ".local/test-secrets.txt"), "utf8")
+      .split("\n")
+      .filter((s) => s.length >= 8);
     expect(leakedIn(state, secrets)).toBe(0);
     expect(leakedIn(output.join("\n"), secrets)).toBe(0);
     expect(state).not.toContain("smtp://");

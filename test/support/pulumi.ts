@@ -25,6 +25,12 @@ export function pulumiBinDir(): string {
   return out;
 }
 
+function unwrapSecret(v: unknown): unknown {
+  if (v && typeof v === "object" && "plaintext" in v)
+    return JSON.parse(String((v as { plaintext: unknown }).plaintext));
+  return v;
+}
+
 /** The result of one CLI command. */
 export interface RunResult {
   readonly code: number;
@@ -70,7 +76,15 @@ export class TestStack {
     opts: { allowFail?: boolean; env?: Record<string, string>; secretStdout?: boolean; secretArg?: number } = {},
   ): Promise<RunResult> {
     const takesConfig = args[0] === "config" || ENGINE_VERBS.has(args[0] ?? "");
-    const full = [...args, "--stack", this.name, ...(takesConfig ? ["--config-file", this.configFile] : []), "--non-interactive"];
+    const flags = [
+      "--stack",
+      this.name,
+      ...(takesConfig ? ["--config-file", this.configFile] : []),
+      "--non-interactive",
+    ];
+    // Flags go before a `--`, after which everything is a value.
+    const dashes = args.indexOf("--");
+    const full = dashes < 0 ? [...args, ...flags] : [...args.slice(0, dashes), ...flags, ...args.slice(dashes)];
     return new Promise((resolvePromise, reject) => {
       // Commands that run the program go through scripts/provision.ts (the Automation API,
       // program inline): the Node.js language host cannot be had here (see README).
@@ -114,7 +128,9 @@ export class TestStack {
   async set(key: string, value: string, o: { secret?: boolean; path?: boolean } = {}): Promise<void> {
     const args = ["config", "set", ...(o.path ? ["--path"] : []), ...(o.secret ? ["--secret"] : ["--plaintext"]), key];
     if (o.secret) registerSecrets(value);
-    await this.run([...args, "--", value], o.secret ? { secretArg: args.length + 1 } : {});
+    // the value's index in the final argument list: after the flags that run() inserts
+    const flagCount = 5;
+    await this.run([...args, "--", value], o.secret ? { secretArg: args.length + flagCount + 1 } : {});
   }
 
   /** Sets a structured config value from JSON. */
@@ -172,8 +188,10 @@ export class TestStack {
     for (const res of dep.deployment.resources ?? []) {
       if (!res.type.endsWith(typeSuffix)) continue;
       const name = res.urn.split("::").pop() ?? res.urn;
-      out[name] = res.outputs ?? {};
-      registerSecrets(String(res.outputs?.secret ?? ""), String(res.outputs?.otpauthUri ?? ""));
+      // --show-secrets keeps the secret envelope and puts the JSON-encoded value in `plaintext`.
+      const plain = Object.fromEntries(Object.entries(res.outputs ?? {}).map(([k, v]) => [k, unwrapSecret(v)]));
+      out[name] = plain;
+      registerSecrets(String(plain.secret ?? ""), String(plain.otpauthUri ?? ""));
     }
     return out;
   }
