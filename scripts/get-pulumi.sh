@@ -148,6 +148,10 @@ if all_done; then
 fi
 
 setup_go() {
+    # The machine's Go lives in /usr/local/go; a non-login shell (CI) may not have it on PATH.
+    if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+        export PATH="/usr/local/go/bin:$PATH"
+    fi
     command -v go >/dev/null 2>&1 || die "go is not on PATH (the CLI is built from source; Go >= 1.26 is needed, e.g. /usr/local/go/bin)"
     if [[ -z "$(go env GOPROXY)" ]]; then
         export GOPROXY=https://proxy.golang.org,direct
