@@ -236,3 +236,21 @@ export class MailError extends KeystoneTotpError {
     this.smtpCode = details.smtpCode;
   }
 }
+
+/**
+ * Wraps an async function so that our errors leave it with their code in the message
+ * (`[E_SMTP] ...`): across the engine boundary only the message survives, and the scripts map
+ * that code to an exit code.
+ */
+export function withErrorCodes<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      if (e instanceof KeystoneTotpError && !e.message.startsWith(`[${e.code}]`)) {
+        e.message = `[${e.code}] ${e.message}`;
+      }
+      throw e;
+    }
+  };
+}

@@ -12,7 +12,7 @@
  *   update  PATCH /v3/credentials/{id}    (new secret), or nothing for a label change
  *   delete  DELETE /v3/credentials/{id}   (404 counts as done)
  */
-import { InputError, KeystoneTotpError, UserNotFoundError } from "../errors.ts";
+import { InputError, KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
@@ -186,7 +186,7 @@ function outputs(
  * @throws {UserNotFoundError} when the user does not exist.
  * @throws {KeystoneError} when Keystone fails after retries.
  */
-export async function create(
+async function createImpl(
   inputs: TotpCredentialInputs,
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id: string; outs: TotpCredentialOutputs }> {
@@ -202,7 +202,7 @@ export async function create(
  * resource on refresh); a blob changed outside Pulumi comes back as a changed secret and
  * fingerprint, i.e. as drift.
  */
-export async function read(
+async function readImpl(
   id: string,
   props: TotpCredentialOutputs,
   ctx: HandlerContext = defaultContext,
@@ -230,7 +230,7 @@ export async function read(
  * @throws {KeystoneError} `E_KEYSTONE_NOT_FOUND` when the credential was deleted meanwhile
  *   (run `pulumi refresh`, then `pulumi up`).
  */
-export async function update(
+async function updateImpl(
   id: string,
   olds: TotpCredentialOutputs,
   news: TotpCredentialInputs,
@@ -247,7 +247,7 @@ export async function update(
 }
 
 /** Deletes the credential; one already gone counts as deleted. */
-export async function remove(id: string, ctx: HandlerContext = defaultContext): Promise<void> {
+async function removeImpl(id: string, ctx: HandlerContext = defaultContext): Promise<void> {
   await ctx.client().deleteCredential(id);
 }
 
@@ -256,3 +256,15 @@ export function safeError(e: unknown): Error {
   if (e instanceof Error) return e;
   return new InputError("unknown", String(e));
 }
+
+/** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
+export const create = withErrorCodes(createImpl);
+
+/** {@link readImpl}, with error codes kept in messages (see withErrorCodes). */
+export const read = withErrorCodes(readImpl);
+
+/** {@link updateImpl}, with error codes kept in messages (see withErrorCodes). */
+export const update = withErrorCodes(updateImpl);
+
+/** {@link removeImpl}, with error codes kept in messages (see withErrorCodes). */
+export const remove = withErrorCodes(removeImpl);

@@ -12,7 +12,7 @@
  *   update  record the new labels; sends nothing
  *   delete  nothing: a message cannot be unsent
  */
-import { ConfigError, KeystoneTotpError } from "../errors.ts";
+import { ConfigError, KeystoneTotpError, withErrorCodes } from "../errors.ts";
 import type { ConfigGetter } from "../keystone/auth.ts";
 import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
 import { composeEnrollment } from "../mail/message.ts";
@@ -122,7 +122,7 @@ function record(
  * @throws {MailError} `E_SMTP` / `E_OUTBOX`, naming the user and address; nothing is recorded,
  *   so the next run tries again.
  */
-export async function create(
+async function createImpl(
   inputs: TotpDeliveryInputs,
   ctx: DeliveryContext = defaultContext,
 ): Promise<{ id: string; outs: TotpDeliveryOutputs }> {
@@ -181,3 +181,6 @@ export function update(olds: TotpDeliveryOutputs, news: TotpDeliveryInputs): { o
     }),
   };
 }
+
+/** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
+export const create = withErrorCodes(createImpl);

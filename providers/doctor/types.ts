@@ -5,7 +5,7 @@
  * with what it found and what to do. Results carry no secret (no password, token, TOTP
  * secret or SMTP URL with its password), so they can be printed and stored as they are.
  */
-import { EXIT_CODES, type ErrorCode } from "../errors.ts";
+import { type ErrorCode, EXIT_CODES } from "../errors.ts";
 
 /** How a check came out. */
 export type CheckStatus =

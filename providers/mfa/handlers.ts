@@ -9,6 +9,7 @@
  *
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
+import { withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
 import { defined } from "../util/props.ts";
@@ -64,10 +65,7 @@ export function diff(olds: Record<string, unknown>, news: Record<string, unknown
 }
 
 /** Enforces the rules, remembering the user's previous options. */
-export async function create(
-  i: MfaInputs,
-  ctx: MfaContext = defaultContext,
-): Promise<{ id: string; outs: MfaOutputs }> {
+async function createImpl(i: MfaInputs, ctx: MfaContext = defaultContext): Promise<{ id: string; outs: MfaOutputs }> {
   const client = ctx.client();
   const user = await client.getUser(i.userId);
   if (!user) throw new Error(`user ${i.userKey} (${i.userId}) no longer exists in Keystone`);
@@ -89,7 +87,7 @@ export async function create(
 }
 
 /** Reads the user's current MFA options back. */
-export async function read(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext) {
+async function readImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext) {
   const user = await ctx.client().getUser(id);
   if (!user) return {};
   return {
@@ -102,13 +100,13 @@ export async function read(id: string, props: MfaOutputs, ctx: MfaContext = defa
 }
 
 /** Sets new rules. */
-export async function update(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
+async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
   await ctx.client().updateUserOptions(id, { multi_factor_auth_enabled: true, multi_factor_auth_rules: news.rules });
   return { outs: defined({ ...olds, ...news }) };
 }
 
 /** Restores the options the user had before enforcement. A deleted user counts as done. */
-export async function remove(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext): Promise<void> {
+async function removeImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext): Promise<void> {
   const client = ctx.client();
   if (!(await client.getUser(id))) return;
   await client.updateUserOptions(id, {
@@ -116,3 +114,15 @@ export async function remove(id: string, props: MfaOutputs, ctx: MfaContext = de
     multi_factor_auth_rules: props.previousRules ?? null,
   });
 }
+
+/** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
+export const create = withErrorCodes(createImpl);
+
+/** {@link readImpl}, with error codes kept in messages (see withErrorCodes). */
+export const read = withErrorCodes(readImpl);
+
+/** {@link updateImpl}, with error codes kept in messages (see withErrorCodes). */
+export const update = withErrorCodes(updateImpl);
+
+/** {@link removeImpl}, with error codes kept in messages (see withErrorCodes). */
+export const remove = withErrorCodes(removeImpl);
