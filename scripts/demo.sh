@@ -20,6 +20,11 @@ if [ -z "${OS_AUTH_URL:-}" ] && [ -z "${OS_CLOUD:-}" ]; then
   node scripts/demo-users.ts examples/users.csv .local/demo-passwords.json
 fi
 
+# A stack created in another backend, or with another passphrase, leaves its salt in the stack
+# file; a new stack must not inherit it ("incorrect passphrase").
+if ! pulumi stack ls --json 2>/dev/null | grep -q "\"name\": \"$STACK\""; then
+  sed -i '/^encryptionsalt:/d' "Pulumi.$STACK.yaml" 2>/dev/null || true
+fi
 echo "[demo] provisioning stack $STACK (state: ${PULUMI_BACKEND_URL:-pulumi login})" >&2
 node scripts/provision.ts up --stack "$STACK" --yes --continue-on-error
 node scripts/demo-summary.ts "$STACK"
