@@ -39,6 +39,10 @@ export function validateLabel(property: "issuer" | "account", value: string): st
   if (/[\u0000-\u001f\u007f]/.test(v)) {
     throw new InputError(property, `${property} contains a control character`);
   }
+  if (!v.isWellFormed()) {
+    // A lone surrogate cannot be encoded as UTF-8, so no app could show it.
+    throw new InputError(property, `${property} contains an invalid (unpaired surrogate) character`);
+  }
   if (property === "issuer" && v.includes(":")) {
     throw new InputError(property, "issuer must not contain ':' (the Key URI label is 'issuer:account')");
   }

@@ -31,6 +31,7 @@ describe("otpauthUri", () => {
     ["issuer", { issuer: "", account: "x" }],
     ["account", { issuer: "A", account: "line\nbreak" }],
     ["account", { issuer: "A", account: "x".repeat(200) }],
+    ["issuer", { issuer: "lone \uD800 surrogate", account: "x" }],
   ])("refuses a bad %s", (property, parts) => {
     try {
       otpauthUri({ ...parts, secret });
