@@ -50,7 +50,7 @@ readonly DEFAULT_TOKEN_EXPIRATION=3600
 readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
 readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
 readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
-                   oathtool zbar-tools)
+                   oathtool zbar-tools openssl git)
 
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 
