@@ -47,6 +47,9 @@ async function main() {
   const rows = haveCsv ? readUsersCsv(settings.usersCsv) : [];
   const client = rows.length > 0 ? KeystoneClient.shared(resolveKeystoneAuth({ config: raw })) : undefined;
   const members = client ? planFleet(await resolveUsers(client, rows), settings) : [];
+  if (rows.some((r) => r.rotationDays !== undefined) || raw("keystone-totp:rotationDays")) {
+    pulumi.log.warn("keystone-totp: scheduled rotation (rotation_days, rotationDays) is not implemented yet: ignored");
+  }
   if (members.length > 0 && !settings.smtp) {
     pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
   }
