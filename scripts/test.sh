@@ -30,10 +30,11 @@ export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 mkdir -p .local/logs
 chmod 700 .local
 rm -f .local/test-secrets.txt .local/logs/*.log
-status=0
+set +e
 vitest run --reporter=default --reporter=json --outputFile.json=.local/logs/vitest.json "$@" 2>&1 |
-  tee .local/logs/test-output.log || status=$?
-status=${PIPESTATUS[0]:-$status}
+  tee .local/logs/test-output.log
+status=${PIPESTATUS[0]}
+set -e
 
 log "scanning test output and logs for secrets"
 node scripts/scan-secrets.ts .local/test-secrets.txt .local/logs || status=1
