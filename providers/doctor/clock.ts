@@ -88,9 +88,14 @@ export function formatSeconds(ms: number): string {
   return `${(Math.abs(ms) / 1000).toFixed(1)} s`;
 }
 
-/** "Keystone's clock is 12.3 s behind this machine's" and the like. */
-export function describeSkew(skewMs: number, who = "Keystone's clock"): string {
-  if (Math.round(Math.abs(skewMs) / 100) === 0) return `${who} agrees with this machine's`;
+/**
+ * "Keystone's clock is 12.3 s behind this machine's" and the like; "agrees" when the skew is
+ * within the measurement's uncertainty (or under 0.05 s).
+ */
+export function describeSkew(skewMs: number, who = "Keystone's clock", uncertaintyMs = 0): string {
+  if (Math.round(Math.abs(skewMs) / 100) === 0 || Math.abs(skewMs) <= uncertaintyMs) {
+    return `${who} agrees with this machine's`;
+  }
   return `${who} is ${formatSeconds(skewMs)} ${skewMs < 0 ? "behind" : "ahead of"} this machine's`;
 }
 

@@ -166,8 +166,11 @@ export async function checkReachable(ctx: KeystoneCheckContext): Promise<Reachab
   } catch (e) {
     if (!(e instanceof TransportError)) throw e;
     const p = transportProblem(e, url);
+    // A TLS failure is explained by the TLS check, right after this one.
+    const message =
+      e.failure === "tls" ? `${url} answered, but not over a verified TLS connection (see keystone.tls)` : p.message;
     return {
-      result: result(id, title, "failure", p.message, {
+      result: result(id, title, "failure", message, {
         fix: p.fix,
         code: p.code,
         details: { url, failure: e.failure },
@@ -380,14 +383,14 @@ export class ProbeSession {
     return this.#ctx.auth.authUrl;
   }
 
-  /** `project NAME (domain D)`, for messages. */
+  /** `project NAME in domain D`, for messages. */
   get projectLabel(): string {
-    return `project ${this.info.projectName || this.info.projectId} (domain ${this.info.projectDomainName || "?"})`;
+    return `project ${this.info.projectName || this.info.projectId} in domain ${this.info.projectDomainName || "?"}`;
   }
 
-  /** `NAME (domain D)`, for messages. */
+  /** `NAME in domain D`, for messages. */
   get userLabel(): string {
-    return `${this.info.userName || this.info.userId} (domain ${this.info.userDomainName || "?"})`;
+    return `${this.info.userName || this.info.userId} in domain ${this.info.userDomainName || "?"}`;
   }
 
   /**
@@ -555,7 +558,7 @@ function probeUserId(): string {
  *    is deleted at once);
  * 3. `DELETE /v3/credentials/<made-up id>`: 403 means "may not delete", 404 "may delete";
  * 4. a real round trip through the client, on the operator's own user: create a TOTP
- *    credential with a random secret (never shown) and delete it in a `finally`. This proves
+ *    credential with a random secret (never shown) and delete it whatever happened. This proves
  *    that Keystone can store credentials (its credential key repository and database work)
  *    and that the token is not a delegated one (application credential or trust), which newer
  *    Keystone releases refuse for credential management.
@@ -597,6 +600,7 @@ export async function checkCredentialAccess(session: ProbeSession, client: Keyst
     const create = await session.request("POST", "/credentials", {
       credential: { type: "totp", user_id: target, blob: 0 },
     });
+    details.createProbeStatus = create.status;
     if (create.status === 201) {
       const made = asRecord(asRecord(create.body).credential).id;
       if (typeof made === "string") await client.deleteCredential(made);
@@ -608,6 +612,7 @@ export async function checkCredentialAccess(session: ProbeSession, client: Keyst
 
     // 3. delete a credential that does not exist
     const del = await session.request("DELETE", `/credentials/${probeUserId()}`);
+    details.deleteProbeStatus = del.status;
     if (del.status === 403) return forbidden("deleting another user's credential", del);
     if (del.status !== 404 && del.status !== 204) return unexpected("deleting a credential", del);
   } catch (e) {
@@ -620,14 +625,26 @@ export async function checkCredentialAccess(session: ProbeSession, client: Keyst
     });
   }
 
-  // 4. a real round trip on the operator's own user
+  // 4. a real round trip on the operator's own user; the delete runs whatever happened.
   let createdId: string | undefined;
+  let createFailure: KeystoneError | undefined;
   try {
     const me = await client.whoami();
-    const created = await client.createTotpCredential(me.userId, generateSecret());
-    createdId = created.id;
+    createdId = (await client.createTotpCredential(me.userId, generateSecret())).id;
   } catch (e) {
     if (!(e instanceof KeystoneError)) throw e;
+    createFailure = e;
+  }
+  if (createdId !== undefined) {
+    try {
+      await client.deleteCredential(createdId);
+    } catch (e) {
+      if (!(e instanceof KeystoneError)) throw e;
+      details.leftoverCredentialId = createdId;
+    }
+  }
+  if (createFailure) {
+    const e = createFailure;
     const delegated = e.status === 403 && /delegated/i.test(e.keystoneMessage ?? "");
     return result(id, title, "failure", `creating a TOTP credential on the operator's own user failed: ${e.message}`, {
       fix: delegated
@@ -638,16 +655,6 @@ export async function checkCredentialAccess(session: ProbeSession, client: Keyst
       code: e.code,
       details,
     });
-  } finally {
-    if (createdId !== undefined) {
-      try {
-        await client.deleteCredential(createdId);
-      } catch (e) {
-        if (!(e instanceof KeystoneError)) throw e;
-        // Reported below through `leftover`.
-        details.leftoverCredentialId = createdId;
-      }
-    }
   }
   if (details.leftoverCredentialId !== undefined) {
     return result(
@@ -663,7 +670,7 @@ export async function checkCredentialAccess(session: ProbeSession, client: Keyst
     id,
     title,
     "ok",
-    `the account may list, create and delete other users' credentials (admin on ${session.projectLabel}); ` +
+    `the account may list, create and delete other users' credentials (${session.projectLabel}); ` +
       "a test credential was created and deleted on its own user",
     { details },
   );
@@ -783,7 +790,7 @@ export function checkClock(info: ProbeTokenInfo, dateObservation?: ClockObservat
       ? `; by the HTTP Date header (added by a proxy) ${describeSkew(fromDate.skewMs, "the proxy's clock")}`
       : "";
   const message =
-    `${describeSkew(used.skewMs)} (${used.skewMs >= 0 ? "+" : "-"}${formatSeconds(used.skewMs)} ` +
+    `${describeSkew(used.skewMs, undefined, used.uncertaintyMs)} (${used.skewMs >= 0 ? "+" : "-"}${formatSeconds(used.skewMs)} ` +
     `± ${formatSeconds(used.uncertaintyMs)}, from ${source})${imprecise}${proxy}: ${skewConsequence(used.skewMs)}`;
   if (status === "ok") return result(id, title, "ok", message, { details });
   const fix =

@@ -5,15 +5,15 @@
  */
 import { constants as fsConstants } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
-import { isIP } from "node:net";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { ConfigError, MailError } from "../errors.ts";
 import { type MailConfig, resolveMailConfig, type SmtpMailConfig } from "../mail/config.ts";
-import { createMailer, smtpError } from "../mail/send.ts";
 import { OUTBOX_DIR_MODE, OUTBOX_EXTENSION } from "../mail/outbox.ts";
+import { createMailer, smtpError } from "../mail/send.ts";
 import { type CheckResult, result } from "./types.ts";
 
 /** Stable check ids of this module. */
@@ -33,6 +33,8 @@ export interface MailCheckOptions {
   readonly smtpUrl?: string | undefined;
   readonly mailFrom?: string | undefined;
   readonly outboxDir?: string | undefined;
+  /** PEM file of CA certificates to trust for the SMTP server, besides the system's. */
+  readonly smtpCaFile?: string | undefined;
   /** Directory relative paths are resolved against. */
   readonly projectDir: string;
 }
@@ -46,12 +48,15 @@ export async function checkMail(o: MailCheckOptions): Promise<CheckResult[]> {
   const title = "mail settings";
   let config: MailConfig;
   try {
-    config = resolveMailConfig({ smtpUrl: o.smtpUrl, mailFrom: o.mailFrom, outboxDir: o.outboxDir }, o.projectDir);
+    config = resolveMailConfig(
+      { smtpUrl: o.smtpUrl, mailFrom: o.mailFrom, outboxDir: o.outboxDir, smtpCaFile: o.smtpCaFile },
+      o.projectDir,
+    );
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     return [
       result(MAIL_CHECK_IDS.config, title, "failure", e.message, {
-        fix: `Give --smtp-url (or ${SMTP_URL_ENV}) with --mail-from (or ${MAIL_FROM_ENV}), or --outbox DIR.`,
+        fix: `Give --smtp-url (or ${SMTP_URL_ENV}) with --mail-from (or ${MAIL_FROM_ENV}), or --outbox DIR; --smtp-ca-file must be a PEM file.`,
         code: "E_CONFIG",
       }),
       o.smtpUrl
@@ -157,7 +162,11 @@ export async function checkSmtp(config: SmtpMailConfig): Promise<CheckResult> {
     await mailer.verify();
   } catch (e) {
     if (!(e instanceof MailError)) throw e;
-    return result(id, title, "failure", e.message, { fix: smtpFix(e), code: e.code, details: { smtpCode: e.smtpCode } });
+    return result(id, title, "failure", e.message, {
+      fix: smtpFix(e),
+      code: e.code,
+      details: { smtpCode: e.smtpCode },
+    });
   } finally {
     mailer.close();
   }
@@ -166,7 +175,11 @@ export async function checkSmtp(config: SmtpMailConfig): Promise<CheckResult> {
     probe = await probeSender(config);
   } catch (e) {
     if (!(e instanceof MailError)) throw e;
-    return result(id, title, "failure", e.message, { fix: smtpFix(e), code: e.code, details: { smtpCode: e.smtpCode } });
+    return result(id, title, "failure", e.message, {
+      fix: smtpFix(e),
+      code: e.code,
+      details: { smtpCode: e.smtpCode },
+    });
   }
   const tls = config.secure ? "implicit TLS" : probe.encrypted ? "STARTTLS" : "no TLS (loopback)";
   const login = config.auth ? `login as ${config.auth.user}` : "no login";

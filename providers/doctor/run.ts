@@ -53,6 +53,8 @@ export interface DoctorOptions {
   readonly smtpUrl?: string | undefined;
   /** The sender, required with `smtpUrl`. */
   readonly mailFrom?: string | undefined;
+  /** PEM file of extra CA certificates for the SMTP relay. */
+  readonly smtpCaFile?: string | undefined;
   /** Outbox folder; default `outbox` in `projectDir`. */
   readonly outboxDir?: string | undefined;
   /** Skip the mail checks (for callers that check mail themselves). */
@@ -82,8 +84,8 @@ function skipped(id: string, title: string, why: string): CheckResult {
 }
 
 function describeAuth(a: KeystoneAuth): string {
-  const user = a.userId ?? `${a.userName ?? "?"} (domain ${a.userDomainName ?? a.userDomainId ?? "?"})`;
-  const project = a.projectId ?? `${a.projectName ?? "?"} (domain ${a.projectDomainName ?? a.projectDomainId ?? "?"})`;
+  const user = a.userId ?? `${a.userName ?? "?"} in domain ${a.userDomainName ?? a.userDomainId ?? "?"}`;
+  const project = a.projectId ?? `${a.projectName ?? "?"} in domain ${a.projectDomainName ?? a.projectDomainId ?? "?"}`;
   const how = a.token ? "an existing token (OS_TOKEN)" : `user ${user} with a password`;
   return `${a.authUrl}, ${how}, project ${project}, from ${a.source}`;
 }
@@ -102,7 +104,12 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
     });
     checks.push(
       result(CONFIG_CHECK_ID, "Keystone settings", "ok", describeAuth(auth), {
-        details: { authUrl: auth.authUrl, source: auth.source, insecure: auth.insecure, caGiven: auth.caPem !== undefined },
+        details: {
+          authUrl: auth.authUrl,
+          source: auth.source,
+          insecure: auth.insecure,
+          caGiven: auth.caPem !== undefined,
+        },
       }),
     );
   } catch (e) {
@@ -176,7 +183,13 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
 
     if (!o.skipMail) {
       checks.push(
-        ...(await checkMail({ smtpUrl: o.smtpUrl, mailFrom: o.mailFrom, outboxDir: o.outboxDir, projectDir })),
+        ...(await checkMail({
+          smtpUrl: o.smtpUrl,
+          mailFrom: o.mailFrom,
+          outboxDir: o.outboxDir,
+          smtpCaFile: o.smtpCaFile,
+          projectDir,
+        })),
       );
     }
   } finally {

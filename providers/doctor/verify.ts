@@ -48,7 +48,8 @@ export function parseUserAtDomain(raw: string): UserAtDomain {
     ["domain", domain],
   ] as const) {
     if (v.length === 0) throw new InputError("user", `the ${what} is empty: ${form}`);
-    if (v.length > MAX_NAME_CHARS) throw new InputError("user", `the ${what} is longer than ${MAX_NAME_CHARS} characters`);
+    if (v.length > MAX_NAME_CHARS)
+      throw new InputError("user", `the ${what} is longer than ${MAX_NAME_CHARS} characters`);
     if (CONTROL.test(v) || v.trim() !== v) {
       throw new InputError("user", `the ${what} has control characters or surrounding spaces: ${form}`);
     }

@@ -1,0 +1,780 @@
+/**
+ * `npm run bench`: how long enrolling N users takes, against the local real Keystone and a
+ * local SMTP server, compared in the same run with the floor (raw POST /v3/credentials at the
+ * best concurrency) and with the operator's alternative (an `openstack credential create`
+ * loop). A script, not a test: it asserts nothing, it measures and reports.
+ *
+ * Per N it creates N users `bench-<N>-<i>` in the domain `keystone-totp-bench`, then:
+ *   1. floor     raw POST /v3/credentials for all N users at the best of 1, 4 and 8 in flight
+ *                (each level probed on up to 100 users, then the full N at the best), deleted after;
+ *   2. ours      `node scripts/provision.ts up` on an empty stack (temp file backend) with the
+ *                users CSV, mail over SMTP to a local smtp-server, Keystone behind a counting
+ *                proxy; then a no-op `up --expect-no-changes`, then `preview`;
+ *                `pulumi stack export` for the state size; /proc polling for memory and CPU;
+ *   3. CLI loop  `openstack credential create --type totp` for a sample of users, extrapolated;
+ * and deletes the users (Keystone deletes their credentials with them) and the stack.
+ *
+ * Writes bench/results.json (one object per N, merged with the N not re-measured) and
+ * bench/time-per-user.svg, and prints a table.
+ *
+ * Usage: npm run bench -- [--n 100,1000,5000] [--skip-cli-loop] [--keep] [--help]
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { generateSecret } from "../providers/totp/secret.ts";
+import { startSmtpServer, type TestSmtpServer } from "../test/support/smtp.ts";
+import { renderChart } from "./bench/chart.ts";
+import { pool, type RawAuth, RawKeystone } from "./bench/keystone.ts";
+import { cpuDelta, cpuOfMatching, machineCpu, type Role, type RoleStats, watchTree } from "./bench/procs.ts";
+import { type CountingProxy, type RequestCounts, startCountingProxy } from "./bench/proxy.ts";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const DOMAIN = "keystone-totp-bench";
+const USER_RE = /^bench-\d+-\d+$/;
+const FLOOR_LEVELS = [1, 4, 8];
+const FLOOR_PROBE = 100;
+const CLI_SAMPLE = 20;
+/** Mail rate given to the program: the highest accepted, so that the relay limit is not measured. */
+const SEND_RATE = 1000;
+const KEYSTONE_PROCS = new RegExp(process.env.KT_BENCH_KEYSTONE_PROCS ?? "^keystone-default uWSGI");
+const POSTGRES_PROCS = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? "^postgres: .*keystone_default");
+
+const HELP = `usage: npm run bench -- [options]
+
+Measures keystone-totp against the local Keystone (OS_* variables, or
+.local/keystone/default/openrc) and a local SMTP server, and writes bench/results.json,
+bench/time-per-user.svg and a table. Creates users bench-<N>-<i> in the domain ${DOMAIN}
+and deletes them at the end (and at the start, after a crashed run).
+
+options:
+  --n LIST          user counts, comma-separated (default 100,1000; e.g. 100,1000,5000)
+  --skip-cli-loop   do not time the openstack CLI loop (cli_loop_* become null)
+  --cli-sample K    users in the CLI sample (default ${CLI_SAMPLE})
+  --diagnose        also time an up with PULUMI_SKIP_CHECKPOINTS=true on a second stack
+                    (how much of the time is the file backend's per-step checkpoint)
+  --keep            keep the users, credentials, stacks and temp files
+  --report          measure nothing: redraw the chart and print the table from bench/results.json
+  --help            this text
+`;
+
+interface Options {
+  ns: number[];
+  skipCliLoop: boolean;
+  cliSample: number;
+  diagnose: boolean;
+  keep: boolean;
+  report: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    ns: [100, 1000],
+    skipCliLoop: false,
+    cliSample: CLI_SAMPLE,
+    diagnose: false,
+    keep: false,
+    report: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--help" || a === "-h") {
+      process.stdout.write(HELP);
+      process.exit(0);
+    } else if (a === "--n") {
+      o.ns = value()
+        .split(",")
+        .map((s) => Number(s.trim()));
+      if (o.ns.length === 0 || o.ns.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) {
+        usage("--n takes whole numbers from 1 to 20000, comma-separated");
+      }
+    } else if (a === "--skip-cli-loop") o.skipCliLoop = true;
+    else if (a === "--cli-sample") {
+      o.cliSample = Number(value());
+      if (!Number.isInteger(o.cliSample) || o.cliSample < 1) usage("--cli-sample takes a whole number above 0");
+    } else if (a === "--diagnose") o.diagnose = true;
+    else if (a === "--keep") o.keep = true;
+    else if (a === "--report") o.report = true;
+    else usage(`unknown option '${a}'`);
+  }
+  return o;
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n\n${HELP}`);
+  process.exit(64);
+}
+
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const round = (v: number, d = 2) => Math.round(v * 10 ** d) / 10 ** d;
+const since = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+// ------------------------------------------------------------------ environment
+
+/** OS_* from the environment, else from the local Keystone's openrc; loopback only. */
+function loadAuth(): { auth: RawAuth; env: Record<string, string> } {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith("OS_") && v !== undefined) env[k] = v;
+  if (!env.OS_AUTH_URL) {
+    const rc = join(REPO, ".local/keystone/default/openrc");
+    if (!existsSync(rc)) {
+      throw new Error("no OS_AUTH_URL and no .local/keystone/default/openrc: start the local Keystone first");
+    }
+    for (const m of readFileSync(rc, "utf8").matchAll(/^export (OS_\w+)=(.*)$/gm)) {
+      env[m[1] as string] = (m[2] as string).replace(/^['"]|['"]$/g, "");
+    }
+  }
+  const url = new URL(env.OS_AUTH_URL ?? "");
+  if (!["127.0.0.1", "localhost", "[::1]"].includes(url.hostname) || url.protocol !== "http:") {
+    throw new Error(`refusing to benchmark a Keystone that is not plain HTTP on loopback (${url.host})`);
+  }
+  if (!env.OS_PASSWORD || !env.OS_USERNAME) throw new Error("OS_USERNAME and OS_PASSWORD are needed");
+  return {
+    env,
+    auth: {
+      authUrl: env.OS_AUTH_URL as string,
+      userName: env.OS_USERNAME,
+      password: env.OS_PASSWORD,
+      userDomainName: env.OS_USER_DOMAIN_NAME ?? "Default",
+      projectName: env.OS_PROJECT_NAME ?? "admin",
+      projectDomainName: env.OS_PROJECT_DOMAIN_NAME ?? "Default",
+    },
+  };
+}
+
+function sh(cmd: string, args: string[]): string | null {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function machine() {
+  return {
+    cores: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? null,
+    memory_gb: round(os.totalmem() / 2 ** 30, 1),
+    kernel: os.release(),
+    load_average_at_start: os.loadavg().map((v) => round(v)),
+  };
+}
+
+function versions() {
+  const pkg = (p: string) => {
+    try {
+      return (JSON.parse(readFileSync(join(REPO, "node_modules", p, "package.json"), "utf8")) as { version: string })
+        .version;
+    } catch {
+      return null;
+    }
+  };
+  return {
+    node: process.version,
+    pulumi_cli: sh("pulumi", ["version"]),
+    pulumi_sdk: pkg("@pulumi/pulumi"),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not a template
+    keystone: sh("dpkg-query", ["-W", "-f", "${Version}", "keystone"]),
+    openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
+    nodemailer: pkg("nodemailer"),
+    smtp_server: pkg("smtp-server"),
+  };
+}
+
+// ------------------------------------------------------------------ users
+
+async function cleanupUsers(ks: RawKeystone, onlyN?: number): Promise<number> {
+  const domainId = await ks.domainId(DOMAIN);
+  if (!domainId) return 0;
+  const users = (await ks.listUsers(domainId)).filter(
+    (u) => USER_RE.test(u.name) && (onlyN === undefined || u.name.startsWith(`bench-${onlyN}-`)),
+  );
+  await pool(users, 8, (u) => ks.deleteUser(u.id));
+  return users.length;
+}
+
+function cleanupStaleFiles(): void {
+  for (const f of readdirSync(REPO)) {
+    if (/^Pulumi\.bench-\d+-[0-9a-f]{6}\.yaml$/.test(f)) rmSync(join(REPO, f), { force: true });
+  }
+  // Only the folders this script makes (mkdtemp adds six characters).
+  for (const d of readdirSync(os.tmpdir(), { withFileTypes: true })) {
+    if (d.isDirectory() && /^kt-bench-\d+-(csv-)?[A-Za-z0-9]{6}$/.test(d.name)) {
+      rmSync(join(os.tmpdir(), d.name), { recursive: true, force: true });
+    }
+  }
+}
+
+interface BenchUser {
+  name: string;
+  id: string;
+  email: string;
+}
+
+// ------------------------------------------------------------------ the floor
+
+interface FloorResult {
+  floor_s: number;
+  floor_concurrency: number;
+  floor_creates_per_s: number;
+  floor_probe_creates_per_s: Record<string, number>;
+  floor_delete_s: number;
+}
+
+async function timedCreates(ks: RawKeystone, users: readonly BenchUser[], level: number) {
+  const t0 = process.hrtime.bigint();
+  const ids = await pool(users, level, (u) => ks.createTotp(u.id, generateSecret()));
+  return { s: since(t0), ids };
+}
+
+async function measureFloor(ks: RawKeystone, users: readonly BenchUser[]): Promise<FloorResult> {
+  const probe = users.slice(0, Math.min(FLOOR_PROBE, users.length));
+  const rates: Record<string, number> = {};
+  const created: string[] = [];
+  let best = { level: 1, s: Number.POSITIVE_INFINITY };
+  for (const level of FLOOR_LEVELS) {
+    const r = await timedCreates(ks, probe, level);
+    created.push(...r.ids);
+    rates[String(level)] = round(probe.length / r.s, 1);
+    log(`floor probe: ${probe.length} creates at ${level} in flight: ${r.s.toFixed(2)} s`);
+    if (r.s < best.s) best = { level, s: r.s };
+  }
+  let floorS = best.s;
+  if (users.length > probe.length) {
+    const r = await timedCreates(ks, users, best.level);
+    created.push(...r.ids);
+    floorS = r.s;
+    log(`floor: ${users.length} creates at ${best.level} in flight: ${r.s.toFixed(2)} s`);
+  }
+  const t0 = process.hrtime.bigint();
+  await pool(created, 8, (id) => ks.deleteCredential(id));
+  const del = since(t0);
+  return {
+    floor_s: round(floorS),
+    floor_concurrency: best.level,
+    floor_creates_per_s: round(users.length / floorS, 1),
+    floor_probe_creates_per_s: rates,
+    floor_delete_s: round(del),
+  };
+}
+
+// ------------------------------------------------------------------ ours
+
+interface RunResult {
+  code: number;
+  wall_s: number;
+  output: string;
+  roles: Record<Role, RoleStats>;
+  keystone: RequestCounts;
+  smtpConnections: number;
+  smtpMessages: number;
+  keystoneCpuS: number;
+  machineBusy: number;
+  /** Seconds from start at which 25/50/75/100 % of the resource creations had finished. */
+  progress: { first_op_s: number | null; quartiles_s: (number | null)[] };
+}
+
+class Stack {
+  readonly name: string;
+  readonly dir: string;
+  readonly configFile: string;
+  readonly env: Record<string, string>;
+
+  constructor(n: number, csv: string, smtp: TestSmtpServer, proxy: CountingProxy, osEnv: Record<string, string>) {
+    this.name = `bench-${n}-${randomBytes(3).toString("hex")}`;
+    this.dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-`));
+    mkdirSync(join(this.dir, "backend"));
+    this.configFile = join(this.dir, `Pulumi.${this.name}.yaml`);
+    writeFileSync(
+      this.configFile,
+      [
+        "config:",
+        `  keystone-totp:usersCsv: ${JSON.stringify(csv)}`,
+        `  keystone-totp:smtpUrl: ${JSON.stringify(smtp.url)}`,
+        `  keystone-totp:mailFrom: "keystone-totp bench <noreply@example.com>"`,
+        `  keystone-totp:issuer: "keystone-totp bench"`,
+        `  keystone-totp:sendRatePerSecond: "${SEND_RATE}"`,
+        "",
+      ].join("\n"),
+    );
+    const base: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) {
+      if (v !== undefined && !k.startsWith("OS_") && !k.startsWith("PULUMI_CONFIG_PASSPHRASE")) base[k] = v;
+    }
+    this.env = {
+      ...base,
+      ...osEnv,
+      OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
+      PULUMI_BACKEND_URL: `file://${join(this.dir, "backend")}`,
+      PULUMI_CONFIG_PASSPHRASE: randomBytes(16).toString("hex"),
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
+    };
+  }
+
+  pulumi(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((res, rej) => {
+      const c = spawn("pulumi", [...args, "--stack", this.name, "--non-interactive"], {
+        cwd: REPO,
+        env: this.env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      c.stdout.on("data", (b: Buffer) => out.push(b));
+      c.stderr.on("data", (b: Buffer) => err.push(b));
+      c.on("error", rej);
+      c.on("close", (code) =>
+        res({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+      );
+    });
+  }
+
+  /** Runs scripts/provision.ts VERB with this stack's config file, measuring it. */
+  provision(
+    verb: string,
+    extra: string[],
+    ctx: { proxy: CountingProxy; smtp: TestSmtpServer; expectedOps: number; env?: Record<string, string> },
+  ): Promise<RunResult> {
+    const args = [join(REPO, "scripts/provision.ts"), verb, "--stack", this.name, "--config-file", this.configFile];
+    ctx.proxy.reset();
+    const smtp0 = { c: ctx.smtp.connections, m: ctx.smtp.received.length };
+    const ks0 = new Map([...cpuOfMatching(KEYSTONE_PROCS), ...cpuOfMatching(POSTGRES_PROCS)]);
+    const m0 = machineCpu();
+    const logFile = join(REPO, ".local", "logs", `bench-${this.name}.log`);
+    mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
+    return new Promise((res, rej) => {
+      const t0 = process.hrtime.bigint();
+      const child = spawn(process.execPath, [...args, ...extra], {
+        cwd: REPO,
+        env: { ...this.env, ...ctx.env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const watch = watchTree(child.pid ?? -1);
+      let output = "";
+      let pending = "";
+      let firstOp: number | null = null;
+      const doneAt: number[] = [];
+      const onData = (b: Buffer) => {
+        const text = b.toString("utf8");
+        output += text;
+        pending += text;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) {
+          if (firstOp === null && /\b(creating|updating|deleting)\b/.test(line)) firstOp = since(t0);
+          if (/\bcreated\b/.test(line) && !/Resources:/.test(line)) doneAt.push(since(t0));
+        }
+      };
+      child.stdout.on("data", onData);
+      child.stderr.on("data", onData);
+      child.on("error", rej);
+      child.on("close", (code) => {
+        const wall = since(t0);
+        const roles = watch.stop();
+        const ks1 = new Map([...cpuOfMatching(KEYSTONE_PROCS), ...cpuOfMatching(POSTGRES_PROCS)]);
+        const m1 = machineCpu();
+        appendFileSync(
+          logFile,
+          `$ provision ${verb} ${extra.join(" ")}\n${output}\n[exit ${code}, ${wall.toFixed(2)} s]\n\n`,
+          {
+            mode: 0o600,
+          },
+        );
+        const q = [0.25, 0.5, 0.75, 1].map((f) => {
+          const k = Math.ceil(f * ctx.expectedOps) - 1;
+          return ctx.expectedOps > 0 && k < doneAt.length ? round(doneAt[k] as number) : null;
+        });
+        res({
+          code: code ?? -1,
+          wall_s: round(wall),
+          output,
+          roles,
+          keystone: ctx.proxy.counts(),
+          smtpConnections: ctx.smtp.connections - smtp0.c,
+          smtpMessages: ctx.smtp.received.length - smtp0.m,
+          keystoneCpuS: cpuDelta(ks0, ks1),
+          machineBusy: round((m1.busyS - m0.busyS) / (m1.totalS - m0.totalS || 1), 2),
+          progress: { first_op_s: firstOp === null ? null : round(firstOp), quartiles_s: q },
+        });
+      });
+    });
+  }
+
+  async exportState(): Promise<{ bytes: number; providerBytes: number; resources: number }> {
+    const r = await this.pulumi(["stack", "export"]);
+    if (r.code !== 0) throw new Error(`pulumi stack export failed: ${r.stderr.slice(-2000)}`);
+    const dep = JSON.parse(r.stdout) as {
+      deployment: { resources?: { inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[] };
+    };
+    let providerBytes = 0;
+    for (const res of dep.deployment.resources ?? []) {
+      for (const side of [res.inputs, res.outputs]) {
+        const p = side?.__provider;
+        if (p !== undefined) providerBytes += JSON.stringify(p).length;
+      }
+    }
+    return { bytes: Buffer.byteLength(r.stdout), providerBytes, resources: dep.deployment.resources?.length ?? 0 };
+  }
+
+  async remove(): Promise<void> {
+    await this.pulumi(["stack", "rm", "--yes", "--force"]);
+    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(join(REPO, `Pulumi.${this.name}.yaml`), { force: true });
+  }
+}
+
+function failIf(r: RunResult, what: string): void {
+  if (r.code !== 0) {
+    throw new Error(`${what} exited ${r.code}; output (last 3000 chars):\n${r.output.slice(-3000)}`);
+  }
+}
+
+// ------------------------------------------------------------------ the CLI loop
+
+async function measureCliLoop(
+  ks: RawKeystone,
+  users: readonly BenchUser[],
+  sample: number,
+  osEnv: Record<string, string>,
+): Promise<{ s_per_user: number | null; sample: number; note: string | null }> {
+  if (sh("openstack", ["--version"]) === null) {
+    return { s_per_user: null, sample: 0, note: "openstack CLI not found: apt-get install python3-openstackclient" };
+  }
+  const env = { ...process.env, ...osEnv };
+  const picked = users.slice(0, Math.min(sample, users.length));
+  const ids: string[] = [];
+  const t0 = process.hrtime.bigint();
+  for (const u of picked) {
+    const id = await new Promise<string>((res, rej) => {
+      const c = spawn(
+        "openstack",
+        ["credential", "create", "--type", "totp", u.id, generateSecret(), "-f", "value", "-c", "id"],
+        {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let out = "";
+      let err = "";
+      c.stdout.on("data", (b: Buffer) => {
+        out += b.toString();
+      });
+      c.stderr.on("data", (b: Buffer) => {
+        err += b.toString();
+      });
+      c.on("error", rej);
+      c.on("close", (code) =>
+        code === 0 ? res(out.trim()) : rej(new Error(`openstack credential create exited ${code}: ${err.slice(-500)}`)),
+      );
+    });
+    ids.push(id);
+  }
+  const s = since(t0);
+  await pool(ids, 8, (id) => ks.deleteCredential(id));
+  return { s_per_user: round(s / picked.length, 3), sample: picked.length, note: null };
+}
+
+// ------------------------------------------------------------------ one N
+
+type Result = Record<string, unknown> & { n: number };
+
+async function benchN(
+  n: number,
+  o: Options,
+  ks: RawKeystone,
+  osEnv: Record<string, string>,
+  smtp: TestSmtpServer,
+  proxy: CountingProxy,
+  meta: { machine: ReturnType<typeof machine>; versions: ReturnType<typeof versions> },
+): Promise<Result> {
+  log(`N=${n}: creating ${n} users in domain ${DOMAIN}`);
+  const domainId = await ks.ensureDomain(DOMAIN);
+  await cleanupUsers(ks, n);
+  let t0 = process.hrtime.bigint();
+  const users: BenchUser[] = await pool(
+    Array.from({ length: n }, (_, i) => i + 1),
+    8,
+    async (i) => {
+      const name = `bench-${n}-${i}`;
+      const email = `${name}@example.com`;
+      return { name, email, id: await ks.createUser(name, domainId, email) };
+    },
+  );
+  const setupS = since(t0);
+  log(`N=${n}: users created in ${setupS.toFixed(1)} s`);
+
+  const floor = await measureFloor(ks, users);
+  log(`N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight`);
+
+  const stacks: Stack[] = [];
+  try {
+    const dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-csv-`));
+    const csv = join(dir, "users.csv");
+    writeFileSync(csv, `username,email,domain\n${users.map((u) => `${u.name},${u.email},${DOMAIN}`).join("\n")}\n`);
+    const stack = new Stack(n, csv, smtp, proxy, osEnv);
+    stacks.push(stack);
+    const ctx = { proxy, smtp, expectedOps: 2 * n };
+
+    log(`N=${n}: up (stack ${stack.name})`);
+    const up = await stack.provision("up", ["--yes"], ctx);
+    failIf(up, "up");
+    log(`N=${n}: up ${up.wall_s} s; noop up`);
+    const noop = await stack.provision("up", ["--yes", "--expect-no-changes"], { ...ctx, expectedOps: 0 });
+    failIf(noop, "no-op up");
+    log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
+    const preview = await stack.provision("preview", [], { ...ctx, expectedOps: 0 });
+    failIf(preview, "preview");
+    log(`N=${n}: preview ${preview.wall_s} s; stack export`);
+    const state = await stack.exportState();
+
+    let diag: RunResult | undefined;
+    if (o.diagnose) {
+      const second = new Stack(n, csv, smtp, proxy, osEnv);
+      stacks.push(second);
+      log(`N=${n}: diagnose: up with PULUMI_SKIP_CHECKPOINTS=true (stack ${second.name})`);
+      diag = await second.provision("up", ["--yes"], { ...ctx, env: { PULUMI_SKIP_CHECKPOINTS: "true" } });
+      failIf(diag, "up (PULUMI_SKIP_CHECKPOINTS)");
+    }
+
+    let cli: Awaited<ReturnType<typeof measureCliLoop>> = { s_per_user: null, sample: 0, note: "skipped" };
+    if (!o.skipCliLoop) {
+      log(`N=${n}: openstack CLI loop on ${Math.min(o.cliSample, n)} users`);
+      cli = await measureCliLoop(ks, users, o.cliSample, osEnv);
+    }
+
+    const creds = up.keystone.byRoute["POST /v3/credentials"] ?? 0;
+    const cliLoopS = cli.s_per_user === null ? null : round(cli.s_per_user * n, 1);
+    const result: Result = {
+      n,
+      date: new Date().toISOString(),
+      floor_s: floor.floor_s,
+      floor_concurrency: floor.floor_concurrency,
+      floor_creates_per_s: floor.floor_creates_per_s,
+      floor_probe_creates_per_s: floor.floor_probe_creates_per_s,
+      up_s: up.wall_s,
+      noop_up_s: noop.wall_s,
+      preview_s: preview.wall_s,
+      up_over_floor: round(up.wall_s / floor.floor_s),
+      cli_loop_s: cliLoopS,
+      cli_loop_s_per_user: cli.s_per_user,
+      cli_loop_sample: cli.sample,
+      cli_loop_note: cli.note,
+      cli_loop_over_up: cliLoopS === null ? null : round(cliLoopS / up.wall_s, 1),
+      s_per_user: {
+        floor: round(floor.floor_s / n, 4),
+        up: round(up.wall_s / n, 4),
+        noop_up: round(noop.wall_s / n, 4),
+        preview: round(preview.wall_s / n, 4),
+        cli_loop: cli.s_per_user,
+      },
+      keystone_credentials_created: creds,
+      keystone_requests: up.keystone.total,
+      keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
+      keystone_requests_by_route: up.keystone.byRoute,
+      keystone_tokens_issued: up.keystone.tokens,
+      noop_keystone_requests: noop.keystone.total,
+      noop_keystone_writes: noop.keystone.writes,
+      preview_keystone_requests: preview.keystone.total,
+      preview_keystone_writes: preview.keystone.writes,
+      preview_smtp_messages: preview.smtpMessages,
+      smtp_messages: up.smtpMessages,
+      smtp_connections: up.smtpConnections,
+      noop_smtp_connections: noop.smtpConnections + preview.smtpConnections,
+      state_bytes: state.bytes,
+      state_bytes_per_user: Math.round(state.bytes / n),
+      state_provider_bytes_per_user: Math.round(state.providerBytes / n),
+      state_resources: state.resources,
+      peak_rss_program_mb: Math.max(up.roles.program.peakRssMb, noop.roles.program.peakRssMb),
+      peak_rss_provider_mb: Math.max(up.roles.provider.peakRssMb, noop.roles.provider.peakRssMb),
+      peak_rss_engine_mb: Math.max(up.roles.engine.peakRssMb, noop.roles.engine.peakRssMb),
+      provider_processes: up.roles.provider.processes,
+      up_cpu_s: {
+        program: up.roles.program.cpuS,
+        engine: up.roles.engine.cpuS,
+        provider: up.roles.provider.cpuS,
+        keystone_and_postgres: up.keystoneCpuS,
+      },
+      noop_up_cpu_s: {
+        program: noop.roles.program.cpuS,
+        engine: noop.roles.engine.cpuS,
+        provider: noop.roles.provider.cpuS,
+      },
+      up_machine_busy_fraction: up.machineBusy,
+      up_progress: up.progress,
+      up_skip_checkpoints_s: diag ? diag.wall_s : null,
+      users_setup_s: round(setupS, 1),
+      floor_delete_s: floor.floor_delete_s,
+      send_rate_per_second: SEND_RATE,
+      parallel: "default (4 x cores)",
+      machine: meta.machine,
+      versions: meta.versions,
+    };
+    rmSync(dir, { recursive: true, force: true });
+    return result;
+  } finally {
+    if (!o.keep) {
+      for (const s of stacks) await s.remove();
+      t0 = process.hrtime.bigint();
+      const gone = await cleanupUsers(ks, n);
+      log(`N=${n}: deleted ${gone} users (and their credentials) in ${since(t0).toFixed(1)} s`);
+    } else {
+      log(`N=${n}: kept users and stacks (${stacks.map((s) => `${s.name} in ${s.dir}`).join(", ")})`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ output
+
+function targets(r: Result) {
+  const n = r.n;
+  const sPerUser = (r.s_per_user as { up: number }).up;
+  return {
+    n,
+    up_within_1_5x_floor: n === 1000 ? (r.up_over_floor as number) <= 1.5 : null,
+    cli_loop_20x_slower: n === 1000 && r.cli_loop_over_up !== null ? (r.cli_loop_over_up as number) >= 20 : null,
+    noop_up_within_30_s: n === 1000 ? (r.noop_up_s as number) <= 30 : null,
+    noop_zero_writes: r.noop_keystone_writes === 0,
+    preview_sends_nothing: r.preview_keystone_writes === 0 && r.preview_smtp_messages === 0,
+    requests_per_credential_1_05: (r.keystone_requests_per_credential as number) <= 1.05,
+    smtp_connection_per_100_messages: (r.smtp_connections as number) <= Math.ceil((r.smtp_messages as number) / 100),
+    state_3kb_per_user: (r.state_bytes_per_user as number) <= 3072,
+    s_per_user: sPerUser,
+  };
+}
+
+function table(results: readonly Result[]): string {
+  const head = [
+    "N",
+    "floor s (in flight)",
+    "up s",
+    "up/floor",
+    "no-op up s",
+    "preview s",
+    "Keystone req/cred",
+    "no-op writes",
+    "SMTP conns/msgs",
+    "state B/user",
+    "CLI s/user",
+    "CLI loop/up",
+    "peak RSS MB program/provider/engine",
+  ];
+  const rows = results.map((r) => [
+    String(r.n),
+    `${r.floor_s} (${r.floor_concurrency})`,
+    String(r.up_s),
+    `${r.up_over_floor}x`,
+    String(r.noop_up_s),
+    String(r.preview_s),
+    String(r.keystone_requests_per_credential),
+    String(r.noop_keystone_writes),
+    `${r.smtp_connections}/${r.smtp_messages}`,
+    String(r.state_bytes_per_user),
+    r.cli_loop_s_per_user === null ? "n/a" : String(r.cli_loop_s_per_user),
+    r.cli_loop_over_up === null ? "n/a" : `${r.cli_loop_over_up}x`,
+    `${r.peak_rss_program_mb}/${r.peak_rss_provider_mb}/${r.peak_rss_engine_mb}`,
+  ]);
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+function writeOutputs(fresh: readonly Result[]): Result[] {
+  const file = join(REPO, "bench", "results.json");
+  mkdirSync(dirname(file), { recursive: true });
+  let old: Result[] = [];
+  try {
+    old = JSON.parse(readFileSync(file, "utf8")) as Result[];
+  } catch {
+    old = [];
+  }
+  const merged = [...old.filter((r) => !fresh.some((f) => f.n === r.n)), ...fresh].sort((a, b) => a.n - b.n);
+  writeFileSync(file, `${JSON.stringify(merged, null, 2)}\n`);
+  const per = (k: "floor" | "up" | "cli_loop" | "noop_up") =>
+    merged.map((r) => [r.n, (r.s_per_user as Record<string, number | null>)[k] ?? null] as const);
+  const m = merged[merged.length - 1]?.machine as { cores?: number } | undefined;
+  const svg = renderChart(
+    "keystone-totp: time per user to enroll N users",
+    `local Keystone ${String((merged[0]?.versions as { keystone?: string })?.keystone ?? "")}, ${m?.cores ?? "?"} cores; bench/results.json`,
+    [
+      { name: "openstack CLI loop", color: "#c0392b", dash: "6 4", points: per("cli_loop") },
+      { name: "keystone-totp up", color: "#2c6fbb", points: per("up") },
+      { name: "raw REST floor", color: "#27ae60", points: per("floor") },
+      { name: "no-op up", color: "#8e44ad", dash: "2 3", points: per("noop_up") },
+    ],
+  );
+  writeFileSync(join(REPO, "bench", "time-per-user.svg"), svg);
+  return merged;
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<number> {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.report) {
+    printReport(writeOutputs([]));
+    return 0;
+  }
+  const { auth, env: osEnv } = loadAuth();
+  const meta = { machine: machine(), versions: versions() };
+  log(`machine: ${JSON.stringify(meta.machine)}`);
+  log(`versions: ${JSON.stringify(meta.versions)}`);
+  const ks = new RawKeystone(auth);
+  await ks.login();
+  if (!o.keep) {
+    const stale = await cleanupUsers(ks);
+    cleanupStaleFiles();
+    if (stale > 0) log(`removed ${stale} users left by an earlier run`);
+  }
+  const url = new URL(auth.authUrl);
+  const proxy = await startCountingProxy(url.hostname.replace(/^\[|\]$/g, ""), Number(url.port || 80));
+  const smtp = await startSmtpServer();
+  const results: Result[] = [];
+  try {
+    for (const n of o.ns) {
+      const r = await benchN(n, o, ks, osEnv, smtp, proxy, meta);
+      results.push(r);
+      (smtp.received as unknown[]).length = 0; // free the messages; counters are deltas
+      writeOutputs(results);
+    }
+  } finally {
+    await proxy.close();
+    await smtp.close();
+    ks.close();
+  }
+  printReport(writeOutputs(results));
+  return 0;
+}
+
+function printReport(merged: readonly Result[]): void {
+  process.stdout.write(`\n${table(merged)}\n\n`);
+  for (const r of merged) process.stdout.write(`targets ${JSON.stringify(targets(r))}\n`);
+  process.stdout.write("\nwrote bench/results.json and bench/time-per-user.svg\n");
+}
+
+try {
+  process.exitCode = await main();
+} catch (e) {
+  log(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exitCode = 1;
+}
