@@ -6,10 +6,18 @@
  *
  * Usage: node scripts/provision.ts VERB [options]      (npm run provision -- VERB ...)
  */
+
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation/index.js";
+import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { load as loadYaml } from "js-yaml";
 import program from "../index.ts";
+import { runDoctor } from "../providers/doctor/run.ts";
+import { KeystoneTotpError } from "../providers/errors.ts";
+import { resolveKeystoneAuth } from "../providers/keystone/auth.ts";
+import { DEFAULT_USERS_CSV } from "../providers/program/settings.ts";
+import { readUsersCsv } from "../providers/users/csv.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Exit codes, shared with every script: see README, Exit codes. */
@@ -33,6 +41,7 @@ options:
   --continue-on-error    keep going past failed users and report them all (up, destroy)
   --diff                 show property-level differences
   --parallel N           resource operations at once (default: Pulumi's, 8 on 2 cores)
+  --skip-doctor          do not run the preflight checks before 'up' (see npm run doctor)
   --help                 this text
 
 exit codes: 0 ok, 1 failed, 2 bad input (CSV, config), 3 Keystone, 4 mail, 64 usage
@@ -47,6 +56,7 @@ interface Options {
   continueOnError: boolean;
   diff: boolean;
   parallel: number | undefined;
+  skipDoctor: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -65,6 +75,7 @@ function parseArgs(argv: string[]): Options {
     continueOnError: false,
     diff: false,
     parallel: undefined,
+    skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
   };
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
@@ -81,6 +92,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--diff") o.diff = true;
     else if (a === "--non-interactive" || a === "--skip-preview") continue;
     else if (a === "--parallel") o.parallel = Number(value());
+    else if (a === "--skip-doctor") o.skipDoctor = true;
     else usage(`unknown option '${a}'`);
   }
   if (o.verb !== "preview" && !o.yes && !process.stdin.isTTY) {
@@ -112,6 +124,53 @@ async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(answer.trim());
 }
 
+/**
+ * Checks before an `up`, in order of cost: the users CSV (no network, so a bad file changes
+ * nothing and reaches nobody), then the doctor's Keystone checks (reachable, TLS, token, may
+ * manage credentials, TOTP enabled, clock). Returns an exit code, or undefined to go on.
+ */
+async function preflight(stack: Stack, o: Options): Promise<number | undefined> {
+  // The Automation API cannot read an explicit --config-file; that file is plain YAML.
+  let csvSetting: string | undefined;
+  if (o.configFile) {
+    const doc = loadYaml(readFileSync(o.configFile, "utf8")) as { config?: Record<string, unknown> } | null;
+    const v = doc?.config?.["keystone-totp:usersCsv"];
+    csvSetting = typeof v === "string" ? v : undefined;
+  } else {
+    csvSetting = (await stack.getAllConfig())["keystone-totp:usersCsv"]?.value;
+  }
+  const csv = resolve(REPO, csvSetting ?? DEFAULT_USERS_CSV);
+  if (csvSetting !== undefined || existsSync(csv)) {
+    try {
+      readUsersCsv(csv);
+    } catch (e) {
+      if (!(e instanceof KeystoneTotpError)) throw e;
+      process.stderr.write(`[${e.code}] ${e.message}\n`);
+      return EXIT.badInput;
+    }
+  }
+  if (o.skipDoctor) return undefined;
+  try {
+    resolveKeystoneAuth();
+  } catch {
+    // Settings come from the stack's openstack:* config, which the doctor does not read.
+    process.stderr.write("doctor: skipped (Keystone settings are in the stack config, not OS_*/OS_CLOUD)\n");
+    return undefined;
+  }
+  const report = await runDoctor({ skipMail: true, projectDir: REPO });
+  const notOk = report.checks.filter((c) => c.status === "failure" || c.status === "warning");
+  for (const c of notOk) {
+    process.stderr.write(
+      `doctor: ${c.status === "failure" ? "FAIL" : "WARN"} ${c.id}: ${c.message}${c.fix ? ` -> ${c.fix}` : ""}\n`,
+    );
+  }
+  const n = report.counts;
+  process.stderr.write(
+    `doctor: ${n.ok} ok, ${n.warning} warning(s), ${n.failure} failure(s) (--skip-doctor to skip)\n`,
+  );
+  return report.ok ? undefined : report.exitCode;
+}
+
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
@@ -136,13 +195,16 @@ async function main(): Promise<number> {
       case "preview":
         await stack.preview({ ...common, expectNoChanges: o.expectNoChanges });
         break;
-      case "up":
+      case "up": {
+        const stop = await preflight(stack, o);
+        if (stop !== undefined) return stop;
         if (!o.yes) {
           await stack.preview(common);
           if (!(await confirm("Apply these changes? [y/N] "))) return EXIT.ok;
         }
         await stack.up({ ...common, expectNoChanges: o.expectNoChanges, continueOnError: o.continueOnError });
         break;
+      }
       case "refresh":
         await stack.refresh({ ...common, expectNoChanges: o.expectNoChanges });
         break;

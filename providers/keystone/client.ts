@@ -543,7 +543,7 @@ function statusHint(status: number, path: string): [ErrorCode, string] {
   if (status === 403) {
     return [
       "E_KEYSTONE_FORBIDDEN",
-      "The account may not do this: managing other users' credentials needs the admin role (see README, Least privilege).",
+      "The account may not do this: managing other users' credentials needs the admin role (see SECURITY.md, Least privilege).",
     ];
   }
   if (status === 404) return ["E_KEYSTONE_NOT_FOUND", "It does not exist (any more)."];
