@@ -6,8 +6,11 @@
  * Usage: node scripts/doctor.ts [options]      (npm run doctor -- ...)
  */
 
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../providers/doctor/mail.ts";
 import { formatJson, formatText, runDoctor } from "../providers/doctor/run.ts";
+import type { ManagedCredentials } from "../providers/doctor/users.ts";
 
 /** Exit codes, shared with every script: see README, Exit codes. */
 const EXIT = { ok: 0, failed: 1, usage: 64 } as const;
@@ -21,6 +24,8 @@ Keystone settings come from OS_* variables or OS_CLOUD (clouds.yaml), as for pro
 
 options:
   --csv FILE          also check the users CSV: valid, users found, credentials, MFA rules
+  --stack NAME        with --csv: count the users' credentials this stack does not manage
+                      (made by hand, or left by a crash); needs the Pulumi CLI
   --smtp-url URL      check this SMTP relay (smtp:// or smtps://); better: set ${SMTP_URL_ENV}
                       (a URL on the command line, password included, is visible to other users)
   --mail-from ADDR    the sender to check with the relay (or ${MAIL_FROM_ENV})
@@ -42,6 +47,7 @@ interface Options {
   smtpCaFile: string | undefined;
   outbox: string | undefined;
   noMail: boolean;
+  stack: string | undefined;
 }
 
 function usage(message: string): never {
@@ -58,6 +64,7 @@ function parseArgs(argv: string[]): Options {
     smtpCaFile: undefined,
     outbox: undefined,
     noMail: false,
+    stack: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -76,14 +83,32 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--smtp-ca-file") o.smtpCaFile = value();
     else if (a === "--outbox") o.outbox = value();
     else if (a === "--no-mail") o.noMail = true;
+    else if (a === "--stack") o.stack = value();
     else usage(`unknown option '${a}'`);
   }
   return o;
 }
 
+/** Keystone credential IDs in a stack's state (`credentialId` outputs are not secret). */
+async function managedCredentials(stack: string): Promise<ManagedCredentials> {
+  const { LocalWorkspace } = await import("@pulumi/pulumi/automation/index.js");
+  const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+  const ws = await LocalWorkspace.create({ workDir: repo });
+  const state = await ws.exportStack(stack);
+  const resources = (state.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] })
+    .resources;
+  const ids = new Set<string>();
+  for (const r of resources ?? []) {
+    const id = r.outputs?.credentialId;
+    if (r.type.endsWith(":TotpCredential") && typeof id === "string") ids.add(id);
+  }
+  return { stack, ids };
+}
+
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const report = await runDoctor({
+    ...(o.stack && o.csv ? { managed: await managedCredentials(o.stack) } : {}),
     csvFile: o.csv,
     smtpUrl: o.smtpUrl,
     mailFrom: o.mailFrom,

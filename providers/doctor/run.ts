@@ -26,7 +26,7 @@ import {
 } from "./keystone.ts";
 import { checkMail } from "./mail.ts";
 import { type CheckResult, type CheckStatus, countByStatus, exitCodeForResults, result } from "./types.ts";
-import { checkCsv, checkEnrollment, checkUsersFound, USERS_CHECK_IDS } from "./users.ts";
+import { checkCsv, checkEnrollment, checkUsersFound, type ManagedCredentials, USERS_CHECK_IDS } from "./users.ts";
 
 /** Check id of the operator's Keystone settings. */
 export const CONFIG_CHECK_ID = "config.keystone";
@@ -57,6 +57,8 @@ export interface DoctorOptions {
   readonly smtpCaFile?: string | undefined;
   /** Outbox folder; default `outbox` in `projectDir`. */
   readonly outboxDir?: string | undefined;
+  /** Credential IDs in a stack's state, to count the users' credentials it does not manage. */
+  readonly managed?: ManagedCredentials | undefined;
   /** Skip the mail checks (for callers that check mail themselves). */
   readonly skipMail?: boolean | undefined;
   /** Directory relative paths resolve against; default the current directory. */
@@ -177,7 +179,10 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
         });
       } else {
         const found = await checkUsersFound(client, csv.rows);
-        checks.push(found.result, ...(await checkEnrollment(session, client, found.users, canReadCredentials)));
+        checks.push(
+          found.result,
+          ...(await checkEnrollment(session, client, found.users, canReadCredentials, o.managed)),
+        );
       }
     }
 

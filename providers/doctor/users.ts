@@ -217,27 +217,40 @@ export async function totpCredentialCounts(
   session: ProbeSession,
   client: KeystoneClient,
   users: readonly ResolvedUser[],
+  ids: Map<string, string[]> = new Map(),
 ): Promise<Map<string, number>> {
   const wanted = new Set(users.map((u) => u.user.id));
   const counts = new Map<string, number>();
+  const add = (userId: string, id: string) => {
+    counts.set(userId, (counts.get(userId) ?? 0) + 1);
+    ids.set(userId, [...(ids.get(userId) ?? []), id]);
+  };
   const res = await session.request("GET", "/credentials?type=totp");
   const body = (res.body ?? {}) as { credentials?: unknown; truncated?: unknown };
   if (res.status === 200 && Array.isArray(body.credentials) && body.truncated !== true) {
     for (const c of body.credentials) {
       const userId = (c as { user_id?: unknown }).user_id;
       const type = (c as { type?: unknown }).type;
-      if (typeof userId === "string" && type === "totp" && wanted.has(userId)) {
-        counts.set(userId, (counts.get(userId) ?? 0) + 1);
-      }
+      const id = (c as { id?: unknown }).id;
+      if (typeof userId === "string" && type === "totp" && wanted.has(userId)) add(userId, String(id ?? ""));
     }
     return counts;
   }
   await Promise.all(
     [...wanted].map(async (userId) => {
-      counts.set(userId, (await client.listTotpCredentials(userId)).length);
+      counts.set(userId, 0);
+      for (const c of await client.listTotpCredentials(userId)) add(userId, c.id);
     }),
   );
   return counts;
+}
+
+/** Credentials a stack manages, to tell them from ones made by hand or left by a crash. */
+export interface ManagedCredentials {
+  /** The stack's name, for messages. */
+  readonly stack: string;
+  /** Keystone credential IDs in the stack's state. */
+  readonly ids: ReadonlySet<string>;
 }
 
 /**
@@ -254,6 +267,7 @@ export async function checkEnrollment(
   client: KeystoneClient,
   users: readonly ResolvedUser[],
   canReadCredentials: boolean,
+  managed?: ManagedCredentials,
 ): Promise<CheckResult[]> {
   const credId = USERS_CHECK_IDS.credentials;
   const credTitle = "TOTP credentials";
@@ -264,8 +278,9 @@ export async function checkEnrollment(
     return [result(credId, credTitle, "skipped", why), result(mfaId, mfaTitle, "skipped", why)];
   }
   let counts: EnrollmentCounts;
+  const idsByUser = new Map<string, string[]>();
   try {
-    counts = countEnrollment(users, await totpCredentialCounts(session, client, users));
+    counts = countEnrollment(users, await totpCredentialCounts(session, client, users, idsByUser));
   } catch (e) {
     if (!(e instanceof KeystoneError || e instanceof TransportError)) throw e;
     const failed = result(credId, credTitle, "failure", `listing TOTP credentials failed: ${e.message}`, {
@@ -278,17 +293,33 @@ export async function checkEnrollment(
     counts.withSeveralCredentials.length > 0
       ? `; ${counts.withSeveralCredentials.length} have more than one (normal during a rotation)`
       : "";
+  // Credentials of these users that the stack does not know: made by hand, or left by a crash.
+  const keyById = new Map(users.map((u) => [u.user.id, u.row.key]));
+  const unmanaged = managed
+    ? [...idsByUser.entries()]
+        .filter(([, ids]) => ids.some((id) => !managed.ids.has(id)))
+        .map(([u]) => keyById.get(u) ?? u)
+    : [];
+  const unmanagedText = managed
+    ? `; ${unmanaged.length} of them hold credentials stack ${managed.stack} does not manage${unmanaged.length > 0 ? ` (${nameSome(unmanaged)})` : ""}`
+    : "";
   const credResult = result(
     credId,
     credTitle,
-    "ok",
-    `${counts.withCredential.length} of ${counts.users} user(s) already have a TOTP credential${several}`,
+    unmanaged.length > 0 ? "warning" : "ok",
+    `${counts.withCredential.length} of ${counts.users} user(s) already have a TOTP credential${several}${unmanagedText}`,
     {
       details: {
         users: counts.users,
         withCredential: counts.withCredential.length,
         withSeveralCredentials: counts.withSeveralCredentials,
+        ...(managed ? { stack: managed.stack, unmanaged } : {}),
       },
+      ...(unmanaged.length > 0
+        ? {
+            fix: "Credentials the stack does not manage still log their users in: delete them (openstack credential delete ID) once the stack's own is delivered, or leave them if they were enrolled on purpose.",
+          }
+        : {}),
     },
   );
   const details = {
