@@ -61,6 +61,7 @@ async function main() {
       issuer: m.issuer,
       account: m.account,
       rotationTrigger: m.rotationTrigger,
+      userChecked: true,
     });
     const delivery = new TotpDelivery(m.name, {
       userKey: m.name,

@@ -591,6 +591,7 @@ async function benchN(
       keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
       keystone_requests_by_route: up.keystone.byRoute,
       keystone_tokens_issued: up.keystone.tokens,
+      keystone_foreign_requests: up.keystone.foreign + noop.keystone.foreign + preview.keystone.foreign,
       noop_keystone_requests: noop.keystone.total,
       noop_keystone_writes: noop.keystone.writes,
       preview_keystone_requests: preview.keystone.total,

@@ -146,6 +146,8 @@ export function diff(olds: Record<string, unknown>, news: Record<string, unknown
 
 async function resolveUserId(ctx: HandlerContext, i: TotpCredentialInputs): Promise<string> {
   const client = ctx.client();
+  // The fleet program has just resolved the ID from Keystone's user list: skip a GET per user.
+  if (i.userId && i.userChecked === true) return i.userId;
   if (i.userId) {
     const u = await client.getUser(i.userId);
     if (!u) throw new UserNotFoundError([i.userId]);
@@ -247,7 +249,11 @@ async function updateImpl(
 }
 
 /** Deletes the credential; one already gone counts as deleted. */
-async function removeImpl(id: string, ctx: HandlerContext = defaultContext): Promise<void> {
+async function removeImpl(
+  id: string,
+  _props?: TotpCredentialOutputs,
+  ctx: HandlerContext = defaultContext,
+): Promise<void> {
   await ctx.client().deleteCredential(id);
 }
 

@@ -14,8 +14,8 @@
  * free of machine paths, the provider's methods capture nothing but `h`,
  * which imports the handler module by package name at run time in the provider process.
  */
+import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
-import type * as Handlers from "./handlers.ts";
 import { DEFAULT_ISSUER, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
 
 /** Arguments of {@link TotpCredential}. Give the user as `userId`, or as `userName` + `userDomain`. */
@@ -37,33 +37,22 @@ export interface TotpCredentialArgs {
   readonly secret?: pulumi.Input<string>;
   /** Any value; changing it issues a new secret (e.g. a date, or a counter). */
   readonly rotationTrigger?: pulumi.Input<unknown>;
+  /**
+   * Set when `userId` was just read from Keystone (the fleet program does): saves one
+   * `GET /v3/users/{id}` per credential. Default false.
+   */
+  readonly userChecked?: pulumi.Input<boolean>;
 }
 
 /**
- * Loads the handler module in whichever process runs the provider. Resolved by package name
- * from the working directory (the Pulumi project), so no path of this machine is serialised.
- * Short names on purpose: this text is stored twice in every resource's state.
+ * The one provider instance, from the keystone-totp-runtime package in node_modules
+ * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/credential.cjs")` in each
+ * resource instead of the provider's code. Its methods import the handler module by package
+ * name at run time, in the provider process.
  */
-// No return type annotation: type stripping would leave its width as spaces in the stored text.
-const h = async () =>
-  (await import(
-    (
-      await import("node:url")
-    ).pathToFileURL(
-      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/credential-handlers"),
-    ).href
-  )) as typeof Handlers;
-
-/** The one provider instance: Pulumi caches its serialisation per object. */
-const provider: pulumi.dynamic.ResourceProvider = {
-  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
-  check: async (_o, n) => (await h()).check(n),
-  diff: async (_i, o, n) => (await h()).diff(o, n),
-  create: async (i) => (await h()).create(i),
-  read: async (i, p) => (await h()).read(i, p),
-  update: async (i, o, n) => (await h()).update(i, o, n),
-  delete: async (i) => (await h()).remove(i),
-};
+const provider = createRequire(import.meta.url)(
+  "keystone-totp-runtime/credential.cjs",
+) as pulumi.dynamic.ResourceProvider;
 
 /** A TOTP credential for one Keystone user. */
 export class TotpCredential extends pulumi.dynamic.Resource {
@@ -93,6 +82,7 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       account: args.account,
       secret: args.secret === undefined ? undefined : pulumi.secret(args.secret),
       rotationTrigger: args.rotationTrigger,
+      userChecked: args.userChecked,
       credentialId: undefined,
       resolvedUserId: undefined,
       accountLabel: undefined,

@@ -25,6 +25,8 @@ export interface TotpCredentialInputs {
   readonly secret?: string | undefined;
   /** Any value; changing it issues a new secret. */
   readonly rotationTrigger?: unknown;
+  /** The caller has just looked `userId` up in Keystone: create skips its own check. */
+  readonly userChecked?: boolean | undefined;
 }
 
 /** Outputs of the resource. `secret` and `otpauthUri` are always stored as Pulumi secrets. */

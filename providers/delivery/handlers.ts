@@ -171,7 +171,11 @@ async function createImpl(
 }
 
 /** Records new labels without sending anything. */
-export function update(olds: TotpDeliveryOutputs, news: TotpDeliveryInputs): { outs: TotpDeliveryOutputs } {
+export function update(
+  _id: string,
+  olds: TotpDeliveryOutputs,
+  news: TotpDeliveryInputs,
+): { outs: TotpDeliveryOutputs } {
   return {
     outs: defined({
       ...olds,

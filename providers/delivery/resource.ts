@@ -11,8 +11,8 @@
  *   update    -> none (labels recorded, nothing sent)
  *   delete    -> none (a message cannot be unsent)
  */
+import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
-import type * as Handlers from "./handlers.ts";
 
 /** Arguments of {@link TotpDelivery}. */
 export interface TotpDeliveryArgs {
@@ -35,28 +35,14 @@ export interface TotpDeliveryArgs {
 }
 
 /**
- * Loads the handler module in the provider process, by package name from the working
- * directory (no machine path is serialised). Short and unannotated: this text is stored twice
- * in every resource's state.
+ * The one provider instance, from the keystone-totp-runtime package in node_modules
+ * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/delivery.cjs")` in each
+ * resource instead of the provider's code. Its methods import the handler module by package
+ * name at run time, in the provider process.
  */
-const h = async () =>
-  (await import(
-    (
-      await import("node:url")
-    ).pathToFileURL(
-      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/delivery-handlers"),
-    ).href
-  )) as typeof Handlers;
-
-const provider: pulumi.dynamic.ResourceProvider = {
-  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
-  check: async (_o, n) => (await h()).check(n),
-  diff: async (_i, o, n) => (await h()).diff(o, n),
-  create: async (i) => (await h()).create(i),
-  read: async (id, props) => ({ id, props }),
-  update: async (_i, o, n) => (await h()).update(o, n),
-  delete: async () => {},
-};
+const provider = createRequire(import.meta.url)(
+  "keystone-totp-runtime/delivery.cjs",
+) as pulumi.dynamic.ResourceProvider;
 
 /** The delivery record of one enrollment message. */
 export class TotpDelivery extends pulumi.dynamic.Resource {

@@ -7,8 +7,8 @@
  *   update -> PATCH /v3/users/{id}
  *   delete -> PATCH /v3/users/{id} restoring the options the user had before
  */
+import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
-import type * as Handlers from "./handlers.ts";
 
 /** Arguments of {@link MfaEnforcement}. */
 export interface MfaEnforcementArgs {
@@ -21,27 +21,12 @@ export interface MfaEnforcementArgs {
 }
 
 /**
- * Loads the handler module in the provider process, by package name from the working
- * directory (no machine path is serialised). Short and unannotated: this text is stored twice
- * in every resource's state.
+ * The one provider instance, from the keystone-totp-runtime package in node_modules
+ * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/mfa.cjs")` in each
+ * resource instead of the provider's code. Its methods import the handler module by package
+ * name at run time, in the provider process.
  */
-const h = async () =>
-  (await import(
-    (
-      await import("node:url")
-    ).pathToFileURL(
-      (await import("node:module")).createRequire(`${process.cwd()}/x`).resolve("keystone-totp/mfa-handlers"),
-    ).href
-  )) as typeof Handlers;
-
-const provider: pulumi.dynamic.ResourceProvider = {
-  configure: async (r) => (await h()).configure((k) => r.config.get(k)),
-  diff: async (_i, o, n) => (await h()).diff(o, n),
-  create: async (i) => (await h()).create(i),
-  read: async (i, p) => (await h()).read(i, p),
-  update: async (i, o, n) => (await h()).update(i, o, n),
-  delete: async (i, p) => (await h()).remove(i, p),
-};
+const provider = createRequire(import.meta.url)("keystone-totp-runtime/mfa.cjs") as pulumi.dynamic.ResourceProvider;
 
 /** Password + TOTP required for one user, restored on delete. */
 export class MfaEnforcement extends pulumi.dynamic.Resource {
