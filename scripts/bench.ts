@@ -193,6 +193,10 @@ function versions() {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not a template
     keystone: sh("dpkg-query", ["-W", "-f", "${Version}", "keystone"]),
     openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
+    keystone_totp_commit: sh("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]),
+    keystone_totp_dirty:
+      (sh("git", ["-C", REPO, "status", "--porcelain", "--", "index.ts", "providers", "scripts/provision.ts"]) ??
+        "") !== "",
     nodemailer: pkg("nodemailer"),
     smtp_server: pkg("smtp-server"),
   };
@@ -591,7 +595,8 @@ async function benchN(
       keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
       keystone_requests_by_route: up.keystone.byRoute,
       keystone_tokens_issued: up.keystone.tokens,
-      keystone_foreign_requests: up.keystone.foreign + noop.keystone.foreign + preview.keystone.foreign,
+      keystone_requests_by_agent: up.keystone.byAgent,
+      noop_keystone_requests_by_agent: noop.keystone.byAgent,
       noop_keystone_requests: noop.keystone.total,
       noop_keystone_writes: noop.keystone.writes,
       preview_keystone_requests: preview.keystone.total,

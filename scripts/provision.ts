@@ -157,7 +157,7 @@ async function preflight(stack: Stack, o: Options): Promise<number | undefined> 
     process.stderr.write("doctor: skipped (Keystone settings are in the stack config, not OS_*/OS_CLOUD)\n");
     return undefined;
   }
-  const report = await runDoctor({ skipMail: true, projectDir: REPO });
+  const report = await runDoctor({ skipMail: true, projectDir: REPO, credentialRoundTrip: false });
   const notOk = report.checks.filter((c) => c.status === "failure" || c.status === "warning");
   for (const c of notOk) {
     process.stderr.write(

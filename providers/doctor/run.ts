@@ -59,6 +59,11 @@ export interface DoctorOptions {
   readonly outboxDir?: string | undefined;
   /** Credential IDs in a stack's state, to count the users' credentials it does not manage. */
   readonly managed?: ManagedCredentials | undefined;
+  /**
+   * Also create and delete a TOTP credential on the operator's own user, to prove Keystone can
+   * store one (default true; `provision` turns it off so that a no-op run writes nothing).
+   */
+  readonly credentialRoundTrip?: boolean | undefined;
   /** Skip the mail checks (for callers that check mail themselves). */
   readonly skipMail?: boolean | undefined;
   /** Directory relative paths resolve against; default the current directory. */
@@ -160,7 +165,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
           }
           session = undefined;
         } else {
-          const creds = await checkCredentialAccess(session, client);
+          const creds = await checkCredentialAccess(session, client, o.credentialRoundTrip ?? true);
           canReadCredentials = creds.status === "ok";
           checks.push(creds, await checkTotpMethod(ctx, session), checkClock(session.info, reach.dateObservation));
         }

@@ -90,7 +90,7 @@ describe("resolveMailConfig: SMTP", () => {
       requireTls: false,
       loopback: true,
       pool: true,
-      maxConnections: 2,
+      maxConnections: 1,
       maxMessagesPerConnection: 500,
       sendRatePerSecond: DEFAULT_SEND_RATE_PER_SECOND,
       rateLimit: 10,
