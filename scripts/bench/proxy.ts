@@ -112,7 +112,9 @@ export async function startCountingProxy(upstreamHost: string, upstreamPort: num
     sockets.add(upstream);
     const parser = new RequestParser((method, target, ua) => {
       c.total++;
-      const agent = (c.byAgent[ua || "(none)"] ??= { requests: 0, writes: 0 });
+      const agentKey = ua || "(none)";
+      const agent = c.byAgent[agentKey] ?? { requests: 0, writes: 0 };
+      c.byAgent[agentKey] = agent;
       agent.requests++;
       c.byMethod[method] = (c.byMethod[method] ?? 0) + 1;
       const route = `${method} ${routeOf(target)}`;
