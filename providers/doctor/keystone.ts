@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import tls from "node:tls";
 import { type ErrorCode, KeystoneError } from "../errors.ts";
 import type { KeystoneAuth } from "../keystone/auth.ts";
-import type { KeystoneClient } from "../keystone/client.ts";
+import { type KeystoneClient, tokenRequestBody } from "../keystone/client.ts";
 import { type HttpResponse, type Transport, TransportError } from "../keystone/http.ts";
 import { isLoopbackHost } from "../mail/config.ts";
 import { generateSecret } from "../totp/secret.ts";
@@ -339,31 +339,6 @@ export interface ProbeTokenInfo {
   readonly issuedAt: ClockObservation | undefined;
   /** Clock observation from the answer's `Date` header, when it had one. */
   readonly dateHeader: ClockObservation | undefined;
-}
-
-/** The token request body for the operator's settings, exactly as the client builds it. */
-function tokenRequestBody(a: KeystoneAuth): unknown {
-  const identity = a.token
-    ? { methods: ["token"], token: { id: a.token } }
-    : {
-        methods: ["password"],
-        password: {
-          user: {
-            ...(a.userId ? { id: a.userId } : { name: a.userName }),
-            ...(a.userId
-              ? {}
-              : { domain: a.userDomainId ? { id: a.userDomainId } : { name: a.userDomainName ?? "Default" } }),
-            password: a.password,
-          },
-        },
-      };
-  const project = a.projectId
-    ? { id: a.projectId }
-    : {
-        name: a.projectName,
-        domain: a.projectDomainId ? { id: a.projectDomainId } : { name: a.projectDomainName ?? "Default" },
-      };
-  return { auth: { identity, scope: { project } } };
 }
 
 /** An operator token used by the checks; the token itself stays in a private field. */

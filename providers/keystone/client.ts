@@ -186,29 +186,9 @@ export class KeystoneClient {
 
   private async issueToken(): Promise<Token> {
     const a = this.auth;
-    const identity = a.token
-      ? { methods: ["token"], token: { id: a.token } }
-      : {
-          methods: ["password"],
-          password: {
-            user: {
-              ...(a.userId ? { id: a.userId } : { name: a.userName }),
-              ...(a.userId
-                ? {}
-                : { domain: a.userDomainId ? { id: a.userDomainId } : { name: a.userDomainName ?? "Default" } }),
-              password: a.password,
-            },
-          },
-        };
-    const project = a.projectId
-      ? { id: a.projectId }
-      : {
-          name: a.projectName,
-          domain: a.projectDomainId ? { id: a.projectDomainId } : { name: a.projectDomainName ?? "Default" },
-        };
     const secrets = [a.password ?? "", a.token ?? ""].filter(Boolean);
     const res = await this.call("POST", "/auth/tokens?nocatalog", {
-      json: { auth: { identity, scope: { project } } },
+      json: tokenRequestBody(a),
       // Issuing a token twice is harmless, so this POST may be retried.
       retry: true,
       secrets,
@@ -529,6 +509,36 @@ export class KeystoneClient {
   async deleteUser(id: string): Promise<void> {
     await this.call("DELETE", `/users/${encodeURIComponent(id)}`, { retry: true, accept: [404] });
   }
+}
+
+/**
+ * The `POST /v3/auth/tokens` body for the operator's settings: password (or token) identity,
+ * scoped to the project. It holds the password: never log it.
+ *
+ * @see https://docs.openstack.org/api-ref/identity/v3/#password-authentication-with-scoped-authorization
+ */
+export function tokenRequestBody(a: KeystoneAuth): unknown {
+  const identity = a.token
+    ? { methods: ["token"], token: { id: a.token } }
+    : {
+        methods: ["password"],
+        password: {
+          user: {
+            ...(a.userId ? { id: a.userId } : { name: a.userName }),
+            ...(a.userId
+              ? {}
+              : { domain: a.userDomainId ? { id: a.userDomainId } : { name: a.userDomainName ?? "Default" } }),
+            password: a.password,
+          },
+        },
+      };
+  const project = a.projectId
+    ? { id: a.projectId }
+    : {
+        name: a.projectName,
+        domain: a.projectDomainId ? { id: a.projectDomainId } : { name: a.projectDomainName ?? "Default" },
+      };
+  return { auth: { identity, scope: { project } } };
 }
 
 function statusHint(status: number, path: string): [ErrorCode, string] {
