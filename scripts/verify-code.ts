@@ -82,8 +82,9 @@ async function main(): Promise<number> {
   try {
     const verdict = await verifyCode(settings.authUrl, user, code, transport);
     if (verdict.valid) {
+      // Keystone lists a rule's methods in no fixed order (a Python set): sort them for a stable message.
       const more = verdict.moreMethodsRequired
-        ? ` Keystone also requires ${verdict.requiredMethods.map((r) => r.join(" + ")).join(" or ")} at login (MFA rules), so the user logs in with their password and this code.`
+        ? ` Keystone also requires ${verdict.requiredMethods.map((r) => [...r].sort().join(" + ")).join(" or ")} at login (MFA rules), so the user logs in with their password and this code.`
         : "";
       process.stdout.write(`VALID: the code is valid for ${label} right now.${more}\n`);
       return EXIT.valid;
