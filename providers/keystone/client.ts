@@ -1,7 +1,8 @@
 /**
  * A small Keystone v3 client for what keystone-totp needs: tokens, credentials and users.
  *
- * - One project-scoped token per client, renewed {@link TOKEN_RENEW_MARGIN_MS} before it
+ * - One project-scoped token per client, renewed {@link TOKEN_RENEW_MARGIN_MS} (or a quarter of
+ *   its lifetime, when shorter) before it
  *   expires and once on a 401. {@link KeystoneClient.shared} gives one client per process and
  *   set of credentials, so that every resource of a `pulumi up` shares one token.
  * - GET, PATCH and DELETE are retried on 429, 502, 503, 504, connection resets, refusals and
@@ -27,7 +28,11 @@ export const BACKOFF_BASE_MS = 250;
 export const BACKOFF_MAX_MS = 8_000;
 /** Longest Retry-After honoured, in ms; longer asks are capped. */
 export const RETRY_AFTER_MAX_MS = 60_000;
-/** A token is renewed when it has less than this left, in ms. */
+/**
+ * A token is renewed when it has less than this left, in ms, or less than a quarter of its
+ * lifetime when that is shorter: a Keystone with 2-minute tokens must not get a new token for
+ * every request.
+ */
 export const TOKEN_RENEW_MARGIN_MS = 5 * 60_000;
 /** Requests in flight per client; Keystone on 2 cores peaks at 4-8 concurrent writes. */
 export const MAX_IN_FLIGHT = 8;
@@ -90,6 +95,8 @@ interface ResolvedOptions {
 interface Token {
   readonly id: string;
   readonly expiresAtMs: number;
+  /** How early to renew it, in ms (see TOKEN_RENEW_MARGIN_MS). */
+  readonly renewMarginMs: number;
   readonly userId: string;
   readonly projectId: string;
   readonly roles: readonly string[];
@@ -176,7 +183,7 @@ export class KeystoneClient {
 
   private async currentToken(): Promise<Token> {
     const t = this.token;
-    if (t && t.expiresAtMs - this.opts.now() > TOKEN_RENEW_MARGIN_MS) return t;
+    if (t && t.expiresAtMs - this.opts.now() > t.renewMarginMs) return t;
     // Concurrent callers share one authentication request.
     this.tokenPromise ??= this.issueToken().finally(() => {
       this.tokenPromise = undefined;
@@ -198,6 +205,9 @@ export class KeystoneClient {
     const id = headerValue(res, "x-subject-token");
     const body = asRecord(asRecord(res.body).token);
     const expiresAt = Date.parse(String(body.expires_at ?? ""));
+    // Without issued_at (not seen from Keystone, but cheap to allow) assume it was issued now.
+    const issuedAtParsed = Date.parse(String(body.issued_at ?? ""));
+    const issuedAt = Number.isNaN(issuedAtParsed) ? this.opts.now() : issuedAtParsed;
     if (!id || Number.isNaN(expiresAt)) {
       throw new KeystoneError(
         "E_KEYSTONE_AUTH",
@@ -210,6 +220,7 @@ export class KeystoneClient {
     const token: Token = {
       id,
       expiresAtMs: expiresAt,
+      renewMarginMs: Math.min(TOKEN_RENEW_MARGIN_MS, Math.max(0, expiresAt - issuedAt) / 4),
       userId: String(asRecord(body.user).id ?? ""),
       projectId: String(asRecord(body.project).id ?? ""),
       roles,

@@ -47,6 +47,7 @@ function fakeKeystone(script: Handler[], opts: { tokenTtlMs?: number } = {}) {
           headers: { "x-subject-token": `tok-${tokenCount}` },
           body: {
             token: {
+              issued_at: new Date(Date.now()).toISOString(),
               expires_at: new Date(Date.now() + (opts.tokenTtlMs ?? 3_600_000)).toISOString(),
               user: { id: "admin-id" },
               project: { id: "p" },
@@ -138,20 +139,27 @@ describe("KeystoneClient retries", () => {
     expect(k2.tokens()).toBe(2);
   });
 
-  it("shares one token between concurrent requests and renews it before expiry", async () => {
+  it("shares one token between concurrent requests", async () => {
     const k = fakeKeystone(Array.from({ length: 10 }, () => ok(200, cred("c1", BLOB))));
     const c = client(k.transport);
     await Promise.all(Array.from({ length: 5 }, () => c.getCredential("c1")));
     expect(k.tokens()).toBe(1);
-    // a token with 1 minute left is inside the renewal margin
-    const k2 = fakeKeystone(
-      Array.from({ length: 2 }, () => ok(200, cred("c1", BLOB))),
-      { tokenTtlMs: 60_000 },
+  });
+
+  it("keeps a short-lived token for three quarters of its life instead of renewing it per request", async () => {
+    let now = Date.now();
+    const k = fakeKeystone(
+      Array.from({ length: 4 }, () => ok(200, cred("c1", BLOB))),
+      { tokenTtlMs: 120_000 },
     );
-    const c2 = client(k2.transport);
-    await c2.getCredential("c1");
-    await c2.getCredential("c1");
-    expect(k2.tokens()).toBe(2);
+    const c = new KeystoneClient(auth, { transport: k.transport, now: () => now, sleep: async () => {} });
+    await c.getCredential("c1");
+    now += 60_000; // half its life gone: still used
+    await c.getCredential("c1");
+    expect(k.tokens()).toBe(1);
+    now += 40_000; // 20 s left of 120 s: inside the last quarter, renewed
+    await c.getCredential("c1");
+    expect(k.tokens()).toBe(2);
   });
 
   it("maps 403 to E_KEYSTONE_FORBIDDEN with a hint about the admin role", async () => {
