@@ -12,7 +12,7 @@
  *   update  PATCH /v3/credentials/{id}    (new secret), or nothing for a label change
  *   delete  DELETE /v3/credentials/{id}   (404 counts as done)
  */
-import { InputError, KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
+import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
@@ -255,12 +255,6 @@ async function removeImpl(
   ctx: HandlerContext = defaultContext,
 ): Promise<void> {
   await ctx.client().deleteCredential(id);
-}
-
-/** Turns a thrown value into an Error whose message is safe to show (no secret inside). */
-export function safeError(e: unknown): Error {
-  if (e instanceof Error) return e;
-  return new InputError("unknown", String(e));
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

@@ -153,6 +153,11 @@ export function probeSender(config: SmtpMailConfig): Promise<SenderProbe> {
   });
 }
 
+/** The failed SMTP check for a mail error, with what to do. */
+function smtpFailure(id: string, title: string, e: MailError): CheckResult {
+  return result(id, title, "failure", e.message, { fix: smtpFix(e), code: e.code, details: { smtpCode: e.smtpCode } });
+}
+
 /** The relay: connection, TLS and login (the mailer's own `verify()`), then the sender. */
 export async function checkSmtp(config: SmtpMailConfig): Promise<CheckResult> {
   const id = MAIL_CHECK_IDS.smtp;
@@ -162,11 +167,7 @@ export async function checkSmtp(config: SmtpMailConfig): Promise<CheckResult> {
     await mailer.verify();
   } catch (e) {
     if (!(e instanceof MailError)) throw e;
-    return result(id, title, "failure", e.message, {
-      fix: smtpFix(e),
-      code: e.code,
-      details: { smtpCode: e.smtpCode },
-    });
+    return smtpFailure(id, title, e);
   } finally {
     mailer.close();
   }
@@ -175,11 +176,7 @@ export async function checkSmtp(config: SmtpMailConfig): Promise<CheckResult> {
     probe = await probeSender(config);
   } catch (e) {
     if (!(e instanceof MailError)) throw e;
-    return result(id, title, "failure", e.message, {
-      fix: smtpFix(e),
-      code: e.code,
-      details: { smtpCode: e.smtpCode },
-    });
+    return smtpFailure(id, title, e);
   }
   const tls = config.secure ? "implicit TLS" : probe.encrypted ? "STARTTLS" : "no TLS (loopback)";
   const login = config.auth ? `login as ${config.auth.user}` : "no login";

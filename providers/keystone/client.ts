@@ -157,12 +157,6 @@ export class KeystoneClient {
     return c;
   }
 
-  /** Closes idle connections of every shared client (lets a short-lived process exit). */
-  static closeAll(): void {
-    for (const c of sharedClients.values()) c.close();
-    sharedClients.clear();
-  }
-
   /** Closes this client's idle connections. */
   close(): void {
     this.opts.transport.close();

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { SendMailOptions } from "nodemailer";
 import MailComposer from "nodemailer/lib/mail-composer";
 import { MailError } from "../errors.ts";
 import { type ComposedMessage, FINGERPRINT_HEADER } from "./message.ts";
@@ -41,17 +42,23 @@ export interface OutboxWriteResult {
  * @returns the message's bytes, CRLF line ends. They hold the secret: never log them.
  */
 export async function buildRawMessage(msg: ComposedMessage): Promise<Buffer> {
-  const composer = new MailComposer({
+  return new MailComposer(toNodemailerMessage(msg)).compile().build();
+}
+
+/**
+ * The message as nodemailer takes it (for `sendMail` and `MailComposer` alike): fresh mutable
+ * copies, and only the message's own buffers: nothing may be read from disk or the network.
+ */
+export function toNodemailerMessage(msg: ComposedMessage): SendMailOptions {
+  return {
     ...msg,
     from: { ...msg.from },
     to: { ...msg.to },
     headers: { ...msg.headers },
     attachments: msg.attachments.map((a) => ({ ...a })),
-    // Only the message's own buffers go in; nothing may be read from disk or the network.
     disableFileAccess: true,
     disableUrlAccess: true,
-  });
-  return composer.compile().build();
+  };
 }
 
 /** Names in the outbox that this process is writing, so that two messages never share one. */

@@ -6,12 +6,12 @@
 import { access, constants as fsConstants } from "node:fs/promises";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
-import nodemailer, { type NodemailerError, type SendMailOptions, type Transporter } from "nodemailer";
+import nodemailer, { type NodemailerError, type Transporter } from "nodemailer";
 import type { GetSocketCallback } from "nodemailer/lib/mailer";
 import { MailError } from "../errors.ts";
 import type { MailConfig, OutboxMailConfig, SmtpMailConfig } from "./config.ts";
 import type { ComposedMessage } from "./message.ts";
-import { ensureOutboxDir, writeToOutbox } from "./outbox.ts";
+import { ensureOutboxDir, toNodemailerMessage, writeToOutbox } from "./outbox.ts";
 
 /** Longest server reply quoted in an error message, in characters. */
 export const MAX_QUOTED_REPLY_CHARS = 300;
@@ -195,19 +195,6 @@ function redactedCause(e: NodemailerError, secrets: readonly string[]): Error {
   return copy;
 }
 
-/** The nodemailer message: fresh mutable copies, and no file or URL access. */
-function toSendMailOptions(msg: ComposedMessage): SendMailOptions {
-  return {
-    ...msg,
-    from: { ...msg.from },
-    to: { ...msg.to },
-    headers: { ...msg.headers },
-    attachments: msg.attachments.map((a) => ({ ...a })),
-    disableFileAccess: true,
-    disableUrlAccess: true,
-  };
-}
-
 function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
   const now = seams.now ?? (() => new Date());
   const counters = { messages: 0, failures: 0, connectionsOpened: 0 };
@@ -263,7 +250,7 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
     async send(msg) {
       const at = now().toISOString();
       try {
-        const info = await transporter.sendMail(toSendMailOptions(msg));
+        const info = await transporter.sendMail(toNodemailerMessage(msg));
         const rejected: string[] = info.rejected ?? [];
         if (rejected.length > 0) {
           throw Object.assign(new Error("recipient rejected"), {

@@ -6,8 +6,6 @@
  * self-signed HTTPS endpoint is refused until its CA is given, then flagged as expiring soon.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +31,7 @@ import {
 } from "../../support/keystone.ts";
 import { leakedIn, registerSecrets } from "../../support/secrets.ts";
 import { makeSelfSignedCertificate, opensslAvailable } from "../../support/smtp.ts";
+import { startTlsTerminator, type TlsTerminator } from "../../support/tls.ts";
 
 const MFA_RULES = { multi_factor_auth_enabled: true, multi_factor_auth_rules: [["password", "totp"]] };
 
@@ -253,7 +252,7 @@ describe("doctor against the real Keystone", () => {
 });
 
 describe.runIf(opensslAvailable())("doctor: TLS in front of the real Keystone", () => {
-  let server: https.Server;
+  let terminator: TlsTerminator;
   let port: number;
   let caFile: string;
 
@@ -261,23 +260,12 @@ describe.runIf(opensslAvailable())("doctor: TLS in front of the real Keystone", 
     const cert = makeSelfSignedCertificate(dir);
     if (!cert) throw new Error("openssl is needed for the TLS test");
     caFile = cert.certFile;
-    const upstream = keystoneInstance().port;
-    // A TLS terminator piping each connection to the plain-HTTP Keystone.
-    server = https.createServer({ key: cert.keyPem, cert: cert.certPem });
-    server.removeAllListeners("request");
-    server.on("secureConnection", (tls) => {
-      const up = net.connect(upstream, "127.0.0.1");
-      tls.pipe(up).pipe(tls);
-      tls.on("error", () => up.destroy());
-      up.on("error", () => tls.destroy());
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    port = (server.address() as net.AddressInfo).port;
+    terminator = await startTlsTerminator(cert, keystoneInstance().port);
+    port = terminator.port;
   });
 
   afterAll(async () => {
-    server.closeAllConnections?.();
-    await new Promise((r) => server.close(r));
+    await terminator.close();
   });
 
   it("refuses the self-signed certificate with advice, then accepts it with OS_CACERT and warns of its expiry", async () => {

@@ -3,8 +3,6 @@
  * Keystone) is refused by default and accepted once its CA is given, as OS_CACERT would.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,10 +11,11 @@ import { resolveKeystoneAuth } from "../../../providers/keystone/auth.ts";
 import { KeystoneClient } from "../../../providers/keystone/client.ts";
 import { adminEnv, keystoneInstance } from "../../support/keystone.ts";
 import { makeSelfSignedCertificate, type TestCertificate } from "../../support/smtp.ts";
+import { startTlsTerminator, type TlsTerminator } from "../../support/tls.ts";
 
 let dir: string;
 let cert: TestCertificate;
-let server: https.Server;
+let terminator: TlsTerminator;
 let port: number;
 
 beforeAll(async () => {
@@ -24,23 +23,12 @@ beforeAll(async () => {
   const c = makeSelfSignedCertificate(dir);
   if (!c) throw new Error("openssl is needed for the TLS test (apt-get install openssl)");
   cert = c;
-  const upstream = keystoneInstance().port;
-  // A TLS terminator: decrypts and pipes each connection to the plain-HTTP Keystone.
-  server = https.createServer({ key: cert.keyPem, cert: cert.certPem });
-  server.removeAllListeners("request");
-  server.on("secureConnection", (tls) => {
-    const up = net.connect(upstream, "127.0.0.1");
-    tls.pipe(up).pipe(tls);
-    tls.on("error", () => up.destroy());
-    up.on("error", () => tls.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  port = (server.address() as net.AddressInfo).port;
+  terminator = await startTlsTerminator(cert, keystoneInstance().port);
+  port = terminator.port;
 });
 
 afterAll(async () => {
-  server.closeAllConnections?.();
-  await new Promise((r) => server.close(r));
+  await terminator.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
