@@ -45,6 +45,10 @@ umask 077
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO
 readonly STATE_ROOT="${KEYSTONE_TOTP_STATE:-$REPO/.local}/keystone"
+# Databases and roles are named for the instance AND its state folder, so that two checkouts
+# on one machine (each with its own .local) never share or drop each other's database.
+DB_SUFFIX="$(printf '%s' "$STATE_ROOT" | sha256sum | cut -c1-8)"
+readonly DB_SUFFIX
 readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_credential"
 readonly DEFAULT_TOKEN_EXPIRATION=3600
 readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
@@ -351,7 +355,7 @@ cmd_start() {
   pg_ensure_running
   flock -u 8    # PostgreSQL is up; roles and databases below are per instance
 
-  local db="keystone_$NAME" db_password password fresh=0
+  local db="keystone_${NAME}_$DB_SUFFIX" db_password password fresh=0
   [[ -f $dir/.bootstrapped ]] || fresh=1
   db_password=${SETTING_DB_PASSWORD:-$(random_alnum 32)}
   password=$(read_secret "$dir/admin-password")
@@ -492,7 +496,7 @@ cmd_stop() {
 cmd_destroy() {
   require_root
   local dir; dir=$(instance_dir "$NAME")
-  local db="keystone_$NAME"
+  local db="keystone_${NAME}_$DB_SUFFIX"
   if [[ -d $dir ]]; then stop_locked "$dir"; fi
   if command -v pg_ctlcluster >/dev/null; then
     mkdir -p "$STATE_ROOT"
