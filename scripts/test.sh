@@ -21,6 +21,19 @@ log "starting a local Keystone (scripts/keystone.sh)"
 bash scripts/keystone.sh install
 bash scripts/keystone.sh start
 
+# What the operator-facing tests drive: a real terminal (tmux) and a real browser (Chromium).
+TEST_PACKAGES=(tmux chromium fonts-dejavu-core)
+missing=()
+for pkg in "${TEST_PACKAGES[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || missing+=("$pkg")
+done
+if ((${#missing[@]} > 0)); then
+  log "installing test tools: ${missing[*]}"
+  apt-get -q -o DPkg::Lock::Timeout=600 update </dev/null >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
+    "${missing[@]}" </dev/null >/dev/null
+fi
+
 log "making the Pulumi CLI available (scripts/get-pulumi.sh)"
 PULUMI_BIN_DIR="$(bash scripts/get-pulumi.sh --print-bin-dir)"
 export PULUMI_BIN_DIR

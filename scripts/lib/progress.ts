@@ -146,7 +146,8 @@ export class Progress {
         this.rotated.add(name);
       } else if (op === "delete") this.removed.add(name);
     } else if (kind === "delivery") {
-      if (op === "create" || op === "replace" || op === "create-replacement") this.messages++;
+      // A replacement reports both "create-replacement" and "replace": count the message once.
+      if (op === "create" || op === "create-replacement") this.messages++;
       if (CHANGING.has(op) && m.new?.outputs?.retiredAt && m.new.outputs.retiredAt !== m.old?.outputs?.retiredAt) {
         this.retired.add(name);
       }
@@ -156,6 +157,9 @@ export class Progress {
   }
 
   private line(): string {
+    if (!this.plan && this.touched.size === 0) {
+      return `preparing (reading the users CSV, looking users up in Keystone)  ${fmtSecs((Date.now() - this.started) / 1000)}`;
+    }
     const total = this.total();
     const done = Math.min(this.done.size, total || this.done.size);
     const secs = Math.round((Date.now() - this.started) / 1000);

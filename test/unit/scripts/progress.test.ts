@@ -39,6 +39,7 @@ describe("progress", () => {
         new: { outputs: { fingerprint: "b" } },
       }),
     );
+    p.onEvent(ev("resOutputsEvent", "TotpDelivery", "bob@Default", "create-replacement"));
     p.onEvent(ev("resOutputsEvent", "TotpDelivery", "bob@Default", "replace"));
     p.onEvent({
       sequence: 0,
