@@ -16,18 +16,28 @@ import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
 import { KeystoneClient } from "./providers/keystone/client.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { loadCredentialSpecs } from "./providers/program/credentials.ts";
-import { planFleet } from "./providers/program/fleet.ts";
+import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
 import { resolveFleetSettings } from "./providers/program/settings.ts";
 import { readUsersCsv } from "./providers/users/csv.ts";
 import { resolveUsers } from "./providers/users/resolve.ts";
+
+/** What an operator command asks of one run, beyond the stack's configuration. */
+export interface ProgramOptions {
+  /** Rotate these users now (`npm run rotate`). */
+  readonly rotate?: RotateRequest | undefined;
+  /** Grace window for this run's rotations, in hours, instead of `rotationGraceHours`. */
+  readonly graceHours?: number | undefined;
+  /** Told which users this run declares (resource names), for progress reporting. */
+  readonly onPlan?: ((plan: { delivered: string[]; credentialOnly: string[] }) => void) | undefined;
+}
 
 /**
  * The program: returns the stack outputs. The default export, so that both the Node.js
  * language host (`pulumi up`) and the Automation API (`scripts/provision.ts`) can run it.
  */
-export default async function program() {
+export default async function program(options: ProgramOptions = {}) {
   try {
-    return await main();
+    return await main(options);
   } catch (e) {
     // Our errors carry a complete message; a stack trace would only bury it.
     if (e instanceof KeystoneTotpError) throw new pulumi.RunError(`[${e.code}] ${e.message}`);
@@ -35,7 +45,7 @@ export default async function program() {
   }
 }
 
-async function main() {
+async function main(options: ProgramOptions) {
   const config = new pulumi.Config();
   // runtime.getConfig reads a value without the secret-use warning; nothing read here is logged.
   const raw = (key: string) => pulumi.runtime.getConfig(key);
@@ -46,13 +56,13 @@ async function main() {
   // The CSV is validated completely before anything talks to Keystone or the mail server.
   const rows = haveCsv ? readUsersCsv(settings.usersCsv) : [];
   const client = rows.length > 0 ? KeystoneClient.shared(resolveKeystoneAuth({ config: raw })) : undefined;
-  const members = client ? planFleet(await resolveUsers(client, rows), settings) : [];
-  if (rows.some((r) => r.rotationDays !== undefined) || raw("keystone-totp:rotationDays")) {
-    pulumi.log.warn("keystone-totp: scheduled rotation (rotation_days, rotationDays) is not implemented yet: ignored");
-  }
+  const members = client ? planFleet(await resolveUsers(client, rows), settings, options.rotate) : [];
+
   if (members.length > 0 && !settings.smtp) {
     pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
   }
+
+  options.onPlan?.({ delivered: members.map((m) => m.name), credentialOnly: specs.map((s) => s.name) });
 
   const deliveries: TotpDelivery[] = [];
   for (const m of members) {
@@ -61,6 +71,9 @@ async function main() {
       issuer: m.issuer,
       account: m.account,
       rotationTrigger: m.rotationTrigger,
+      rotationDays: m.rotationDays,
+      ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
+      unmanaged: settings.unmanagedCredentials,
       userChecked: true,
     });
     const delivery = new TotpDelivery(m.name, {
@@ -77,6 +90,10 @@ async function main() {
       rotatedAt: cred.rotatedAt,
       secret: cred.secret,
       otpauthUri: cred.otpauthUri,
+      retiring: cred.retiring,
+      // A grace window given to `rotate` applies to the users it rotates, nobody else.
+      graceHours:
+        m.rotateRequest && options.graceHours !== undefined ? options.graceHours : settings.rotationGraceHours,
       ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
     });
     deliveries.push(delivery);
@@ -90,6 +107,8 @@ async function main() {
       new TotpCredential(s.name, {
         ...s.args,
         issuer: s.args.issuer ?? settings.issuer,
+        // Nothing delivers these accounts' secrets, so nothing could retire a replaced one.
+        unmanaged: "keep",
         ...(s.secretConfigKey ? { secret: config.requireSecret(s.secretConfigKey) } : {}),
       }),
   );

@@ -4,21 +4,29 @@
  *
  *   check   validate and normalise inputs (no network: a bad secret fails `pulumi preview`
  *           before any request reaches Keystone)
- *   diff    user changed -> replace; secret or rotation trigger -> update (new secret);
- *           issuer or account -> update (new URI only); anything else, including the
- *           provider's own code -> no change
- *   create  POST /v3/credentials          (exactly once, see KeystoneClient.createTotpCredential)
+ *   diff    user changed -> replace; supplied secret or rotation trigger -> update (new secret
+ *           in place); rotation due (rotationDays) or a new rotate request -> update (new
+ *           credential beside the old one); issuer or account -> update (new URI only);
+ *           anything else, including the provider's own code -> no change
+ *   create  GET /v3/credentials?type=totp (once per provider process, for the whole fleet:
+ *           finds credentials Pulumi does not manage), then POST /v3/credentials (exactly once,
+ *           see KeystoneClient.createTotpCredential)
  *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift)
- *   update  PATCH /v3/credentials/{id}    (new secret), or nothing for a label change
- *   delete  DELETE /v3/credentials/{id}   (404 counts as done)
+ *   update  in place: PATCH /v3/credentials/{id};
+ *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials; the old
+ *           credential is listed in `retiring` and stays valid until the delivery of the new
+ *           one is older than the grace window (see delivery/handlers.ts), so nobody is locked
+ *           out by a message still in transit
+ *   delete  DELETE /v3/credentials/{id}   for the current and every retiring one (404 = done)
  */
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
+import { now as clockNow, DAY_MS } from "../util/clock.ts";
 import { defined } from "../util/props.ts";
-import { DEFAULT_DOMAIN, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
+import { DEFAULT_DOMAIN, DEFAULT_UNMANAGED, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
 
 /** Properties whose change means a different Keystone user: the credential is replaced. */
 const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
@@ -26,6 +34,9 @@ const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
 const ROTATE_KEYS = ["secret", "rotationTrigger"] as const;
 /** Properties whose change only changes the URI. */
 const LABEL_KEYS = ["issuer", "account"] as const;
+
+/** Largest `rotationDays` accepted (ten years; a larger value is surely a typo). */
+export const MAX_ROTATION_DAYS = 3650;
 
 /** A failed check of one property, as the engine reports it. */
 export interface CheckFailure {
@@ -46,18 +57,36 @@ export interface DiffResult {
   readonly deleteBeforeReplace: boolean;
 }
 
-/** Where the handlers get their Keystone client; tests substitute their own. */
+/** Where the handlers get their Keystone client and clock; tests substitute their own. */
 export interface HandlerContext {
   readonly client: () => KeystoneClient;
   readonly now: () => Date;
+  /**
+   * IDs of the TOTP credentials a user held in Keystone when this run started. Default: one
+   * fleet-wide list per process; absent: one list per user.
+   */
+  readonly existing?: (userId: string) => Promise<readonly string[]>;
 }
 
 let configGetter: ConfigGetter = () => undefined;
+let snapshot: Promise<Map<string, readonly string[]>> | undefined;
 
 /** The default context: the process-wide client from the stack config and `OS_*`. */
 export const defaultContext: HandlerContext = {
   client: () => KeystoneClient.shared(resolveKeystoneAuth({ config: configGetter })),
-  now: () => new Date(),
+  now: () => clockNow(),
+  existing: async (userId) => {
+    // One list for the whole fleet, taken before this process creates anything: whatever it
+    // holds was not created by this run. A failed list is not kept, so the next call retries.
+    snapshot ??= defaultContext
+      .client()
+      .listAllTotpCredentials()
+      .then((m) => new Map([...m].map(([u, cs]) => [u, cs.map((c) => c.id)])));
+    snapshot.catch(() => {
+      snapshot = undefined;
+    });
+    return (await snapshot).get(userId) ?? [];
+  },
 };
 
 /**
@@ -66,6 +95,7 @@ export const defaultContext: HandlerContext = {
  */
 export function configure(get: ConfigGetter): void {
   configGetter = get;
+  snapshot = undefined;
 }
 
 function str(v: unknown): string | undefined {
@@ -116,6 +146,20 @@ export function check(news: Record<string, unknown>): CheckResult {
   } else {
     delete inputs.secret;
   }
+  if (news.rotationDays !== undefined && news.rotationDays !== null) {
+    const d = news.rotationDays;
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 0 || d > MAX_ROTATION_DAYS) {
+      failures.push({
+        property: "rotationDays",
+        reason: `rotationDays must be a whole number of days, 0..${MAX_ROTATION_DAYS}`,
+      });
+    }
+  } else {
+    delete inputs.rotationDays;
+  }
+  if (news.unmanaged !== undefined && news.unmanaged !== "remove" && news.unmanaged !== "keep") {
+    failures.push({ property: "unmanaged", reason: "unmanaged must be 'remove' or 'keep'" });
+  }
   if (failures.length === 0) {
     try {
       validateLabel("account", accountLabel(inputs as unknown as TotpCredentialInputs));
@@ -131,17 +175,55 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 /**
- * Compares stored outputs with new inputs. Only the resource's own inputs count, so a change
- * of the provider's code (`__provider`) never shows as a change.
+ * When the current secret falls due for scheduled rotation: `rotatedAt` plus `rotationDays`.
+ * Undefined when rotation is not scheduled (no or zero `rotationDays`, or a supplied secret,
+ * which only its owner can change).
  */
-export function diff(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
+export function nextRotation(
+  rotatedAt: unknown,
+  rotationDays: unknown,
+  suppliedSecret: unknown = undefined,
+): Date | undefined {
+  if (typeof rotationDays !== "number" || !(rotationDays > 0) || suppliedSecret !== undefined) return undefined;
+  const t = typeof rotatedAt === "string" ? Date.parse(rotatedAt) : Number.NaN;
+  return Number.isNaN(t) ? undefined : new Date(t + rotationDays * DAY_MS);
+}
+
+/** Why a graceful rotation (a new credential beside the old one) is due; undefined if none. */
+export function rotationReason(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+  at: Date,
+): "requested" | "scheduled" | undefined {
+  if (
+    typeof news.rotateRequest === "string" &&
+    news.rotateRequest !== "" &&
+    news.rotateRequest !== olds.rotateRequest
+  ) {
+    return "requested";
+  }
+  const due = nextRotation(olds.rotatedAt, news.rotationDays, news.secret);
+  return due && at.getTime() >= due.getTime() ? "scheduled" : undefined;
+}
+
+/**
+ * Compares stored outputs with new inputs at time `at` (the clock decides scheduled
+ * rotation). Only the resource's own inputs count, so a change of the provider's code
+ * (`__provider`) never shows as a change.
+ */
+export function diff(olds: Record<string, unknown>, news: Record<string, unknown>, at: Date = clockNow()): DiffResult {
   const replaces = REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
   const changed = [...ROTATE_KEYS, ...LABEL_KEYS].filter((k) => {
     // The stored `secret` output always holds the live secret; only a supplied one is an input.
     if (k === "secret") return news.secret !== undefined && !same(olds.secret, news.secret);
     return !same(olds[k], news[k]);
   });
-  return { changes: replaces.length > 0 || changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
+  const rotate = replaces.length === 0 && rotationReason(olds, news, at) !== undefined;
+  return {
+    changes: replaces.length > 0 || changed.length > 0 || rotate,
+    replaces: [...replaces],
+    deleteBeforeReplace: false,
+  };
 }
 
 async function resolveUserId(ctx: HandlerContext, i: TotpCredentialInputs): Promise<string> {
@@ -166,11 +248,14 @@ function outputs(
   secret: string,
   createdAt: string,
   rotatedAt: string,
+  others: { readonly retiring: readonly string[]; readonly unmanagedIds: readonly string[] },
 ): TotpCredentialOutputs {
   const account = accountLabel(i);
   return defined({
     ...i,
     credentialId,
+    retiring: [...others.retiring],
+    unmanagedIds: [...others.unmanagedIds],
     resolvedUserId: userId,
     accountLabel: account,
     secret,
@@ -193,10 +278,23 @@ async function createImpl(
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id: string; outs: TotpCredentialOutputs }> {
   const userId = await resolveUserId(ctx, inputs);
+  // Anything the user already holds was not created by this resource: a crash leftover, or
+  // enrolled by hand. It stays valid until the new credential is delivered (see `retiring`).
+  const before = ctx.existing
+    ? await ctx.existing(userId)
+    : (await ctx.client().listTotpCredentials(userId)).map((c) => c.id);
   const secret = inputs.secret ? normaliseSecret(inputs.secret) : generateSecret();
   const cred = await ctx.client().createTotpCredential(userId, secret);
   const at = ctx.now().toISOString();
-  return { id: cred.id, outs: outputs(inputs, cred.id, userId, secret, at, at) };
+  const others = before.filter((id) => id !== cred.id);
+  const remove = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
+  return {
+    id: cred.id,
+    outs: outputs(inputs, cred.id, userId, secret, at, at, {
+      retiring: remove ? others : [],
+      unmanagedIds: remove ? [] : others,
+    }),
+  };
 }
 
 /**
@@ -209,18 +307,28 @@ async function readImpl(
   props: TotpCredentialOutputs,
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id?: string; props?: TotpCredentialOutputs }> {
-  const cred = await ctx.client().getCredential(id);
+  const current = props.credentialId ?? id;
+  const cred = await ctx.client().getCredential(current);
   if (cred?.type !== "totp") return {};
   const changed = cred.blob !== props.secret;
+  // Retiring credentials deleted meanwhile (by the delivery, or by hand) are forgotten.
+  let retiring = props.retiring ?? [];
+  let unmanagedIds = props.unmanagedIds ?? [];
+  if (retiring.length > 0 || unmanagedIds.length > 0) {
+    const live = new Set((await ctx.client().listTotpCredentials(cred.userId)).map((c) => c.id));
+    retiring = retiring.filter((r) => live.has(r));
+    unmanagedIds = unmanagedIds.filter((r) => live.has(r));
+  }
   return {
     id,
     props: outputs(
       props,
-      id,
+      current,
       cred.userId,
       cred.blob,
       props.createdAt,
       changed ? ctx.now().toISOString() : props.rotatedAt,
+      { retiring, unmanagedIds },
     ),
   };
 }
@@ -238,23 +346,64 @@ async function updateImpl(
   news: TotpCredentialInputs,
   ctx: HandlerContext = defaultContext,
 ): Promise<{ outs: TotpCredentialOutputs }> {
-  const rotate =
+  const at = ctx.now();
+  const current = olds.credentialId ?? id;
+  // The last rotate request applied is remembered, so that the same request never rotates twice.
+  const inputs: TotpCredentialInputs = { ...news, rotateRequest: news.rotateRequest ?? olds.rotateRequest };
+  const kept = { retiring: olds.retiring ?? [], unmanagedIds: olds.unmanagedIds ?? [] };
+  const inPlace =
     !same(olds.rotationTrigger, news.rotationTrigger) || (news.secret !== undefined && news.secret !== olds.secret);
-  if (!rotate) {
-    return { outs: outputs(news, id, olds.resolvedUserId, olds.secret, olds.createdAt, olds.rotatedAt) };
+  if (inPlace) {
+    const secret = news.secret ? normaliseSecret(news.secret) : generateSecret();
+    await ctx.client().updateCredentialBlob(current, secret);
+    return {
+      outs: outputs(inputs, current, olds.resolvedUserId, secret, olds.createdAt, at.toISOString(), kept),
+    };
   }
-  const secret = news.secret ? normaliseSecret(news.secret) : generateSecret();
-  await ctx.client().updateCredentialBlob(id, secret);
-  return { outs: outputs(news, id, olds.resolvedUserId, secret, olds.createdAt, ctx.now().toISOString()) };
+  if (rotationReason(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>, at)) {
+    return { outs: await rotate(olds, inputs, current, at, ctx) };
+  }
+  return { outs: outputs(inputs, current, olds.resolvedUserId, olds.secret, olds.createdAt, olds.rotatedAt, kept) };
 }
 
-/** Deletes the credential; one already gone counts as deleted. */
+/**
+ * Graceful rotation: a new credential beside the old one. The old one, and any others the
+ * user still holds that this resource made (or, under the `remove` policy, that nobody
+ * manages), are handed on as `retiring`: the delivery deletes them once the new secret has
+ * been delivered and the grace window has passed.
+ */
+async function rotate(
+  olds: TotpCredentialOutputs,
+  inputs: TotpCredentialInputs,
+  current: string,
+  at: Date,
+  ctx: HandlerContext,
+): Promise<TotpCredentialOutputs> {
+  const client = ctx.client();
+  const userId = olds.resolvedUserId;
+  const held = (await client.listTotpCredentials(userId)).map((c) => c.id);
+  const secret = generateSecret();
+  const cred = await client.createTotpCredential(userId, secret);
+  const managed = new Set([current, ...(olds.retiring ?? [])]);
+  const removeUnmanaged = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
+  const others = held.filter((h) => h !== cred.id);
+  return outputs(inputs, cred.id, userId, secret, olds.createdAt, at.toISOString(), {
+    retiring: others.filter((h) => removeUnmanaged || managed.has(h)),
+    unmanagedIds: others.filter((h) => !removeUnmanaged && !managed.has(h)),
+  });
+}
+
+/**
+ * Deletes the current credential and every retiring one; one already gone counts as deleted.
+ * Unmanaged credentials left alone under the `keep` policy stay.
+ */
 async function removeImpl(
   id: string,
-  _props?: TotpCredentialOutputs,
+  props?: TotpCredentialOutputs,
   ctx: HandlerContext = defaultContext,
 ): Promise<void> {
-  await ctx.client().deleteCredential(id);
+  const ids = new Set([props?.credentialId ?? id, ...(props?.retiring ?? [])]);
+  for (const c of ids) await ctx.client().deleteCredential(c);
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

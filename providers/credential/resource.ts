@@ -4,11 +4,16 @@
  * Provider method -> Keystone call (the logic is in `handlers.ts`):
  *   configure -> none; keeps the stack config (openstack:* keys) for the Keystone client
  *   check     -> none; validates inputs, so a bad secret fails `pulumi preview` offline
- *   diff      -> none; user changed = replace, secret/trigger = new secret, labels = new URI
- *   create    -> POST   /v3/credentials          (after GET /v3/domains, /v3/users lookups)
+ *   diff      -> none; user changed = replace, secret/trigger = new secret, labels = new URI,
+ *                rotation due (clock) or a new rotate request = new credential
+ *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
+ *             -> POST   /v3/credentials
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
- *   update    -> PATCH  /v3/credentials/{id}     (new secret; label changes send nothing)
- *   delete    -> DELETE /v3/credentials/{id}     (404 counts as done)
+ *   update    -> PATCH  /v3/credentials/{id}     (rotation trigger: new secret in place)
+ *             -> GET    /v3/credentials?user_id=, POST /v3/credentials (scheduled or requested
+ *                rotation: a new credential; the old one is listed in `retiring`)
+ *             -> nothing for a label change
+ *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done)
  *
  * Pulumi serialises the provider object into every resource's state. To keep that small and
  * free of machine paths, the provider's methods capture nothing but `h`,
@@ -35,8 +40,20 @@ export interface TotpCredentialArgs {
    * padding are normalised). Pass it as a Pulumi secret.
    */
   readonly secret?: pulumi.Input<string>;
-  /** Any value; changing it issues a new secret (e.g. a date, or a counter). */
+  /**
+   * Any value; changing it replaces the secret in place, so the old one stops working at
+   * once (for a compromised or reassigned account).
+   */
   readonly rotationTrigger?: pulumi.Input<unknown>;
+  /**
+   * Scheduled rotation: a new credential once the secret is this many days old; the old one
+   * is handed to the delivery as `retiring`. Default 0 (never).
+   */
+  readonly rotationDays?: pulumi.Input<number>;
+  /** On-demand rotation: a value not applied before issues a new credential once. */
+  readonly rotateRequest?: pulumi.Input<string>;
+  /** The user's TOTP credentials not made by Pulumi: `remove` (default) or `keep`. */
+  readonly unmanaged?: pulumi.Input<"remove" | "keep">;
   /**
    * Set when `userId` was just read from Keystone (the fleet program does): saves one
    * `GET /v3/users/{id}` per credential. Default false.
@@ -72,6 +89,10 @@ export class TotpCredential extends pulumi.dynamic.Resource {
   declare readonly createdAt: pulumi.Output<string>;
   /** When the current secret was issued, ISO 8601. */
   declare readonly rotatedAt: pulumi.Output<string>;
+  /** Previous (and unmanaged, under `remove`) credentials to delete after delivery + grace. */
+  declare readonly retiring: pulumi.Output<string[]>;
+  /** Unmanaged credentials left alone (policy `keep`). */
+  declare readonly unmanagedIds: pulumi.Output<string[]>;
 
   constructor(name: string, args: TotpCredentialArgs, opts: pulumi.CustomResourceOptions = {}) {
     const props: Record<keyof TotpCredentialOutputs, unknown> = {
@@ -82,7 +103,12 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       account: args.account,
       secret: args.secret === undefined ? undefined : pulumi.secret(args.secret),
       rotationTrigger: args.rotationTrigger,
+      rotationDays: args.rotationDays,
+      rotateRequest: args.rotateRequest,
+      unmanaged: args.unmanaged,
       userChecked: args.userChecked,
+      retiring: undefined,
+      unmanagedIds: undefined,
       credentialId: undefined,
       resolvedUserId: undefined,
       accountLabel: undefined,

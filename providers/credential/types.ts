@@ -9,6 +9,11 @@ export const DEFAULT_ISSUER = "OpenStack";
 /** Default Keystone domain for users given by name. */
 export const DEFAULT_DOMAIN = "Default";
 
+/** What happens to a user's TOTP credentials that Pulumi did not create. */
+export type UnmanagedPolicy = "remove" | "keep";
+/** Default {@link UnmanagedPolicy}. */
+export const DEFAULT_UNMANAGED: UnmanagedPolicy = "remove";
+
 /** Resolved inputs, as the engine hands them to the provider. */
 export interface TotpCredentialInputs {
   /** Keystone user ID; when set, no name lookup is made. */
@@ -23,16 +28,43 @@ export interface TotpCredentialInputs {
   readonly account?: string | undefined;
   /** A secret to use instead of a generated one (normalised base32, at least 128 bits). */
   readonly secret?: string | undefined;
-  /** Any value; changing it issues a new secret. */
+  /**
+   * Any value; changing it issues a new secret IN PLACE: the old secret stops working at once
+   * (used when the address changes: the old mailbox must not keep a working secret).
+   */
   readonly rotationTrigger?: unknown;
+  /**
+   * Scheduled rotation: once the current secret is this many days old, the next run issues a
+   * new credential (the old one stays valid for the grace window). 0 or absent: never.
+   */
+  readonly rotationDays?: number | undefined;
+  /**
+   * On-demand rotation: a new value (any string, e.g. the time of the request) issues a new
+   * credential once; the same value, or none, does nothing.
+   */
+  readonly rotateRequest?: string | undefined;
+  /**
+   * What to do with this user's TOTP credentials that Pulumi does not manage (crash leftovers,
+   * enrolled by hand): `remove` hands them to the delivery for retirement after the grace
+   * window, `keep` leaves them (reported by `npm run status`). Default {@link DEFAULT_UNMANAGED}.
+   */
+  readonly unmanaged?: UnmanagedPolicy | undefined;
   /** The caller has just looked `userId` up in Keystone: create skips its own check. */
   readonly userChecked?: boolean | undefined;
 }
 
 /** Outputs of the resource. `secret` and `otpauthUri` are always stored as Pulumi secrets. */
 export interface TotpCredentialOutputs extends TotpCredentialInputs {
-  /** Keystone credential ID (also the resource ID). */
+  /** Keystone ID of the current credential (the resource ID is that of the first one). */
   readonly credentialId: string;
+  /**
+   * Keystone IDs of this user's other TOTP credentials, still valid, that are to be deleted
+   * once the current one is delivered and the grace window has passed: previous credentials
+   * after a rotation, and unmanaged ones under the `remove` policy. The delivery deletes them.
+   */
+  readonly retiring: readonly string[];
+  /** Unmanaged credentials found and left alone (policy `keep`), for reports. */
+  readonly unmanagedIds: readonly string[];
   /** The user's Keystone ID, looked up or as given. */
   readonly resolvedUserId: string;
   /** The account label actually used. */

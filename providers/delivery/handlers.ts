@@ -4,19 +4,25 @@
  *
  *   check   the address is valid (no network)
  *   diff    new secret, new address, new credential or resend trigger -> replace, i.e. a new
- *           message; issuer, account or display name -> update, sending nothing
+ *           message; issuer, account or display name -> update, sending nothing; retiring
+ *           credentials whose grace window has passed -> update
  *   create  compose the message (QR inline) and send it over SMTP, or write it to the outbox;
+ *           with a grace window of 0, then DELETE /v3/credentials/{id} for each retiring one
+ *           (otherwise they stay valid, so the user can log in while the message is in transit);
  *           a failure fails this resource only: the credential stays, delivery stays pending,
  *           and the next run sends it once
  *   read    nothing to read back: a sent message cannot be observed
- *   update  record the new labels; sends nothing
+ *   update  record the new labels; sends nothing; past the grace window,
+ *           DELETE /v3/credentials/{id} for each retiring credential (404 counts as done)
  *   delete  nothing: a message cannot be unsent
  */
 import { ConfigError, KeystoneTotpError, withErrorCodes } from "../errors.ts";
-import type { ConfigGetter } from "../keystone/auth.ts";
+import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
+import { KeystoneClient } from "../keystone/client.ts";
 import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
 import { composeEnrollment } from "../mail/message.ts";
 import { createMailer, type Mailer } from "../mail/send.ts";
+import { now as clockNow, HOUR_MS } from "../util/clock.ts";
 import { defined } from "../util/props.ts";
 import type { TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
 
@@ -25,11 +31,16 @@ const RESEND_KEYS = ["fingerprint", "credentialId", "resendTrigger"] as const;
 /** Properties recorded without sending. */
 const LABEL_KEYS = ["issuer", "account", "displayName"] as const;
 
-/** Where the handlers get their mailer and clock; tests substitute their own. */
+/** Default grace window, in hours, during which a replaced credential keeps working. */
+export const DEFAULT_GRACE_HOURS = 24;
+
+/** Where the handlers get their mailer, Keystone client and clock; tests substitute their own. */
 export interface DeliveryContext {
   readonly mailer: () => Mailer;
   readonly mailConfig: () => MailConfig;
   readonly now: () => Date;
+  /** Keystone, for retiring replaced credentials. */
+  readonly keystone?: () => KeystoneClient;
 }
 
 let configGetter: ConfigGetter = () => undefined;
@@ -60,7 +71,8 @@ function settings() {
 export const defaultContext: DeliveryContext = {
   mailer: () => settings().mailer,
   mailConfig: () => settings().config,
-  now: () => new Date(),
+  now: () => clockNow(),
+  keystone: () => KeystoneClient.shared(resolveKeystoneAuth({ config: configGetter })),
 };
 
 /** Receives the stack configuration (smtpUrl stays out of resource inputs). */
@@ -89,21 +101,65 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
-/** Compares the delivery record with new inputs; only a new secret or address sends mail. */
+function graceHoursOf(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : DEFAULT_GRACE_HOURS;
+}
+
+/**
+ * When the credentials retiring with this delivery may be deleted: its delivery time plus
+ * the grace window. Undefined when nothing is pending.
+ */
+export function retireAfter(olds: Record<string, unknown>, graceHours: unknown): Date | undefined {
+  const pending = Array.isArray(olds.retiring) ? olds.retiring : [];
+  const t = typeof olds.deliveredAt === "string" ? Date.parse(olds.deliveredAt) : Number.NaN;
+  if (pending.length === 0 || Number.isNaN(t)) return undefined;
+  return new Date(t + graceHoursOf(graceHours) * HOUR_MS);
+}
+
+/**
+ * Compares the delivery record with new inputs at time `at`; only a new secret or address
+ * sends mail, and retiring credentials past their grace window are deleted by an update.
+ */
 export function diff(
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
+  at: Date = clockNow(),
 ): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const replaces: string[] = RESEND_KEYS.filter((k) => !same(olds[k], news[k]));
   if (String(olds.email ?? "").toLowerCase() !== String(news.email ?? "").toLowerCase()) replaces.push("email");
   const changed = LABEL_KEYS.filter((k) => !same(olds[k], news[k])) as string[];
   if (String(olds.email) !== String(news.email)) changed.push("email");
+  const due = retireAfter(olds, news.graceHours);
+  if (due && at.getTime() >= due.getTime()) changed.push("retiring");
   return { changes: replaces.length > 0 || changed.length > 0, replaces, deleteBeforeReplace: false };
+}
+
+/**
+ * Deletes retiring credentials (never `current`). Returns those that could not be deleted, to
+ * try again on the next run: a message already sent must not be sent again because Keystone
+ * failed afterwards.
+ */
+async function retire(ids: readonly string[], current: string, ctx: DeliveryContext): Promise<string[]> {
+  const left: string[] = [];
+  const client = ctx.keystone?.();
+  for (const id of ids) {
+    if (id === current) continue;
+    try {
+      if (!client) throw new ConfigError("no Keystone client to retire credentials with");
+      await client.deleteCredential(id);
+    } catch {
+      left.push(id);
+    }
+  }
+  return left;
 }
 
 function record(
   i: TotpDeliveryInputs,
-): Omit<TotpDeliveryOutputs, "deliveredTo" | "deliveredAt" | "transport" | "messageId" | "reason"> {
+): Omit<
+  TotpDeliveryOutputs,
+  "deliveredTo" | "deliveredAt" | "transport" | "messageId" | "reason" | "retiring" | "graceHours" | "retiredAt"
+> {
   return {
     userKey: i.userKey,
     email: i.email,
@@ -156,7 +212,11 @@ async function createImpl(
     }
     throw e;
   }
-  const at = sent.at ?? ctx.now().toISOString();
+  // The run's clock (not the mailer's), so that grace windows follow KEYSTONE_TOTP_NOW too.
+  const at = ctx.now().toISOString();
+  const graceHours = graceHoursOf(inputs.graceHours);
+  const pending = (inputs.retiring ?? []).filter((id) => id !== inputs.credentialId);
+  const left = graceHours === 0 ? await retire(pending, inputs.credentialId, ctx) : pending;
   return {
     id: `${inputs.credentialId}/${inputs.fingerprint}`,
     outs: defined({
@@ -166,25 +226,42 @@ async function createImpl(
       transport: sent.transport,
       messageId: sent.messageId,
       reason,
+      retiring: left,
+      graceHours,
+      retiredAt: pending.length > 0 && left.length === 0 ? ctx.now().toISOString() : undefined,
     }),
   };
 }
 
-/** Records new labels without sending anything. */
-export function update(
+/**
+ * Records new labels without sending anything; past the grace window, deletes the retiring
+ * credentials.
+ */
+async function updateImpl(
   _id: string,
   olds: TotpDeliveryOutputs,
   news: TotpDeliveryInputs,
-): { outs: TotpDeliveryOutputs } {
+  ctx: DeliveryContext = defaultContext,
+): Promise<{ outs: TotpDeliveryOutputs }> {
+  const at = ctx.now();
+  const due = retireAfter(olds as unknown as Record<string, unknown>, news.graceHours);
+  const pending = olds.retiring ?? [];
+  const left = due && at.getTime() >= due.getTime() ? await retire(pending, news.credentialId, ctx) : [...pending];
   return {
     outs: defined({
       ...olds,
       ...record(news),
       deliveredTo: olds.deliveredTo,
       deliveredAt: olds.deliveredAt,
+      retiring: left,
+      graceHours: graceHoursOf(news.graceHours),
+      retiredAt: pending.length > 0 && left.length === 0 ? at.toISOString() : olds.retiredAt,
     }),
   };
 }
+
+/** {@link updateImpl}, with error codes kept in messages (see withErrorCodes). */
+export const update = withErrorCodes(updateImpl);
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
 export const create = withErrorCodes(createImpl);

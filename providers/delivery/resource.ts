@@ -8,7 +8,8 @@
  *   create    -> SMTP: MAIL FROM, RCPT TO, DATA over a pooled connection; or an .eml file in
  *                the outbox folder
  *   read      -> none (a sent message cannot be read back)
- *   update    -> none (labels recorded, nothing sent)
+ *   update    -> none (labels recorded, nothing sent); past the grace window,
+ *                DELETE /v3/credentials/{id} for each retiring credential
  *   delete    -> none (a message cannot be unsent)
  */
 import { createRequire } from "node:module";
@@ -32,6 +33,10 @@ export interface TotpDeliveryArgs {
   readonly otpauthUri: pulumi.Input<string>;
   /** Any value; changing it sends the message again. */
   readonly resendTrigger?: pulumi.Input<unknown>;
+  /** Credentials to delete once this message is `graceHours` old (the credential's `retiring`). */
+  readonly retiring?: pulumi.Input<readonly string[]>;
+  /** Hours retiring credentials stay valid after delivery; default 24, 0 = at once. */
+  readonly graceHours?: pulumi.Input<number>;
 }
 
 /**
@@ -52,6 +57,10 @@ export class TotpDelivery extends pulumi.dynamic.Resource {
   declare readonly messageId: pulumi.Output<string>;
   declare readonly fingerprint: pulumi.Output<string>;
   declare readonly reason: pulumi.Output<string>;
+  /** Credentials still waiting for the end of the grace window. */
+  declare readonly retiring: pulumi.Output<string[]>;
+  /** When they were deleted (ISO 8601). */
+  declare readonly retiredAt: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: TotpDeliveryArgs, opts: pulumi.CustomResourceOptions = {}) {
     super(
@@ -66,6 +75,7 @@ export class TotpDelivery extends pulumi.dynamic.Resource {
         transport: undefined,
         messageId: undefined,
         reason: undefined,
+        retiredAt: undefined,
       },
       opts,
       "keystone-totp",

@@ -28,6 +28,13 @@ export interface TotpDeliveryInputs {
   readonly otpauthUri: string;
   /** Any value; changing it sends the message again (for a lost message). */
   readonly resendTrigger?: unknown;
+  /**
+   * The user's other credentials, to delete once this message was delivered `graceHours`
+   * ago (the credential's `retiring` output). Default none.
+   */
+  readonly retiring?: readonly string[] | undefined;
+  /** Hours the retiring credentials stay valid after delivery; 0 deletes them on delivery. */
+  readonly graceHours?: number | undefined;
 }
 
 /** Outputs: the delivery record. No secret, no message body. */
@@ -50,4 +57,10 @@ export interface TotpDeliveryOutputs {
   readonly messageId: string;
   /** Why it was sent: `new` or `rotation`. */
   readonly reason: string;
+  /** Credentials still to retire after the grace window (empty once retired). */
+  readonly retiring: readonly string[];
+  /** Grace window applied, in hours. */
+  readonly graceHours: number;
+  /** When the retiring credentials were deleted (ISO 8601); absent while they are pending. */
+  readonly retiredAt?: string | undefined;
 }

@@ -334,6 +334,26 @@ export class KeystoneClient {
   }
 
   /**
+   * Lists every TOTP credential in Keystone, grouped by user ID: one request for a whole fleet,
+   * where a per-user list would cost one request per user.
+   *
+   * @see https://docs.openstack.org/api-ref/identity/v3/#list-credentials
+   * @throws {KeystoneError}
+   */
+  async listAllTotpCredentials(): Promise<Map<string, Credential[]>> {
+    const res = await this.call("GET", "/credentials?type=totp", { retry: true });
+    const list = asRecord(res.body).credentials;
+    const byUser = new Map<string, Credential[]>();
+    for (const c of Array.isArray(list) ? list.map(toCredential) : []) {
+      if (c.type !== "totp") continue;
+      const mine = byUser.get(c.userId);
+      if (mine) mine.push(c);
+      else byUser.set(c.userId, [c]);
+    }
+    return byUser;
+  }
+
+  /**
    * Reads one credential; undefined when it does not exist (404).
    *
    * @throws {KeystoneError} for any other failure.

@@ -21,10 +21,25 @@ export interface FleetMember {
   readonly rotationTrigger: string;
   /** Changes when the operator asked for a resend on label changes. */
   readonly resendTrigger: string | undefined;
+  /** Scheduled rotation in days (the row's `rotation_days`, else the stack's); 0 = never. */
+  readonly rotationDays: number;
+  /** A rotate request for this user in this run, if any. */
+  readonly rotateRequest: string | undefined;
+}
+
+/** Users to rotate now, on demand (`npm run rotate`): their keys, or everyone. */
+export interface RotateRequest {
+  /** Any string not used before, e.g. the time of the request. */
+  readonly token: string;
+  readonly users: ReadonlySet<string> | "all";
 }
 
 /** Builds one member per row. */
-export function planFleet(users: readonly { row: UserRow; user: KeystoneUser }[], s: FleetSettings): FleetMember[] {
+export function planFleet(
+  users: readonly { row: UserRow; user: KeystoneUser }[],
+  s: FleetSettings,
+  rotate?: RotateRequest,
+): FleetMember[] {
   return users.map(({ row, user }) => {
     const displayName = row.displayName ?? row.username;
     const account =
@@ -44,6 +59,8 @@ export function planFleet(users: readonly { row: UserRow; user: KeystoneUser }[]
       account,
       rotationTrigger: `email:${row.email.toLowerCase()}`,
       resendTrigger: s.resendOnLabelChange ? JSON.stringify([s.issuer, displayName, account]) : undefined,
+      rotationDays: row.rotationDays ?? s.rotationDays,
+      rotateRequest: rotate && (rotate.users === "all" || rotate.users.has(row.key)) ? rotate.token : undefined,
     };
   });
 }

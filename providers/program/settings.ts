@@ -12,6 +12,13 @@ export const DEFAULT_USERS_CSV = "users.csv";
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";
 
+/** Default grace window after a rotation's delivery, in hours. */
+export const DEFAULT_GRACE_HOURS = 24;
+/** Largest grace window accepted, in hours (a year). */
+export const MAX_GRACE_HOURS = 8760;
+/** Largest `rotationDays` accepted (ten years). */
+export const MAX_ROTATION_DAYS = 3650;
+
 /** How the account label shown in the app is formed. */
 export type AccountLabelStyle = "username@domain" | "username" | "email";
 
@@ -31,6 +38,20 @@ export interface FleetSettings {
   readonly smtp: boolean;
   /** Outbox folder (absolute), used when `smtp` is false. */
   readonly outboxDir: string;
+  /** Scheduled rotation for users without a `rotation_days` cell, in days; 0 = never. */
+  readonly rotationDays: number;
+  /** Hours a replaced credential keeps working after its successor was delivered. */
+  readonly rotationGraceHours: number;
+  /** What happens to TOTP credentials Pulumi did not create: `remove` or `keep`. */
+  readonly unmanagedCredentials: "remove" | "keep";
+}
+
+function wholeNumber(key: string, v: string | undefined, dflt: number, max: number): number {
+  if (v === undefined || v === "") return dflt;
+  if (!/^[0-9]{1,9}$/.test(v.trim()) || Number(v) > max) {
+    throw new ConfigError(`keystone-totp:${key} must be a whole number from 0 to ${max}, not '${v}'`);
+  }
+  return Number(v);
 }
 
 function bool(key: string, v: string | undefined, dflt: boolean): boolean {
@@ -38,6 +59,12 @@ function bool(key: string, v: string | undefined, dflt: boolean): boolean {
   if (/^(true|1|yes)$/i.test(v)) return true;
   if (/^(false|0|no)$/i.test(v)) return false;
   throw new ConfigError(`keystone-totp:${key} must be true or false, not '${v}'`);
+}
+
+function unmanaged(v: string | undefined): "remove" | "keep" {
+  if (v === undefined || v === "" || v === "remove") return "remove";
+  if (v === "keep") return "keep";
+  throw new ConfigError(`keystone-totp:unmanagedCredentials must be remove or keep, not '${v}'`);
 }
 
 /**
@@ -69,5 +96,13 @@ export function resolveFleetSettings(get: (key: string) => string | undefined, p
     resendOnLabelChange: bool("resendOnLabelChange", get("resendOnLabelChange"), false),
     smtp: (get("smtpUrl") ?? "") !== "",
     outboxDir: at(get("outboxDir") ?? "outbox"),
+    rotationDays: wholeNumber("rotationDays", get("rotationDays"), 0, MAX_ROTATION_DAYS),
+    rotationGraceHours: wholeNumber(
+      "rotationGraceHours",
+      get("rotationGraceHours"),
+      DEFAULT_GRACE_HOURS,
+      MAX_GRACE_HOURS,
+    ),
+    unmanagedCredentials: unmanaged(get("unmanagedCredentials")),
   };
 }

@@ -196,6 +196,37 @@ export class TestStack {
     return out;
   }
 
+  /**
+   * Runs an operator script (`scripts/NAME.ts`: rotate, status, ...) on this stack, with its
+   * config file, as an operator would; never rejects (the exit code is part of the result).
+   */
+  script(name: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+    return new Promise((resolvePromise, reject) => {
+      const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", this.name, "--config-file", this.configFile];
+      const child = spawn("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => {
+        stdout += c.toString("utf8");
+      });
+      child.stderr.on("data", (c: Buffer) => {
+        stderr += c.toString("utf8");
+      });
+      child.on("error", reject);
+      child.on("close", (code) => {
+        appendFileSync(this.logFile, `$ ${name} ${args.join(" ")}\n${stdout}\n${stderr}\n[exit ${code}]\n`, {
+          mode: 0o600,
+        });
+        resolvePromise({ code: code ?? -1, stdout, stderr });
+      });
+    });
+  }
+
+  /** The environment this stack's commands run with (for commands a test starts itself). */
+  environment(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...this.env, ...extra };
+  }
+
   /** Removes the stack and its temp folder. */
   async remove(): Promise<void> {
     await this.run(["stack", "rm", "--yes", "--force"], { allowFail: true });

@@ -1,0 +1,297 @@
+/**
+ * What the operator commands (provision, rotate) share: opening a stack with the program
+ * inline, the preflight before an `up`, running an engine verb with live progress and a
+ * summary, and turning failures into exit codes.
+ */
+import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStream } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { load as loadYaml } from "js-yaml";
+import program, { type ProgramOptions } from "../../index.ts";
+import { runDoctor } from "../../providers/doctor/run.ts";
+import { KeystoneTotpError } from "../../providers/errors.ts";
+import { resolveKeystoneAuth } from "../../providers/keystone/auth.ts";
+import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
+import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
+import { formatSummary, type Progress, type RunSummary } from "./progress.ts";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** Exit codes, shared with every script: see README, Exit codes. */
+export const EXIT = { ok: 0, failed: 1, badInput: 2, keystone: 3, mail: 4, usage: 64 } as const;
+
+/** Engine verbs. */
+export type Verb = "preview" | "up" | "refresh" | "destroy";
+
+/** Options common to the commands that run the engine. */
+export interface EngineOptions {
+  readonly stack: string;
+  readonly configFile: string | undefined;
+  readonly yes: boolean;
+  readonly expectNoChanges: boolean;
+  readonly continueOnError: boolean;
+  readonly diff: boolean;
+  readonly parallel: number | undefined;
+  readonly skipDoctor: boolean;
+  /** Stream the engine's own output even on a terminal (else it goes to a log file there). */
+  readonly verbose: boolean;
+}
+
+/** Defaults for {@link EngineOptions}, from the environment where it has a say. */
+export function defaultEngineOptions(): EngineOptions {
+  return {
+    stack: "dev",
+    configFile: undefined,
+    yes: false,
+    expectNoChanges: false,
+    continueOnError: false,
+    diff: false,
+    parallel: undefined,
+    skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
+    verbose: false,
+  };
+}
+
+/**
+ * Parses one of the common options at `argv[i]`. Returns the index of the last argument
+ * consumed, or -1 when `argv[i]` is not a common option.
+ */
+export function parseEngineOption(
+  argv: readonly string[],
+  i: number,
+  o: { -readonly [K in keyof EngineOptions]: EngineOptions[K] },
+  usage: (message: string) => never,
+): number {
+  const a = argv[i];
+  const value = () => {
+    const v = argv[i + 1];
+    if (v === undefined) usage(`${a} needs a value`);
+    return v;
+  };
+  switch (a) {
+    case "--stack":
+    case "-s":
+      o.stack = value();
+      return i + 1;
+    case "--config-file":
+      o.configFile = resolve(value());
+      return i + 1;
+    case "--yes":
+    case "-y":
+      o.yes = true;
+      return i;
+    case "--expect-no-changes":
+      o.expectNoChanges = true;
+      return i;
+    case "--continue-on-error":
+      o.continueOnError = true;
+      return i;
+    case "--diff":
+      o.diff = true;
+      return i;
+    case "--non-interactive":
+    case "--skip-preview":
+      return i;
+    case "--parallel": {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1) usage("--parallel needs a whole number of at least 1");
+      o.parallel = n;
+      return i + 1;
+    }
+    case "--skip-doctor":
+      o.skipDoctor = true;
+      return i;
+    case "--verbose":
+    case "-v":
+      o.verbose = true;
+      return i;
+    default:
+      return -1;
+  }
+}
+
+/** Help text for the common options. */
+export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: dev); created if missing
+  --config-file FILE     stack config file (default: Pulumi.NAME.yaml)
+  --yes                  required to change anything when not on a terminal
+  --expect-no-changes    fail if anything would change
+  --continue-on-error    keep going past failed users and report them all
+  --diff                 show property-level differences
+  --parallel N           resource operations at once (default: Pulumi's, 8 on 2 cores)
+  --skip-doctor          do not run the preflight checks first (see npm run doctor)
+  --verbose              stream the engine's output on a terminal too (else: progress bar,
+                         with the engine's output in .local/logs/)`;
+
+/** Our errors carry their code in brackets; the first one seen decides the exit code. */
+export function exitCodeFromOutput(text: string): number {
+  const m = /\[(E_[A-Z_]+)\]/.exec(text);
+  const code = m?.[1] ?? "";
+  if (/^E_(CSV|CSV_ROW|CONFIG|SECRET|INPUT|USER_NOT_FOUND)$/.test(code)) return EXIT.badInput;
+  if (code.startsWith("E_KEYSTONE")) return EXIT.keystone;
+  if (code === "E_SMTP" || code === "E_OUTBOX") return EXIT.mail;
+  return EXIT.failed;
+}
+
+/** Asks a yes/no question on the terminal. */
+export async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(question);
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+
+/** Opens (or creates) the stack, with the program inline. */
+export async function openStack(name: string, programOptions: () => ProgramOptions): Promise<Stack> {
+  const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
+  return LocalWorkspace.createOrSelectStack(
+    { stackName: name, projectName: "keystone-totp", program: () => program(programOptions()) },
+    { workDir: REPO, pulumiCommand },
+  );
+}
+
+/** A stack config value: from --config-file (plain YAML; the Automation API cannot read it) or the stack. */
+export async function stackSetting(stack: Stack, o: EngineOptions, key: string): Promise<string | undefined> {
+  if (o.configFile) {
+    const doc = loadYaml(readFileSync(o.configFile, "utf8")) as { config?: Record<string, unknown> } | null;
+    const v = doc?.config?.[key];
+    return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
+  }
+  return (await stack.getAllConfig())[key]?.value;
+}
+
+/**
+ * Reads and validates the stack's users CSV without any network access. Undefined when the
+ * stack has none (explicit credentials only).
+ *
+ * @throws {CsvError} naming file, line, column and user.
+ */
+export async function readStackCsv(stack: Stack, o: EngineOptions): Promise<UserRow[] | undefined> {
+  const setting = await stackSetting(stack, o, "keystone-totp:usersCsv");
+  const csv = resolve(REPO, setting ?? DEFAULT_USERS_CSV);
+  if (setting === undefined && !existsSync(csv)) return undefined;
+  return readUsersCsv(csv);
+}
+
+/**
+ * Checks before an `up`, in order of cost: the users CSV (no network, so a bad file changes
+ * nothing and reaches nobody), then the doctor's Keystone checks (reachable, TLS, token, may
+ * manage credentials, TOTP enabled, clock). Returns an exit code, or undefined to go on.
+ */
+export async function preflight(stack: Stack, o: EngineOptions): Promise<number | undefined> {
+  try {
+    await readStackCsv(stack, o);
+  } catch (e) {
+    if (!(e instanceof KeystoneTotpError)) throw e;
+    process.stderr.write(`[${e.code}] ${e.message}\n`);
+    return EXIT.badInput;
+  }
+  if (o.skipDoctor) return undefined;
+  try {
+    resolveKeystoneAuth();
+  } catch {
+    // Settings come from the stack's openstack:* config, which the doctor does not read.
+    process.stderr.write("doctor: skipped (Keystone settings are in the stack config, not OS_*/OS_CLOUD)\n");
+    return undefined;
+  }
+  const report = await runDoctor({ skipMail: true, projectDir: REPO, credentialRoundTrip: false });
+  const notOk = report.checks.filter((c) => c.status === "failure" || c.status === "warning");
+  for (const c of notOk) {
+    process.stderr.write(
+      `doctor: ${c.status === "failure" ? "FAIL" : "WARN"} ${c.id}: ${c.message}${c.fix ? ` -> ${c.fix}` : ""}\n`,
+    );
+  }
+  const n = report.counts;
+  process.stderr.write(
+    `doctor: ${n.ok} ok, ${n.warning} warning(s), ${n.failure} failure(s) (--skip-doctor to skip)\n`,
+  );
+  return report.ok ? undefined : report.exitCode;
+}
+
+function logFile(stack: string, verb: string): { path: string; stream: WriteStream } {
+  const dir = join(REPO, ".local", "logs");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const path = join(dir, `${verb}-${stack}-${new Date().toISOString().replace(/[:.]/g, "")}.log`);
+  return { path, stream: createWriteStream(path, { mode: 0o600 }) };
+}
+
+/** The result of {@link runVerb}. */
+export interface RunOutcome {
+  readonly exitCode: number;
+  readonly summary: RunSummary | undefined;
+}
+
+/**
+ * Runs one engine verb with progress and a summary. `setPlan` is handed to the program
+ * options by the caller so that the program can tell the progress how many users there are.
+ */
+export async function runVerb(
+  stack: Stack,
+  verb: Verb,
+  o: EngineOptions,
+  progress: Progress,
+  extra: { readonly confirmQuestion?: string } = {},
+): Promise<RunOutcome> {
+  const quiet = Boolean(process.stdout.isTTY) && !o.verbose;
+  const log = quiet ? logFile(o.stack, verb) : undefined;
+  let seen = "";
+  const onOutput = (out: string) => {
+    seen += out;
+    if (log) log.stream.write(out);
+    else process.stdout.write(out);
+  };
+  const common = {
+    onOutput,
+    onEvent: (e: Parameters<Progress["onEvent"]>[0]) => progress.onEvent(e),
+    color: quiet || !process.stdout.isTTY ? ("never" as const) : ("always" as const),
+    ...(o.configFile ? { configFile: o.configFile } : {}),
+    ...(o.parallel ? { parallel: o.parallel } : {}),
+    diff: o.diff,
+  };
+  let exitCode: number = EXIT.ok;
+  try {
+    switch (verb) {
+      case "preview":
+        await stack.preview({ ...common, expectNoChanges: o.expectNoChanges });
+        break;
+      case "up": {
+        const stop = await preflight(stack, o);
+        if (stop !== undefined) return { exitCode: stop, summary: undefined };
+        if (!o.yes) {
+          await stack.preview({ ...common, onEvent: undefined });
+          if (!(await confirm(extra.confirmQuestion ?? "Apply these changes? [y/N] "))) {
+            return { exitCode: EXIT.ok, summary: undefined };
+          }
+        }
+        await stack.up({ ...common, expectNoChanges: o.expectNoChanges, continueOnError: o.continueOnError });
+        break;
+      }
+      case "refresh":
+        await stack.refresh({ ...common, expectNoChanges: o.expectNoChanges });
+        break;
+      case "destroy":
+        await stack.destroy({ ...common, continueOnError: o.continueOnError });
+        break;
+    }
+  } catch (e) {
+    // The engine's own output (already shown, or in the log) names each failed resource and why.
+    const text = `${seen}\n${e instanceof Error ? e.message : String(e)}`;
+    const tail =
+      e instanceof Error
+        ? e.message
+            .split("\n")
+            .filter((l) => /error|\[E_/.test(l))
+            .slice(-20)
+        : [];
+    if (tail.length > 0 && (quiet || !seen.includes(tail[0] ?? ""))) process.stderr.write(`${tail.join("\n")}\n`);
+    exitCode = exitCodeFromOutput(text);
+  }
+  const summary = progress.finish();
+  process.stdout.write(formatSummary(summary));
+  if (log) {
+    log.stream.end();
+    process.stderr.write(`engine output: ${log.path}\n`);
+  }
+  return { exitCode, summary };
+}
