@@ -59,6 +59,8 @@ export interface Exchange {
   status: number | undefined;
   /** The fault that fired on it, if any. */
   fault: string | undefined;
+  /** When the request arrived at the proxy, in ms since the epoch. */
+  readonly at: number;
 }
 
 interface Armed {
@@ -190,7 +192,12 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
         return;
       }
       dropping = false;
-      const ex: Exchange = { request: `${start[1]} ${start[2]}`, status: undefined, fault: undefined };
+      const ex: Exchange = {
+        request: `${start[1]} ${start[2]}`,
+        status: undefined,
+        fault: undefined,
+        at: Date.now(),
+      };
       log.push(ex);
       if (isDown) {
         ex.fault = "down";
