@@ -73,6 +73,8 @@ export interface TestSmtpServer {
   messagesFor(address: string): Buffer[];
   /** Answers RCPT TO for this address with `code` (default 550). */
   rejectRecipient(address: string, code?: number): void;
+  /** Accepts this address again after {@link TestSmtpServer.rejectRecipient}. */
+  acceptRecipient(address: string): void;
   /** Answers MAIL FROM for this address with 553. */
   rejectSender(address: string): void;
   /** Stops listening and drops open sessions. */
@@ -242,6 +244,9 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
     rejectRecipient(address, code = 550) {
       rejectedRecipients.set(address.toLowerCase(), code);
     },
+    acceptRecipient(address) {
+      rejectedRecipients.delete(address.toLowerCase());
+    },
     rejectSender(address) {
       rejectedSenders.add(address.toLowerCase());
     },
@@ -308,6 +313,20 @@ export function enrollmentInput(overrides: Partial<EnrollmentMessageInput> = {})
     from: "ACME Cloud <noreply@example.com>",
     ...overrides,
   };
+}
+
+/**
+ * The TOTP secret an enrollment message carries, read the way a user's phone reads it: from
+ * the QR code (decoded by zbarimg). Registered for the secret scan; never print it.
+ */
+export async function secretOfMessage(raw: Buffer): Promise<string> {
+  const mail = await parseMessage(raw);
+  const png = mail.attachments.find((a) => a.contentType === "image/png");
+  if (!png) throw new Error("the message has no QR code");
+  const uri = decodeQrPng(png.content);
+  const secret = new URL(uri).searchParams.get("secret") ?? "";
+  registerSecrets(uri, secret);
+  return secret;
 }
 
 /** Parses a raw message with mailparser, keeping `cid:` links as they are. */

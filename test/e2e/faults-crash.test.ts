@@ -1,0 +1,287 @@
+/**
+ * `up` killed with SIGKILL mid-run (the provision process, the Pulumi CLI and the provider
+ * plugin, all at once), while Keystone has stored credentials whose answers never arrived:
+ * the state then holds pending creates and Keystone holds credentials Pulumi does not know.
+ * Then the operator's recovery steps from the README ("Recovering from faults") are followed,
+ * and afterwards no user is without a delivered credential and no credential is left in
+ * Keystone that Pulumi does not manage.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
+import { type RunResult, TestStack } from "../support/pulumi.ts";
+import { leakedIn, registerSecrets } from "../support/secrets.ts";
+import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+
+const N = 6;
+/** Creates answered before the crash; the others reach Keystone and are never answered. */
+const K = 3;
+const WAIT_MS = 120_000;
+
+interface Person {
+  readonly user: TestUser;
+  readonly email: string;
+}
+
+const tag = uniq();
+let admin: KeystoneClient;
+let smtp: TestSmtpServer;
+let proxy: FaultProxy;
+let stack: TestStack;
+let dir: string;
+const people: Person[] = [];
+const output: string[] = [];
+
+/**
+ * Runs the Pulumi CLI itself on the stack (`npm run pulumi -- ARGS` for an operator), for
+ * what `provision` does not offer.
+ */
+function cli(args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const full = [...args, "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"];
+    const child = spawn("pulumi", full, { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString("utf8");
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString("utf8");
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      output.push(stdout, stderr);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** Credentials of the fleet's users in Keystone that are not in `managed`. */
+async function orphans(managed: ReadonlySet<string>): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of people) {
+    for (const c of await admin.listTotpCredentials(p.user.id)) if (!managed.has(c.id)) out.push(c.id);
+  }
+  return out;
+}
+
+/** Every live descendant of `root` (any process group: Pulumi starts plugins in their own). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so cut at the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parent.set(Number(d), ppid);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of parent) {
+      if (pp === p && !out.includes(c)) {
+        out.push(c);
+        walk(c);
+      }
+    }
+  };
+  walk(root);
+  return out;
+}
+
+function signal(pids: readonly number[], sig: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * SIGKILL for a whole process tree at one instant, as when the machine or the container dies:
+ * everything is stopped first (so nothing can react or fork), then killed.
+ */
+function killTree(root: number): number[] {
+  let all = [root, ...descendants(root)];
+  signal(all, "SIGSTOP");
+  all = [...new Set([...all, ...descendants(root)])];
+  signal(all, "SIGSTOP");
+  signal(all, "SIGKILL");
+  return all;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/^\S+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > WAIT_MS) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function run(args: string[]): Promise<RunResult> {
+  const r = await stack.run(args, { allowFail: true });
+  output.push(r.stdout, r.stderr);
+  return r;
+}
+
+/** Credential IDs Pulumi manages, and pending operations, from the state (secrets stay encrypted). */
+async function state(): Promise<{ managed: Set<string>; pending: { type: string; urn: string }[] }> {
+  const dep = JSON.parse(await stack.exportText()).deployment as {
+    resources?: { type: string; outputs?: { credentialId?: string } }[];
+    pending_operations?: { type: string; resource: { urn: string } }[];
+  };
+  const managed = new Set(
+    (dep.resources ?? [])
+      .filter((r) => r.type.endsWith(":TotpCredential"))
+      .map((r) => String(r.outputs?.credentialId ?? "")),
+  );
+  return {
+    managed,
+    pending: (dep.pending_operations ?? []).map((o) => ({ type: o.type, urn: o.resource.urn })),
+  };
+}
+
+beforeAll(async () => {
+  admin = adminClient();
+  dir = mkdtempSync(join(tmpdir(), "kt-crash-"));
+  for (let i = 0; i < N; i++) {
+    const user = await makeUser(admin, `crash${i}-${tag}`);
+    registerSecrets(user.password);
+    people.push({ user, email: `crash${i}-${tag}@example.com` });
+  }
+  writeFileSync(
+    join(dir, "users.csv"),
+    `username,email,domain\n${people.map((p) => `${p.user.name},${p.email},Default`).join("\n")}\n`,
+  );
+  smtp = await startSmtpServer();
+  proxy = await startFaultProxy(keystoneInstance().port);
+  registerSecrets(adminEnv().OS_PASSWORD);
+  stack = new TestStack("e2e-crash", {
+    ...adminEnv(),
+    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
+    KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+  });
+  await stack.init();
+  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
+  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
+  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
+  await stack.set("keystone-totp:sendRatePerSecond", "100");
+});
+
+afterAll(async () => {
+  proxy?.disarm();
+  await stack?.destroy().catch(() => undefined);
+  await stack?.remove();
+  await smtp?.close();
+  await proxy?.close();
+  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+  admin?.close();
+});
+
+describe("SIGKILL mid-up, then the README's recovery", () => {
+  it("kill -9 of provision, CLI and provider while creates are in flight; recovery leaves one delivered credential each", async () => {
+    proxy.arm(/^POST \/v3\/credentials /, "hold", N, { skip: K });
+    const child = spawn(
+      "node",
+      [join(REPO, "scripts/provision.ts"), "up", "--yes", "--stack", stack.name, "--config-file", stack.configFile],
+      { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+    });
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const pid = child.pid ?? 0;
+    // The held creates have reached Keystone; the answered ones have been delivered.
+    await until("the held creates", () => proxy.held() >= N - K);
+    await until("the first deliveries", () => smtp.received.length >= K);
+    await new Promise((r) => setTimeout(r, 1000));
+    const tree = killTree(pid);
+    await exited;
+    output.push(out);
+    await new Promise((r) => setTimeout(r, 500));
+    const survivors = tree.filter(alive);
+    console.log(
+      `crash: killed ${tree.length} processes (${smtp.received.length} messages sent); survivors ${survivors.length}`,
+    );
+    expect(survivors).toEqual([]);
+    // What the crash left: a lock, pending creates, and credentials Pulumi does not know.
+    const crashed = await state();
+    expect(crashed.pending.map((o) => o.type)).toEqual(Array(N - K).fill("creating"));
+    expect(await orphans(crashed.managed)).toHaveLength(N - K);
+    const locked = await run(["up", "--yes", "--skip-preview"]);
+    expect(locked.code).not.toBe(0);
+    expect(locked.stdout + locked.stderr).toMatch(/the stack is currently locked/);
+    proxy.disarm();
+
+    // The README's recovery, step by step.
+    // 1. Remove the lock the killed CLI left (file backend): pulumi cancel.
+    expect((await run(["cancel", "--yes"])).code).toBe(0);
+    // 2. Drop the interrupted creates from the state (refresh alone keeps them).
+    const clear = await cli(["refresh", "--yes", "--skip-preview", "--clear-pending-creates"]);
+    expect(clear.code, clear.stdout + clear.stderr).toBe(0);
+    expect((await state()).pending).toEqual([]);
+    // 3. up: the users whose create was interrupted get a credential and a message; what they
+    //    already held (the leftovers) is retiring, removed once the grace window has passed.
+    const repaired = await run(["up", "--yes", "--skip-preview"]);
+    expect(repaired.code, repaired.stderr).toBe(0);
+    const mid = await state();
+    expect(mid.pending).toEqual([]);
+    for (const p of people) expect(smtp.messagesFor(p.email), p.email).toHaveLength(1);
+    // the leftovers still exist (nobody ever received their secrets, but they are not deleted early)
+    expect(await orphans(mid.managed)).toHaveLength(N - K);
+    // 4. once the grace window (rotationGraceHours, 24 by default) has passed, an up removes them
+    const later = new Date(Date.now() + 25 * 3_600_000).toISOString();
+    const retired = await stack.run(["up", "--yes", "--skip-preview"], {
+      allowFail: true,
+      env: { KEYSTONE_TOTP_NOW: later },
+    });
+    output.push(retired.stdout, retired.stderr);
+    expect(retired.code, retired.stderr).toBe(0);
+
+    const end = await state();
+    expect(await orphans(end.managed)).toEqual([]);
+    let lost = 0;
+    let duplicated = 0;
+    for (const p of people) {
+      const creds = await admin.listTotpCredentials(p.user.id);
+      registerSecrets(...creds.map((c) => c.blob));
+      const msgs = smtp.messagesFor(p.email);
+      expect(creds, p.user.name).toHaveLength(1);
+      expect(msgs, p.email).toHaveLength(1);
+      const secret = await secretOfMessage(msgs[0] as Buffer);
+      if (!creds.some((c) => c.blob === secret && end.managed.has(c.id))) lost++;
+      duplicated += Math.max(0, creds.length - 1) + Math.max(0, msgs.length - 1);
+    }
+    expect(lost).toBe(0);
+    expect(duplicated).toBe(0);
+    console.log(
+      `crash: recovered with cancel, refresh --clear-pending-creates, up, up after the grace window: ` +
+        `exits ${repaired.code}, ${retired.code}; lost ${lost}, duplicated ${duplicated}`,
+    );
+    expect((await run(["up", "--yes", "--expect-no-changes"])).code).toBe(0);
+    expect(leakedIn(output.join("\n"), [adminEnv().OS_PASSWORD ?? "", ...people.map((p) => p.user.password)])).toBe(0);
+  });
+});

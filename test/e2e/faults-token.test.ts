@@ -1,0 +1,149 @@
+/**
+ * Token expiry mid-run: a second real Keystone (instance `shorttoken` of scripts/keystone.sh,
+ * started here and stopped afterwards) issues tokens that live 20 s, and an `up` is slowed
+ * down (each credential create delayed at the proxy, two operations at a time) to last well
+ * beyond that. The operator must notice nothing: exit 0, everyone enrolled once, and the
+ * provider renewed its token on its own (more than one token issued during the creates).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KeystoneClient } from "../../providers/keystone/client.ts";
+import {
+  adminAuth,
+  adminEnv,
+  type KeystoneInstance,
+  keystoneInstance,
+  REPO,
+  randomPassword,
+  uniq,
+} from "../support/keystone.ts";
+import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
+import { TestStack } from "../support/pulumi.ts";
+import { leakedIn, registerSecrets } from "../support/secrets.ts";
+import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+
+const run = promisify(execFile);
+/** The instance: its own port (not the default instance's), tokens of TOKEN_SECONDS. */
+const NAME = "shorttoken";
+const PORT = process.env.KEYSTONE_TOTP_SHORTTOKEN_PORT ?? "5102";
+const TOKEN_SECONDS = 20;
+/** First start creates a database and bootstraps Keystone: about 40 s on 2 cores. */
+const START_TIMEOUT_MS = 180_000;
+const N = 12;
+/** Delay added to each credential create, and operations at once: the creates span about 30 s. */
+const CREATE_DELAY_MS = 5_000;
+const PARALLEL = "2";
+
+interface Person {
+  readonly id: string;
+  readonly name: string;
+  readonly password: string;
+  readonly email: string;
+}
+
+const tag = uniq();
+let inst: KeystoneInstance;
+let admin: KeystoneClient;
+let smtp: TestSmtpServer;
+let proxy: FaultProxy;
+let stack: TestStack;
+const people: Person[] = [];
+const output: string[] = [];
+
+beforeAll(async () => {
+  await run(
+    "bash",
+    [
+      join(REPO, "scripts/keystone.sh"),
+      "start",
+      "--name",
+      NAME,
+      "--port",
+      PORT,
+      "--token-expiration",
+      String(TOKEN_SECONDS),
+    ],
+    { timeout: START_TIMEOUT_MS },
+  );
+  inst = keystoneInstance(NAME);
+  registerSecrets(inst.password);
+  admin = new KeystoneClient(adminAuth(inst));
+  const domainId = (await admin.domainIdByName("Default")) ?? "default";
+  for (let i = 0; i < N; i++) {
+    const password = randomPassword();
+    registerSecrets(password);
+    const u = await admin.createUser({ name: `tok${i}-${tag}`, domainId, password });
+    people.push({ id: u.id, name: u.name, password, email: `tok${i}-${tag}@example.com` });
+  }
+  const dir = mkdtempSync(join(tmpdir(), "kt-token-"));
+  writeFileSync(
+    join(dir, "users.csv"),
+    `username,email,domain\n${people.map((p) => `${p.name},${p.email},Default`).join("\n")}\n`,
+  );
+  smtp = await startSmtpServer();
+  proxy = await startFaultProxy(inst.port);
+  // The preflight doctor's own token and probes would blur the count of the provider's tokens.
+  stack = new TestStack("e2e-token", {
+    ...adminEnv(inst),
+    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
+    KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+  });
+  await stack.init();
+  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
+  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
+  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
+  await stack.set("keystone-totp:sendRatePerSecond", "100");
+}, START_TIMEOUT_MS + 120_000);
+
+afterAll(async () => {
+  proxy?.disarm();
+  await stack?.destroy().catch(() => undefined);
+  await stack?.remove();
+  await smtp?.close();
+  await proxy?.close();
+  for (const p of people) await admin.deleteUser(p.id).catch(() => undefined);
+  admin?.close();
+  await run("bash", [join(REPO, "scripts/keystone.sh"), "stop", "--name", NAME], { timeout: 60_000 });
+}, 180_000);
+
+describe(`tokens that expire after ${TOKEN_SECONDS} s, during an up that lasts longer`, () => {
+  it("renews the token unnoticed: exit 0, everyone enrolled once, more than one token issued", async () => {
+    proxy.arm(/^POST \/v3\/credentials /, { delayMs: CREATE_DELAY_MS }, 10 * N);
+    const r = await stack.run(["up", "--yes", "--skip-preview", "--parallel", PARALLEL], { allowFail: true });
+    output.push(r.stdout, r.stderr);
+    expect(r.code, r.stdout.slice(-3000) + r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toMatch(/E_KEYSTONE|error/i);
+
+    const log = proxy.exchanges();
+    const creates = log.filter((e) => e.request === "POST /v3/credentials");
+    const first = creates[0]?.at ?? 0;
+    const spanSeconds = ((creates.at(-1)?.at ?? 0) - first) / 1000;
+    // The test means something only if the creates outlasted a token.
+    expect(spanSeconds).toBeGreaterThan(TOKEN_SECONDS);
+    const tokens = log.filter((e) => e.request.startsWith("POST /v3/auth/tokens"));
+    const renewals = tokens.filter((e) => e.at > first).length;
+    const refused = log.filter((e) => e.status === 401).length;
+    console.log(
+      `token expiry: creates spanned ${spanSeconds.toFixed(1)} s with ${TOKEN_SECONDS} s tokens; ` +
+        `${tokens.length} tokens issued (${renewals} during the creates); ${refused} request(s) answered 401`,
+    );
+    expect(tokens.length).toBeGreaterThan(1);
+    expect(renewals).toBeGreaterThanOrEqual(1);
+    // Keystone's token table would grow without bound if every request took a new token.
+    expect(tokens.length).toBeLessThan(N);
+
+    for (const p of people) {
+      const creds = await admin.listTotpCredentials(p.id);
+      registerSecrets(...creds.map((c) => c.blob));
+      expect(creds, p.name).toHaveLength(1);
+      const msgs = smtp.messagesFor(p.email);
+      expect(msgs, p.email).toHaveLength(1);
+      expect(await secretOfMessage(msgs[0] as Buffer)).toBe(creds[0]?.blob);
+    }
+    expect(leakedIn(output.join("\n"), [inst.password, ...people.map((p) => p.password)])).toBe(0);
+  });
+});

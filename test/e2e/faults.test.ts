@@ -1,0 +1,261 @@
+/**
+ * Faults during `up`, through the real Pulumi engine, the real Keystone (behind a fault proxy)
+ * and a real SMTP server: Keystone stopping after k of N creates; bursts of 5xx, 429 and
+ * connection resets on every kind of Keystone call (a recipient refused with 550 is in
+ * faults-mail.test.ts). After each, the counts a user would notice are checked: credentials
+ * per user in Keystone, messages per user at the mail server (and that the message's QR holds
+ * the secret Keystone has), exit codes. Nothing may be lost or duplicated, and running again must repair everything.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
+import { type RunResult, TestStack } from "../support/pulumi.ts";
+import { leakedIn, registerSecrets } from "../support/secrets.ts";
+import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+
+/** Users in the fleet at the start. */
+const N = 10;
+/** Creates Keystone accepts before it "stops". */
+const K = 4;
+
+interface Person {
+  readonly user: TestUser;
+  email: string;
+  /** Addresses used before `email`: messages sent there count too. */
+  readonly oldEmails: string[];
+  /** Secrets issued to this user so far (each must reach them in exactly one message). */
+  issued: number;
+}
+
+const tag = uniq();
+let admin: KeystoneClient;
+let smtp: TestSmtpServer;
+let proxy: FaultProxy;
+let stack: TestStack;
+let dir: string;
+const people: Person[] = [];
+const output: string[] = [];
+
+function writeCsv(ps: readonly Person[]): void {
+  const rows = ps.map((p) => `${p.user.name},${p.email},Default`);
+  writeFileSync(join(dir, "users.csv"), `username,email,domain\n${rows.join("\n")}\n`);
+}
+
+async function person(name: string): Promise<Person> {
+  const user = await makeUser(admin, `${name}-${tag}`);
+  registerSecrets(user.password);
+  return { user, email: `${name}-${tag}@example.com`, oldEmails: [], issued: 0 };
+}
+
+async function up(extra: string[] = []): Promise<RunResult> {
+  const r = await stack.run(["up", "--yes", "--skip-preview", ...extra], { allowFail: true });
+  output.push(r.stdout, r.stderr);
+  return r;
+}
+
+/** What each user has now: credentials in Keystone, messages received, and whether they agree. */
+interface Tally {
+  /** Users with no credential, or whose latest message does not hold their credential's secret. */
+  lost: string[];
+  /** Extra credentials, plus messages beyond one per issued secret. */
+  duplicated: number;
+  credentials: Record<string, number>;
+  messages: Record<string, number>;
+}
+
+async function tally(ps: readonly Person[]): Promise<Tally> {
+  const t: Tally = { lost: [], duplicated: 0, credentials: {}, messages: {} };
+  for (const p of ps) {
+    const creds = await admin.listTotpCredentials(p.user.id);
+    registerSecrets(...creds.map((c) => c.blob));
+    const msgs = smtp.messagesFor(p.email);
+    const all = msgs.length + p.oldEmails.reduce((n, a) => n + smtp.messagesFor(a).length, 0);
+    t.credentials[p.user.name] = creds.length;
+    t.messages[p.user.name] = all;
+    t.duplicated += Math.max(0, creds.length - 1) + Math.max(0, all - p.issued);
+    // The user scans the latest message at their current address.
+    const last = msgs.at(-1);
+    const secret = last ? await secretOfMessage(last) : undefined;
+    if (creds.length === 0 || !creds.some((c) => c.blob === secret)) t.lost.push(p.user.name);
+  }
+  return t;
+}
+
+function each(ps: readonly Person[], n: number): Record<string, number> {
+  return Object.fromEntries(ps.map((p) => [p.user.name, n]));
+}
+
+beforeAll(async () => {
+  admin = adminClient();
+  dir = mkdtempSync(join(tmpdir(), "kt-faults-"));
+  for (let i = 0; i < N; i++) people.push(await person(`fault${i}`));
+  smtp = await startSmtpServer();
+  proxy = await startFaultProxy(keystoneInstance().port);
+  const env = adminEnv();
+  registerSecrets(env.OS_PASSWORD);
+  // The preflight doctor has its own tests; here its probes would consume the armed faults.
+  stack = new TestStack("e2e-faults", {
+    ...env,
+    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
+    KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+  });
+  await stack.init();
+  writeCsv(people);
+  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
+  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
+  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
+  await stack.set("keystone-totp:sendRatePerSecond", "100");
+});
+
+afterAll(async () => {
+  await proxy?.up();
+  proxy?.disarm();
+  await stack?.destroy().catch(() => undefined);
+  await stack?.remove();
+  await smtp?.close();
+  await proxy?.close();
+  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+  admin?.close();
+});
+
+describe("faults during up, through the real engine", () => {
+  it(`Keystone stops after ${K} of ${N} creates: exit 3 with a clear summary; back up, the next up completes`, async () => {
+    proxy.arm(/^POST \/v3\/credentials /, "down", 1, { skip: K });
+    const t0 = Date.now();
+    const failed = await up();
+    const failedSeconds = (Date.now() - t0) / 1000;
+    expect(proxy.isDown()).toBe(true);
+    expect(failed.code).toBe(3);
+    const text = failed.stdout + failed.stderr;
+    // The operator is told which resources failed and why, with Keystone named.
+    expect(text).toMatch(/\[E_KEYSTONE_NETWORK\]/);
+    expect(text).toMatch(/connection refused; is Keystone running|network error/);
+    expect(text).toMatch(/TotpCredential/);
+    const mid = await tally(people);
+    // Exactly the K creates Keystone acted on exist; nobody has two.
+    expect(Object.values(mid.credentials).filter((n) => n === 1)).toHaveLength(K);
+    expect(Object.values(mid.credentials).every((n) => n <= 1)).toBe(true);
+    // Nobody got a message for a credential that does not exist, nor two.
+    for (const p of people) {
+      expect(mid.messages[p.user.name], p.user.name).toBeLessThanOrEqual(mid.credentials[p.user.name] ?? 0);
+    }
+    // Retries are bounded: 6 attempts per call with backoff capped at 8 s (about 16 s at most).
+    expect(failedSeconds).toBeLessThan(120);
+
+    await proxy.up();
+    const repaired = await up();
+    expect(repaired.code, repaired.stderr).toBe(0);
+    for (const p of people) p.issued = 1;
+    const end = await tally(people);
+    expect(end.credentials).toEqual(each(people, 1));
+    expect(end.messages).toEqual(each(people, 1));
+    expect(end.lost).toEqual([]);
+    expect(end.duplicated).toBe(0);
+    console.log(
+      `faults: keystone down after ${K}/${N}: exit ${failed.code} after ${failedSeconds.toFixed(1)} s, ` +
+        `then exit ${repaired.code}; lost ${end.lost.length}, duplicated ${end.duplicated}`,
+    );
+    expect((await up(["--expect-no-changes"])).code).toBe(0);
+    expect(smtp.received).toHaveLength(N);
+  });
+
+  it("bursts of 5xx, 429 and resets on every kind of Keystone call are retried: exit 0, no duplicates", async () => {
+    // One up that makes every kind of call: new users (token, user list, credential POST),
+    // changed addresses (credential PATCH), removed rows (credential DELETE), MFA enforcement
+    // (user GET and PATCH); then a refresh (credential GET).
+    const removed = people.splice(0, 2);
+    const added = [await person("burst-a"), await person("burst-b"), await person("burst-c")];
+    people.push(...added);
+    const moved = people.slice(0, 2);
+    for (const p of moved) {
+      p.oldEmails.push(p.email);
+      p.email = `moved-${p.email}`;
+    }
+    writeCsv(people);
+    await stack.set("keystone-totp:enforceMfa", "true");
+
+    const bursts: [RegExp, number][] = [
+      [/^POST \/v3\/auth\/tokens/, 0],
+      [/^GET \/v3\/users\?/, 0],
+      [/^GET \/v3\/domains\?/, 0],
+      [/^POST \/v3\/credentials /, 0],
+      [/^GET \/v3\/credentials\?/, 0],
+      [/^PATCH \/v3\/credentials\//, 0],
+      [/^DELETE \/v3\/credentials\//, 0],
+      [/^GET \/v3\/users\/[^?\s]+ /, 0],
+      [/^PATCH \/v3\/users\//, 0],
+    ];
+    const fired0 = proxy.fired();
+    for (const [route] of bursts) {
+      // At most 4 faults on one route: a call that met all of them still succeeds on its 5th of 6 attempts.
+      proxy.arm(route, { status: 503 });
+      proxy.arm(route, { status: 429, retryAfter: "1" });
+      proxy.arm(route, { status: 502 });
+      proxy.arm(route, route.source.startsWith("^POST") ? "reset-before" : "reset-after");
+    }
+    // The worst case for a create: Keystone stores the credential, the client sees a 502.
+    proxy.arm(/^POST \/v3\/credentials /, { status: 502, after: true });
+    const start = proxy.exchanges().length;
+    const t0 = Date.now();
+    const r = await up();
+    const seconds = (Date.now() - t0) / 1000;
+    expect(r.code, r.stdout.slice(-3000) + r.stderr).toBe(0);
+    const seen = proxy.exchanges().slice(start);
+    for (const [route] of bursts) {
+      const n = seen.filter((e) => route.test(`${e.request} HTTP/1.1`) && e.fault !== undefined).length;
+      expect(n, `faults fired on ${route}`).toBeGreaterThan(0);
+    }
+    for (const p of [...added, ...moved]) p.issued++;
+    const t = await tally(people);
+    expect(t.credentials).toEqual(each(people, 1));
+    expect(t.messages).toEqual(Object.fromEntries(people.map((p) => [p.user.name, p.issued])));
+    for (const p of moved) expect(smtp.messagesFor(p.email), p.email).toHaveLength(1);
+    expect(t.lost).toEqual([]);
+    expect(t.duplicated).toBe(0);
+    for (const p of removed) expect(await admin.listTotpCredentials(p.user.id)).toEqual([]);
+    for (const p of people) {
+      const u = await admin.getUser(p.user.id);
+      expect(u?.options.multi_factor_auth_rules, p.user.name).toEqual([["password", "totp"]]);
+    }
+    // Bounded: each fault costs one retry, never a storm. Requests that got a 2xx, per route, are
+    // what the work needs; everything else is one per fault fired.
+    const faulted = seen.filter((e) => e.fault !== undefined).length;
+    const unanswered = seen.filter((e) => e.fault === undefined && e.status === undefined).length;
+    expect(unanswered).toBe(0);
+    expect(seen.filter((e) => e.status !== undefined && e.status >= 500 && e.fault === undefined)).toEqual([]);
+
+    // refresh: every credential GET meets the same bursts
+    for (const kind of [{ status: 503 }, { status: 429, retryAfter: "1" }, "reset-after"] as const) {
+      proxy.arm(/^GET \/v3\/credentials\/[^?\s]+ /, kind, 2);
+    }
+    const refresh = await stack.run(["refresh", "--yes", "--skip-preview", "--expect-no-changes"], {
+      allowFail: true,
+    });
+    output.push(refresh.stdout, refresh.stderr);
+    expect(refresh.code, refresh.stdout.slice(-3000)).toBe(0);
+    expect((await up(["--expect-no-changes"])).code).toBe(0);
+    const after = await tally(people);
+    expect(after.duplicated).toBe(0);
+    expect(after.lost).toEqual([]);
+    console.log(
+      `faults: bursts on ${bursts.length} routes + refresh: ${proxy.fired() - fired0} faults fired ` +
+        `(${faulted} during up, ${seconds.toFixed(1)} s); lost ${after.lost.length}, duplicated ${after.duplicated}`,
+    );
+    for (const p of removed) await admin.deleteUser(p.user.id);
+    await stack.set("keystone-totp:enforceMfa", "false");
+    expect((await up()).code).toBe(0);
+  });
+
+  it("no secret in any output or in state", async () => {
+    const state = await stack.exportText();
+    const secrets = [adminEnv().OS_PASSWORD ?? "", ...people.map((p) => p.user.password)];
+    for (const p of people) {
+      for (const c of await admin.listTotpCredentials(p.user.id)) secrets.push(c.blob);
+    }
+    expect(leakedIn(output.join("\n") + state, secrets)).toBe(0);
+  });
+});
