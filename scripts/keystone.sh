@@ -402,7 +402,7 @@ SQL
       --wsgi-file "$KEYSTONE_WSGI" \
       --master --processes 2 --threads 4 --buffer-size 65535 \
       --lazy-apps --die-on-term --skip-atexit-teardown --umask 077 \
-      --procname-prefix-spaced "keystone-$NAME" \
+      --procname-prefix-spaced "keystone-$NAME-$DB_SUFFIX" \
       --env "OS_KEYSTONE_CONFIG_FILES=$dir/keystone.conf" \
       --pidfile "$dir/uwsgi.pid" --daemonize "$dir/log/uwsgi.log" \
       </dev/null 8>&- 9>&-)
@@ -437,9 +437,10 @@ stop_instance() {
   local -a procs
   pid=$(instance_pid "$dir")
   # The master, its children, and (should the master have died alone) any
-  # process named after the instance (--procname-prefix-spaced "keystone-NAME").
+  # process named after the instance and its state folder (--procname-prefix-spaced
+  # "keystone-NAME-SUFFIX": another checkout's instance of the same name is not ours).
   mapfile -t procs < <({ [[ -z $pid ]] || { echo "$pid"; descendants "$pid"; }
-                         pgrep -f "^keystone-$name uWSGI " || true; } | sort -u)
+                         pgrep -f "^keystone-$name-$DB_SUFFIX uWSGI " || true; } | sort -u)
   if ((${#procs[@]} == 0)); then
     rm -f "$dir/uwsgi.pid"
     log "instance $name is not running"

@@ -81,6 +81,33 @@ export interface KeystoneClientOptions {
   readonly maxAttempts?: number;
   /** Requests in flight; default {@link MAX_IN_FLIGHT}. */
   readonly maxInFlight?: number;
+  /** Longest wait between two attempts, in ms; default {@link BACKOFF_MAX_MS}. */
+  readonly backoffMaxMs?: number;
+  /** Per-request timeout, in ms; default REQUEST_TIMEOUT_MS (30 s). Ignored with `transport`. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Tuning from the environment, for operators on slow or flaky links and for tests that must
+ * bound their waiting: `KEYSTONE_TOTP_MAX_ATTEMPTS` (1..20), `KEYSTONE_TOTP_BACKOFF_MAX_MS`
+ * (10..600000) and `KEYSTONE_TOTP_REQUEST_TIMEOUT_MS` (100..600000). The provider processes
+ * inherit them from the run. Out-of-range or non-numeric values are ignored.
+ */
+export function clientOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): KeystoneClientOptions {
+  const int = (name: string, min: number, max: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || !/^[0-9]{1,7}$/.test(v)) return undefined;
+    const n = Number(v);
+    return n >= min && n <= max ? n : undefined;
+  };
+  const o: { maxAttempts?: number; backoffMaxMs?: number; timeoutMs?: number } = {};
+  const attempts = int("KEYSTONE_TOTP_MAX_ATTEMPTS", 1, 20);
+  const backoff = int("KEYSTONE_TOTP_BACKOFF_MAX_MS", 10, 600_000);
+  const timeout = int("KEYSTONE_TOTP_REQUEST_TIMEOUT_MS", 100, 600_000);
+  if (attempts !== undefined) o.maxAttempts = attempts;
+  if (backoff !== undefined) o.backoffMaxMs = backoff;
+  if (timeout !== undefined) o.timeoutMs = timeout;
+  return o;
 }
 
 interface ResolvedOptions {
@@ -90,6 +117,7 @@ interface ResolvedOptions {
   readonly random: () => number;
   readonly maxAttempts: number;
   readonly maxInFlight: number;
+  readonly backoffMaxMs: number;
 }
 
 interface Token {
@@ -134,12 +162,19 @@ export class KeystoneClient {
   constructor(auth: KeystoneAuth, options: KeystoneClientOptions = {}) {
     this.auth = auth;
     this.opts = {
-      transport: options.transport ?? createTransport({ caPem: auth.caPem, insecure: auth.insecure }),
+      transport:
+        options.transport ??
+        createTransport({
+          caPem: auth.caPem,
+          insecure: auth.insecure,
+          ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+        }),
       sleep: options.sleep ?? sleepReal,
       now: options.now ?? Date.now,
       random: options.random ?? Math.random,
       maxAttempts: options.maxAttempts ?? MAX_ATTEMPTS,
       maxInFlight: options.maxInFlight ?? MAX_IN_FLIGHT,
+      backoffMaxMs: options.backoffMaxMs ?? BACKOFF_MAX_MS,
     };
   }
 
@@ -151,7 +186,7 @@ export class KeystoneClient {
     const key = createHash("sha256").update(JSON.stringify(auth)).digest("hex");
     let c = sharedClients.get(key);
     if (!c) {
-      c = new KeystoneClient(auth);
+      c = new KeystoneClient(auth, clientOptionsFromEnv());
       sharedClients.set(key, c);
     }
     return c;
@@ -241,7 +276,7 @@ export class KeystoneClient {
 
   /** Full jitter: a random delay up to base * 2^attempt, capped. */
   private backoffMs(attempt: number): number {
-    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    const cap = Math.min(this.opts.backoffMaxMs, BACKOFF_BASE_MS * 2 ** attempt);
     return Math.floor(this.opts.random() * cap);
   }
 

@@ -35,6 +35,8 @@ export interface EngineOptions {
   readonly skipDoctor: boolean;
   /** Stream the engine's own output even on a terminal (else it goes to a log file there). */
   readonly verbose: boolean;
+  /** `refresh` only: drop creates a killed run left pending (see README, After a killed run). */
+  readonly clearPendingCreates: boolean;
 }
 
 /** Defaults for {@link EngineOptions}, from the environment where it has a say. */
@@ -49,6 +51,7 @@ export function defaultEngineOptions(): EngineOptions {
     parallel: undefined,
     skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
     verbose: false,
+    clearPendingCreates: false,
   };
 }
 
@@ -105,6 +108,9 @@ export function parseEngineOption(
     case "-v":
       o.verbose = true;
       return i;
+    case "--clear-pending-creates":
+      o.clearPendingCreates = true;
+      return i;
     default:
       return -1;
   }
@@ -120,7 +126,9 @@ export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: dev
   --parallel N           resource operations at once (default: Pulumi's, 8 on 2 cores)
   --skip-doctor          do not run the preflight checks first (see npm run doctor)
   --verbose              stream the engine's output on a terminal too (else: progress bar,
-                         with the engine's output in .local/logs/)`;
+                         with the engine's output in .local/logs/)
+  --clear-pending-creates  (refresh) forget creates a killed run left pending; see README,
+                         "After a killed run"`;
 
 /** Our errors carry their code in brackets; the first one seen decides the exit code. */
 export function exitCodeFromOutput(text: string): number {
@@ -198,7 +206,7 @@ export async function preflight(stack: Stack, o: EngineOptions): Promise<number 
   const notOk = report.checks.filter((c) => c.status === "failure" || c.status === "warning");
   for (const c of notOk) {
     process.stderr.write(
-      `doctor: ${c.status === "failure" ? "FAIL" : "WARN"} ${c.id}: ${c.message}${c.fix ? ` -> ${c.fix}` : ""}\n`,
+      `doctor: ${c.status === "failure" ? "FAIL" : "WARN"} ${c.id}${c.code ? ` [${c.code}]` : ""}: ${c.message}${c.fix ? ` -> ${c.fix}` : ""}\n`,
     );
   }
   const n = report.counts;
@@ -250,6 +258,7 @@ export async function runVerb(
     diff: o.diff,
   };
   let exitCode: number = EXIT.ok;
+  let failure = "";
   try {
     switch (verb) {
       case "preview":
@@ -268,7 +277,11 @@ export async function runVerb(
         break;
       }
       case "refresh":
-        await stack.refresh({ ...common, expectNoChanges: o.expectNoChanges });
+        await stack.refresh({
+          ...common,
+          expectNoChanges: o.expectNoChanges,
+          ...(o.clearPendingCreates ? { clearPendingCreates: true } : {}),
+        });
         break;
       case "destroy":
         await stack.destroy({ ...common, continueOnError: o.continueOnError });
@@ -276,7 +289,8 @@ export async function runVerb(
     }
   } catch (e) {
     // The engine's own output (already shown, or in the log) names each failed resource and why.
-    const text = `${seen}\n${e instanceof Error ? e.message : String(e)}`;
+    failure = e instanceof Error ? e.message : String(e);
+    const text = `${seen}\n${failure}`;
     const tail =
       e instanceof Error
         ? e.message
@@ -286,6 +300,17 @@ export async function runVerb(
         : [];
     if (tail.length > 0 && (quiet || !seen.includes(tail[0] ?? ""))) process.stderr.write(`${tail.join("\n")}\n`);
     exitCode = exitCodeFromOutput(text);
+  }
+  if (/currently locked by \d+ lock/.test(`${seen}\n${failure}`)) {
+    process.stderr.write(
+      `hint: the stack is locked, most likely by a killed run: see README, "After a killed run" ` +
+        `(npm run pulumi -- cancel --stack ${o.stack} --yes, then refresh --clear-pending-creates)\n`,
+    );
+  } else if (/pending operations? from previous deployment/.test(seen)) {
+    process.stderr.write(
+      `hint: a killed run left pending operations: run 'npm run provision -- refresh --stack ${o.stack} ` +
+        `--clear-pending-creates --yes' (README, "After a killed run")\n`,
+    );
   }
   const summary = progress.finish();
   process.stdout.write(formatSummary(summary));

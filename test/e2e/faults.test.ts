@@ -102,6 +102,9 @@ beforeAll(async () => {
     ...env,
     OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
     KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+    // Retries keep their number (6) but wait at most 1 s between attempts, so that the
+    // "Keystone down" case fails in seconds rather than minutes.
+    KEYSTONE_TOTP_BACKOFF_MAX_MS: "1000",
   });
   await stack.init();
   writeCsv(people);

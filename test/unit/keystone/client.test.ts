@@ -230,3 +230,23 @@ describe("KeystoneClient.createTotpCredential", () => {
     expect(k.log.filter((r) => r.method === "POST" && r.url.endsWith("/credentials"))).toHaveLength(1);
   });
 });
+
+describe("tuning from the environment", () => {
+  it("takes in-range whole numbers and ignores anything else", async () => {
+    const { clientOptionsFromEnv } = await import("../../../providers/keystone/client.ts");
+    expect(
+      clientOptionsFromEnv({
+        KEYSTONE_TOTP_MAX_ATTEMPTS: "3",
+        KEYSTONE_TOTP_BACKOFF_MAX_MS: "500",
+        KEYSTONE_TOTP_REQUEST_TIMEOUT_MS: "2000",
+      }),
+    ).toEqual({ maxAttempts: 3, backoffMaxMs: 500, timeoutMs: 2000 });
+    expect(
+      clientOptionsFromEnv({
+        KEYSTONE_TOTP_MAX_ATTEMPTS: "0",
+        KEYSTONE_TOTP_BACKOFF_MAX_MS: "1e3",
+        KEYSTONE_TOTP_REQUEST_TIMEOUT_MS: "-5",
+      }),
+    ).toEqual({});
+  });
+});
