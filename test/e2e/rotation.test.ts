@@ -198,6 +198,18 @@ describe("operator commands", () => {
     expect(Date.parse(alice?.nextRotation ?? "")).toBe(T0 + 30 * DAY);
   });
 
+  it("status as a table and as CSV: one line per user", async () => {
+    const table = await stack.script("status", [], at(11, 50));
+    expect(table.code, table.stderr).toBe(0);
+    for (const u of Object.values(users)) expect(table.stdout).toMatch(new RegExp(`^${u.key} +ok `, "m"));
+    expect(table.stdout).toContain("3 users: 3 ok");
+    const csv = await stack.script("status", ["--csv"], at(11, 50));
+    const lines = csv.stdout.trimEnd().split("\r\n");
+    expect(lines[0]).toMatch(/^user,state,enrolledSince,lastDelivery,nextRotation,mfaEnforced,/);
+    expect(lines).toHaveLength(4);
+    for (const u of Object.values(users)) expect(lines.some((l) => l.startsWith(`${u.key},ok,`))).toBe(true);
+  });
+
   it("rotate refuses an unknown user and changes nothing", async () => {
     const r = await stack.script("rotate", ["nosuchuser@Default", "--yes"], at(12));
     expect(r.code).toBe(2);
