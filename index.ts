@@ -21,6 +21,12 @@ import { resolveFleetSettings } from "./providers/program/settings.ts";
 import { readUsersCsv } from "./providers/users/csv.ts";
 import { resolveUsers } from "./providers/users/resolve.ts";
 
+// Pulumi records in every resource's state the stack trace of the `new` that declared it:
+// about 500 bytes per resource of this machine's file paths, which the file backend rewrites
+// into the checkpoint after every step (a cost that grows with the square of the fleet).
+// Nothing reads it back, so this program declares its resources without one.
+(pulumi.Resource as unknown as { stackTrace: (skip: number) => unknown[] }).stackTrace = () => [];
+
 /** What an operator command asks of one run, beyond the stack's configuration. */
 export interface ProgramOptions {
   /** Rotate these users now (`npm run rotate`). */

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../providers/keystone/client.ts";
 import { login } from "../../providers/keystone/login.ts";
 import { totpCode } from "../../providers/totp/secret.ts";
-import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
@@ -88,6 +88,9 @@ describe("TotpCredential through the real Pulumi CLI", () => {
     for (const b of bytes) expect(b).toBeLessThanOrEqual(1024);
     expect(String(res.inputs.__provider)).toContain('require("keystone-totp-runtime/credential.cjs")');
     expect(String(res.inputs.__provider)).not.toMatch(/\/(work|tmp|root|home)\//);
+    // nor anywhere else in the resource (Pulumi would record the declaring stack trace)
+    expect(JSON.stringify(res)).not.toContain(REPO);
+    expect(res.stackTrace).toBeUndefined();
     expect(res.outputs.secret).toMatchObject({
       "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
     });
