@@ -90,13 +90,7 @@ async function main(options: ProgramOptions) {
       displayName: m.displayName,
       issuer: m.issuer,
       account: m.account,
-      credentialId: cred.credentialId,
-      fingerprint: cred.fingerprint,
-      createdAt: cred.createdAt,
-      rotatedAt: cred.rotatedAt,
-      secret: cred.secret,
-      otpauthUri: cred.otpauthUri,
-      retiring: cred.retiring,
+      credential: cred,
       // A grace window given to `rotate` applies to the users it rotates, nobody else.
       graceHours:
         m.rotateRequest && options.graceHours !== undefined ? options.graceHours : settings.rotationGraceHours,

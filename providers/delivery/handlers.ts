@@ -22,9 +22,10 @@ import { KeystoneClient } from "../keystone/client.ts";
 import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
 import { composeEnrollment } from "../mail/message.ts";
 import { createMailer, type Mailer } from "../mail/send.ts";
+import { otpauthUri } from "../totp/uri.ts";
 import { now as clockNow, HOUR_MS } from "../util/clock.ts";
 import { defined } from "../util/props.ts";
-import type { TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
+import type { DeliveredCredential, TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
 
 /** Properties whose change means a new message. */
 const RESEND_KEYS = ["fingerprint", "credentialId", "resendTrigger"] as const;
@@ -97,6 +98,31 @@ export function check(news: Record<string, unknown>): {
   return { inputs: { ...news, email }, failures };
 }
 
+function isPacked(v: unknown): v is DeliveredCredential {
+  return typeof v === "object" && v !== null && typeof (v as { id?: unknown }).id === "string";
+}
+
+/**
+ * The flat view of the inputs: the packed `credential` (one secret input) spread into
+ * `credentialId`, `fingerprint`, `secret`, `reason`, `retiring`, and the URI rebuilt from
+ * the secret and the labels (the same URI the credential made). Inputs given flat pass as
+ * they are.
+ */
+export function flatInputs<T extends Record<string, unknown> | TotpDeliveryInputs>(raw: T): T & TotpDeliveryInputs {
+  const i = raw as TotpDeliveryInputs & Record<string, unknown>;
+  const c = i.credential;
+  if (!isPacked(c)) return i as T & TotpDeliveryInputs;
+  return {
+    ...i,
+    credentialId: c.id,
+    fingerprint: c.fingerprint,
+    secret: c.secret,
+    reason: c.reason,
+    retiring: c.retiring,
+    otpauthUri: otpauthUri({ issuer: String(i.issuer), account: String(i.account), secret: c.secret }),
+  } as T & TotpDeliveryInputs;
+}
+
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
@@ -122,10 +148,13 @@ export function retireAfter(olds: Record<string, unknown>, graceHours: unknown):
  */
 export function diff(
   olds: Record<string, unknown>,
-  news: Record<string, unknown>,
+  rawNews: Record<string, unknown>,
   at: Date = clockNow(),
 ): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const news = flatInputs(rawNews);
   const replaces: string[] = RESEND_KEYS.filter((k) => !same(olds[k], news[k]));
+  // A packed credential still unknown (preview, while its credential changes) may be a new secret.
+  if ("credential" in rawNews && !isPacked(rawNews.credential)) replaces.push("credential");
   if (String(olds.email ?? "").toLowerCase() !== String(news.email ?? "").toLowerCase()) replaces.push("email");
   const changed = LABEL_KEYS.filter((k) => !same(olds[k], news[k])) as string[];
   if (String(olds.email) !== String(news.email)) changed.push("email");
@@ -179,13 +208,17 @@ function record(
  *   so the next run tries again.
  */
 async function createImpl(
-  inputs: TotpDeliveryInputs,
+  raw: TotpDeliveryInputs,
   ctx: DeliveryContext = defaultContext,
 ): Promise<{ id: string; outs: TotpDeliveryOutputs }> {
+  const inputs = flatInputs(raw);
   if (!inputs.secret || !inputs.otpauthUri) {
     throw new ConfigError(`no secret to deliver for ${inputs.userKey}; run 'pulumi up' again`);
   }
-  const reason = inputs.createdAt === inputs.rotatedAt ? "new" : "rotation";
+  const reason: "new" | "rotation" =
+    inputs.reason === "rotation" || (inputs.reason === undefined && inputs.createdAt !== inputs.rotatedAt)
+      ? "rotation"
+      : "new";
   const config = ctx.mailConfig();
   const message = await composeEnrollment(
     {
@@ -240,9 +273,10 @@ async function createImpl(
 async function updateImpl(
   _id: string,
   olds: TotpDeliveryOutputs,
-  news: TotpDeliveryInputs,
+  rawNews: TotpDeliveryInputs,
   ctx: DeliveryContext = defaultContext,
 ): Promise<{ outs: TotpDeliveryOutputs }> {
+  const news = flatInputs(rawNews);
   const at = ctx.now();
   const due = retireAfter(olds as unknown as Record<string, unknown>, news.graceHours);
   const pending = olds.retiring ?? [];

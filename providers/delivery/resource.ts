@@ -15,6 +15,17 @@
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
 
+/** What a delivery reads from its credential (a `TotpCredential` has all of it). */
+export interface DeliveredCredentialSource {
+  readonly credentialId: pulumi.Input<string>;
+  readonly fingerprint: pulumi.Input<string>;
+  readonly secret: pulumi.Input<string>;
+  readonly createdAt: pulumi.Input<string>;
+  readonly rotatedAt: pulumi.Input<string>;
+  /** Credentials to delete once this message is `graceHours` old. */
+  readonly retiring: pulumi.Input<readonly string[]>;
+}
+
 /** Arguments of {@link TotpDelivery}. */
 export interface TotpDeliveryArgs {
   readonly userKey: pulumi.Input<string>;
@@ -24,17 +35,14 @@ export interface TotpDeliveryArgs {
   readonly displayName?: pulumi.Input<string>;
   readonly issuer: pulumi.Input<string>;
   readonly account: pulumi.Input<string>;
-  readonly credentialId: pulumi.Input<string>;
-  readonly fingerprint: pulumi.Input<string>;
-  readonly createdAt: pulumi.Input<string>;
-  readonly rotatedAt: pulumi.Input<string>;
-  /** The secret and URI to deliver; pass the credential's secret outputs. */
-  readonly secret: pulumi.Input<string>;
-  readonly otpauthUri: pulumi.Input<string>;
+  /**
+   * The credential whose secret this message delivers. Its ID, fingerprint, secret and
+   * `retiring` list travel as ONE secret input: one ciphertext and one dependency in the
+   * state instead of seven, and the URI is rebuilt from the secret and the labels.
+   */
+  readonly credential: DeliveredCredentialSource;
   /** Any value; changing it sends the message again. */
   readonly resendTrigger?: pulumi.Input<unknown>;
-  /** Credentials to delete once this message is `graceHours` old (the credential's `retiring`). */
-  readonly retiring?: pulumi.Input<readonly string[]>;
   /** Hours retiring credentials stay valid after delivery; default 24, 0 = at once. */
   readonly graceHours?: pulumi.Input<number>;
 }
@@ -48,6 +56,20 @@ export interface TotpDeliveryArgs {
 const provider = createRequire(import.meta.url)(
   "keystone-totp-runtime/delivery.cjs",
 ) as pulumi.dynamic.ResourceProvider;
+
+function pack(c: DeliveredCredentialSource): pulumi.Output<unknown> {
+  return pulumi.secret(
+    pulumi
+      .all([c.credentialId, c.fingerprint, c.secret, c.createdAt, c.rotatedAt, c.retiring])
+      .apply(([id, fingerprint, secret, createdAt, rotatedAt, retiring]) => ({
+        id,
+        fingerprint,
+        secret,
+        reason: createdAt === rotatedAt ? "new" : "rotation",
+        retiring: [...(retiring ?? [])],
+      })),
+  );
+}
 
 /** The delivery record of one enrollment message. */
 export class TotpDelivery extends pulumi.dynamic.Resource {
@@ -68,8 +90,7 @@ export class TotpDelivery extends pulumi.dynamic.Resource {
       name,
       {
         ...args,
-        secret: pulumi.secret(args.secret),
-        otpauthUri: pulumi.secret(args.otpauthUri),
+        credential: pack(args.credential),
         deliveredTo: undefined,
         deliveredAt: undefined,
         transport: undefined,

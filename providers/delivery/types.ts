@@ -4,8 +4,25 @@
  * the message.
  */
 
-/** Resolved inputs. `secret` and `otpauthUri` arrive as Pulumi secrets from the credential. */
+/** The credential part of the inputs, as one secret value (see `TotpDeliveryArgs.credential`). */
+export interface DeliveredCredential {
+  readonly id: string;
+  readonly fingerprint: string;
+  readonly secret: string;
+  /** `new` for a first enrollment, `rotation` for a new secret. */
+  readonly reason: string;
+  readonly retiring: readonly string[];
+}
+
+/**
+ * Resolved inputs. The engine hands over `credential` (one secret object); the handlers work
+ * on the flat view below, which {@link flatInputs} in handlers.ts builds from it.
+ */
 export interface TotpDeliveryInputs {
+  /** The packed credential, when given that way. */
+  readonly credential?: DeliveredCredential | undefined;
+  /** `new` or `rotation`. */
+  readonly reason?: string | undefined;
   /** `username@domain`, the user's stable identity. */
   readonly userKey: string;
   readonly username: string;
@@ -22,8 +39,8 @@ export interface TotpDeliveryInputs {
   /** Fingerprint of the secret delivered: a new secret means a new message. */
   readonly fingerprint: string;
   /** When the credential was created and when its current secret was issued (ISO 8601). */
-  readonly createdAt: string;
-  readonly rotatedAt: string;
+  readonly createdAt?: string | undefined;
+  readonly rotatedAt?: string | undefined;
   readonly secret: string;
   readonly otpauthUri: string;
   /** Any value; changing it sends the message again (for a lost message). */

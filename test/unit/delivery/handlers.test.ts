@@ -46,3 +46,37 @@ describe("delivery check", () => {
     expect(check({ email: " bob@example.org " })).toEqual({ inputs: { email: "bob@example.org" }, failures: [] });
   });
 });
+
+describe("packed credential input", () => {
+  it("spreads into the flat view and rebuilds the same URI the credential made", async () => {
+    const { flatInputs } = await import("../../../providers/delivery/handlers.ts");
+    const { otpauthUri } = await import("../../../providers/totp/uri.ts");
+    const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const flat = flatInputs({
+      ...olds,
+      issuer: "ACME Cloud",
+      account: "zoë@Default",
+      credential: { id: "c9", fingerprint: "sha256:9", secret, reason: "rotation", retiring: ["c1"] },
+    });
+    expect(flat).toMatchObject({
+      credentialId: "c9",
+      fingerprint: "sha256:9",
+      secret,
+      reason: "rotation",
+      retiring: ["c1"],
+    });
+    expect(flat.otpauthUri).toBe(otpauthUri({ issuer: "ACME Cloud", account: "zoë@Default", secret }));
+  });
+
+  it("a packed credential not yet known (preview) counts as a new message", () => {
+    expect(diff(olds, { ...news, credential: "04da6b54-80e4-46f7-96ec-b56ff0331ba9" }).replaces).toContain(
+      "credential",
+    );
+    const known = { id: "c1", fingerprint: "sha256:1111", secret: "S", reason: "new", retiring: [] };
+    expect(diff(olds, { ...olds, credential: known })).toEqual({
+      changes: false,
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
+  });
+});
