@@ -6,6 +6,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { validateLabel } from "../totp/uri.ts";
+import { parseShard, type Shard } from "./shard.ts";
 
 /** Default users CSV, relative to the project. */
 export const DEFAULT_USERS_CSV = "users.csv";
@@ -31,6 +32,8 @@ export interface FleetSettings {
   readonly smtp: boolean;
   /** Outbox folder (absolute), used when `smtp` is false. */
   readonly outboxDir: string;
+  /** The share of the CSV's users this stack manages (`keystone-totp:shard`); undefined: all. */
+  readonly shard: Shard | undefined;
 }
 
 function bool(key: string, v: string | undefined, dflt: boolean): boolean {
@@ -69,5 +72,6 @@ export function resolveFleetSettings(get: (key: string) => string | undefined, p
     resendOnLabelChange: bool("resendOnLabelChange", get("resendOnLabelChange"), false),
     smtp: (get("smtpUrl") ?? "") !== "",
     outboxDir: at(get("outboxDir") ?? "outbox"),
+    shard: parseShard(get("shard")),
   };
 }
