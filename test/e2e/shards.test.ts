@@ -85,12 +85,36 @@ async function credentialIds(): Promise<Map<string, string[]>> {
   return out;
 }
 
+/**
+ * Names chosen so that the test shows something whatever the random tag: every one of the 3
+ * stacks gets 4 users, and 3 of them move when a fourth stack is added.
+ */
+function pickNames(): string[] {
+  const picked: string[] = [];
+  const perShard = [0, 0, 0];
+  let movers = 0;
+  for (let i = 0; picked.length < USERS && i < 10_000; i++) {
+    const name = `shard${i}-${tag}`;
+    const of3 = shardOf(userKey("Default", name), 3);
+    const moves = shardOf(userKey("Default", name), 4) === 3;
+    if (
+      (perShard[of3] as number) >= USERS / 3 ||
+      (moves ? movers >= 3 : (perShard[of3] as number) >= USERS / 3 - 1 && movers < 3)
+    )
+      continue;
+    picked.push(name);
+    perShard[of3] = (perShard[of3] as number) + 1;
+    if (moves) movers++;
+  }
+  return picked;
+}
+
 beforeAll(async () => {
   admin = adminClient();
   dir = mkdtempSync(join(tmpdir(), "kt-shards-"));
   mkdirSync(join(dir, "backend"));
-  for (let i = 0; i < USERS; i++) {
-    const u = await makeUser(admin, `shard${i}-${tag}`);
+  for (const name of pickNames()) {
+    const u = await makeUser(admin, name);
     registerSecrets(u.password);
     users.push(u);
   }
