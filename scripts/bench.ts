@@ -566,7 +566,7 @@ class Stack {
       for (const e of readdirSync(d, { withFileTypes: true })) {
         const p = join(d, e.name);
         if (e.isDirectory()) walk(p);
-        else if (this.stacks().some((s) => e.name.startsWith(`${s}.json`))) size.checkpointBytes += statSync(p).size;
+        else if (this.stacks().some((s) => e.name === `${s}.json`)) size.checkpointBytes += statSync(p).size;
       }
     };
     walk(join(this.dir, "backend"));
@@ -759,6 +759,8 @@ async function benchN(
       keystone_credentials_created: creds,
       keystone_requests: up.keystone.total,
       keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
+      // Without the preflight's requests (the doctor's, which include a refused POST probe).
+      keystone_requests_per_credential_program: round((up.keystone.byAgent["keystone-totp"]?.requests ?? 0) / n, 3),
       keystone_requests_by_route: up.keystone.byRoute,
       keystone_tokens_issued: up.keystone.tokens,
       keystone_requests_by_agent: up.keystone.byAgent,
