@@ -18,6 +18,7 @@ import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { loadCredentialSpecs } from "./providers/program/credentials.ts";
 import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
 import { resolveFleetSettings } from "./providers/program/settings.ts";
+import { formatShard } from "./providers/program/shard.ts";
 import { readUsersCsv } from "./providers/users/csv.ts";
 import { resolveUsers } from "./providers/users/resolve.ts";
 
@@ -68,7 +69,10 @@ async function main(options: ProgramOptions) {
     pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
   }
 
-  options.onPlan?.({ delivered: members.map((m) => m.name), credentialOnly: specs.map((s) => s.name) });
+  options.onPlan?.({
+    delivered: members.map((m) => m.name),
+    credentialOnly: settings.shard === undefined || settings.shard.index === 0 ? specs.map((s) => s.name) : [],
+  });
 
   const deliveries: TotpDelivery[] = [];
   for (const m of members) {
@@ -102,7 +106,9 @@ async function main(options: ProgramOptions) {
     }
   }
 
-  const extra = specs.map(
+  // Individually declared accounts belong to one stack of a split fleet: the first.
+  const ownSpecs = settings.shard === undefined || settings.shard.index === 0 ? specs : [];
+  const extra = ownSpecs.map(
     (s) =>
       new TotpCredential(s.name, {
         ...s.args,
@@ -119,11 +125,12 @@ async function main(options: ProgramOptions) {
       credentials: members.length + extra.length,
       mail: settings.smtp ? "smtp" : `outbox: ${settings.outboxDir}`,
       mfaEnforced: settings.enforceMfa,
+      shard: settings.shard === undefined ? "all" : formatShard(settings.shard),
     },
     deliveries: pulumi
       .all(deliveries.map((d) => d.deliveredAt))
       .apply((at) => at.filter((a) => typeof a === "string" && a !== "").length),
-    fingerprints: Object.fromEntries(specs.map((s, i) => [s.name, extra[i]?.fingerprint])),
-    credentialIds: Object.fromEntries(specs.map((s, i) => [s.name, extra[i]?.credentialId])),
+    fingerprints: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.fingerprint])),
+    credentialIds: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.credentialId])),
   };
 }

@@ -17,7 +17,11 @@
  * Writes bench/results.json (one object per N, merged with the N not re-measured) and
  * bench/time-per-user.svg, and prints a table.
  *
- * Usage: npm run bench -- [--n 100,1000,5000] [--skip-cli-loop] [--keep] [--help]
+ * With --shards K the `up`, no-op `up` and `preview` go through `scripts/shards.ts` on K stacks
+ * (the documented split of a large fleet); every metric is then the sum over the K stacks,
+ * peak memory the largest of any one process.
+ *
+ * Usage: npm run bench -- [--n 100,1000,5000] [--shards K] [--skip-cli-loop] [--keep] [--help]
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -29,16 +33,18 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { generateSecret } from "../providers/totp/secret.ts";
 import { startSmtpServer, type TestSmtpServer } from "../test/support/smtp.ts";
 import { renderChart } from "./bench/chart.ts";
 import { pool, type RawAuth, RawKeystone } from "./bench/keystone.ts";
-import { cpuDelta, cpuOfMatching, machineCpu, type Role, type RoleStats, watchTree } from "./bench/procs.ts";
+import { cpuDelta, cpuOfMatching, cpuOfTree, machineCpu, type Role, type RoleStats, watchTree } from "./bench/procs.ts";
 import { type CountingProxy, type RequestCounts, startCountingProxy } from "./bench/proxy.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -49,8 +55,28 @@ const FLOOR_PROBE = 100;
 const CLI_SAMPLE = 20;
 /** Mail rate given to the program: the highest accepted, so that the relay limit is not measured. */
 const SEND_RATE = 1000;
-const KEYSTONE_PROCS = new RegExp(process.env.KT_BENCH_KEYSTONE_PROCS ?? "^keystone-default uWSGI");
-const POSTGRES_PROCS = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? "^postgres: .*keystone_default");
+const KEYSTONE_STATE = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "keystone", "default");
+
+/**
+ * CPU seconds so far of this checkout's Keystone and its PostgreSQL backends. Other checkouts
+ * run Keystones with the same process titles on this machine, so the uWSGI workers are found
+ * under the master in this instance's pid file, and the backends by this instance's database.
+ */
+function keystoneCpu(): Map<number, number> {
+  const out = new Map<number, number>();
+  const pidFile = join(KEYSTONE_STATE, "uwsgi.pid");
+  const master = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : Number.NaN;
+  const uwsgi = process.env.KT_BENCH_KEYSTONE_PROCS
+    ? cpuOfMatching(new RegExp(process.env.KT_BENCH_KEYSTONE_PROCS))
+    : Number.isInteger(master)
+      ? cpuOfTree(master)
+      : cpuOfMatching(/^keystone-default uWSGI/);
+  const conf = join(KEYSTONE_STATE, "keystone.conf");
+  const db = existsSync(conf) ? /^connection = \S+\/(\w+)\s*$/m.exec(readFileSync(conf, "utf8"))?.[1] : undefined;
+  const pg = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
+  for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg)]) out.set(pid, v);
+  return out;
+}
 
 const HELP = `usage: npm run bench -- [options]
 
@@ -65,6 +91,13 @@ options:
   --cli-sample K    users in the CLI sample (default ${CLI_SAMPLE})
   --diagnose        also time an up with PULUMI_SKIP_CHECKPOINTS=true on a second stack
                     (how much of the time is the file backend's per-step checkpoint)
+  --diagnose-parallel LIST
+                    also time an up with each of these --parallel values, each on a fresh stack
+  --parallel P      pass --parallel P to every up and preview (default: Pulumi's, 4 x cores)
+  --shards K        run up, no-op up and preview through scripts/shards.ts on K stacks
+                    (figures are sums over the stacks); results are kept per N and K
+  --shard-concurrency C
+                    stacks run at once with --shards (default 2)
   --keep            keep the users, credentials, stacks and temp files
   --report          measure nothing: redraw the chart and print the table from bench/results.json
   --help            this text
@@ -75,8 +108,18 @@ interface Options {
   skipCliLoop: boolean;
   cliSample: number;
   diagnose: boolean;
+  diagnoseParallel: number[];
+  parallel: number | undefined;
+  shards: number;
+  shardConcurrency: number;
   keep: boolean;
   report: boolean;
+}
+
+function whole(a: string, v: string, max: number): number {
+  const n = Number(v.trim());
+  if (!Number.isInteger(n) || n < 1 || n > max) usage(`${a} takes whole numbers from 1 to ${max}, not '${v}'`);
+  return n;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -85,6 +128,10 @@ function parseArgs(argv: string[]): Options {
     skipCliLoop: false,
     cliSample: CLI_SAMPLE,
     diagnose: false,
+    diagnoseParallel: [],
+    parallel: undefined,
+    shards: 1,
+    shardConcurrency: 2,
     keep: false,
     report: false,
   };
@@ -110,6 +157,13 @@ function parseArgs(argv: string[]): Options {
       o.cliSample = Number(value());
       if (!Number.isInteger(o.cliSample) || o.cliSample < 1) usage("--cli-sample takes a whole number above 0");
     } else if (a === "--diagnose") o.diagnose = true;
+    else if (a === "--diagnose-parallel")
+      o.diagnoseParallel = value()
+        .split(",")
+        .map((v) => whole(a, v, 256));
+    else if (a === "--parallel") o.parallel = whole(a, value(), 256);
+    else if (a === "--shards") o.shards = whole(a, value(), 64);
+    else if (a === "--shard-concurrency") o.shardConcurrency = whole(a, value(), 64);
     else if (a === "--keep") o.keep = true;
     else if (a === "--report") o.report = true;
     else usage(`unknown option '${a}'`);
@@ -216,7 +270,7 @@ async function cleanupUsers(ks: RawKeystone, onlyN?: number): Promise<number> {
 
 function cleanupStaleFiles(): void {
   for (const f of readdirSync(REPO)) {
-    if (/^Pulumi\.bench-\d+-[0-9a-f]{6}\.yaml$/.test(f)) rmSync(join(REPO, f), { force: true });
+    if (/^Pulumi\.bench-\d+-[0-9a-f]{6}(-\d+)?\.yaml$/.test(f)) rmSync(join(REPO, f), { force: true });
   }
   // Only the folders this script makes (mkdtemp adds six characters).
   for (const d of readdirSync(os.tmpdir(), { withFileTypes: true })) {
@@ -295,14 +349,32 @@ interface RunResult {
   progress: { first_op_s: number | null; quartiles_s: (number | null)[] };
 }
 
+/**
+ * The stack(s) one measurement runs on: one stack driven by provision.ts, or with `shards` > 1
+ * the stacks NAME-0 .. NAME-(K-1) driven by shards.ts, whose settings are copied from the
+ * never-deployed stack NAME (its config file must then be in the project, where shards.ts
+ * reads it).
+ */
 class Stack {
   readonly name: string;
   readonly dir: string;
   readonly configFile: string;
   readonly env: Record<string, string>;
+  readonly shards: number;
+  readonly shardConcurrency: number;
+  private created = false;
 
-  constructor(n: number, csv: string, smtp: TestSmtpServer, proxy: CountingProxy, osEnv: Record<string, string>) {
+  constructor(
+    n: number,
+    csv: string,
+    smtp: TestSmtpServer,
+    proxy: CountingProxy,
+    osEnv: Record<string, string>,
+    split: { shards: number; concurrency: number } = { shards: 1, concurrency: 1 },
+  ) {
     this.name = `bench-${n}-${randomBytes(3).toString("hex")}`;
+    this.shards = split.shards;
+    this.shardConcurrency = split.concurrency;
     this.dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-`));
     mkdirSync(join(this.dir, "backend"));
     this.configFile = join(this.dir, `Pulumi.${this.name}.yaml`);
@@ -334,9 +406,25 @@ class Stack {
     };
   }
 
-  pulumi(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  /** The stacks that hold the users. */
+  stacks(): string[] {
+    return this.shards > 1 ? Array.from({ length: this.shards }, (_, i) => `${this.name}-${i}`) : [this.name];
+  }
+
+  /** With shards: creates the settings stack NAME in the project, with this stack's settings. */
+  async init(): Promise<void> {
+    if (this.shards <= 1) return;
+    const r = await this.pulumi(["stack", "init", "--secrets-provider", "passphrase"]);
+    if (r.code !== 0) throw new Error(`pulumi stack init failed: ${r.stderr.slice(-2000)}`);
+    const file = join(REPO, `Pulumi.${this.name}.yaml`);
+    const doc = (loadYaml(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>;
+    const settings = loadYaml(readFileSync(this.configFile, "utf8")) as { config: Record<string, unknown> };
+    writeFileSync(file, dumpYaml({ ...doc, config: settings.config }), { mode: 0o600 });
+  }
+
+  pulumi(args: string[], stack = this.name): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((res, rej) => {
-      const c = spawn("pulumi", [...args, "--stack", this.name, "--non-interactive"], {
+      const c = spawn("pulumi", [...args, "--stack", stack, "--non-interactive"], {
         cwd: REPO,
         env: this.env,
         stdio: ["ignore", "pipe", "pipe"],
@@ -352,16 +440,28 @@ class Stack {
     });
   }
 
-  /** Runs scripts/provision.ts VERB with this stack's config file, measuring it. */
+  /** Runs scripts/provision.ts VERB with this stack's config file (or shards.ts), measuring it. */
   provision(
     verb: string,
     extra: string[],
     ctx: { proxy: CountingProxy; smtp: TestSmtpServer; expectedOps: number; env?: Record<string, string> },
   ): Promise<RunResult> {
-    const args = [join(REPO, "scripts/provision.ts"), verb, "--stack", this.name, "--config-file", this.configFile];
+    const shardArgs = [
+      join(REPO, "scripts/shards.ts"),
+      verb,
+      ...["--stack-prefix", this.name, "--shards", String(this.shards)],
+      ...["--concurrency", String(this.shardConcurrency)],
+      // Settings are copied once, when the stacks are made, as an operator would.
+      ...(this.created ? [] : ["--config-from", this.name]),
+    ];
+    const args =
+      this.shards > 1
+        ? shardArgs
+        : [join(REPO, "scripts/provision.ts"), verb, "--stack", this.name, "--config-file", this.configFile];
+    this.created = true;
     ctx.proxy.reset();
     const smtp0 = { c: ctx.smtp.connections, m: ctx.smtp.received.length };
-    const ks0 = new Map([...cpuOfMatching(KEYSTONE_PROCS), ...cpuOfMatching(POSTGRES_PROCS)]);
+    const ks0 = keystoneCpu();
     const m0 = machineCpu();
     const logFile = join(REPO, ".local", "logs", `bench-${this.name}.log`);
     mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
@@ -394,7 +494,7 @@ class Stack {
       child.on("close", (code) => {
         const wall = since(t0);
         const roles = watch.stop();
-        const ks1 = new Map([...cpuOfMatching(KEYSTONE_PROCS), ...cpuOfMatching(POSTGRES_PROCS)]);
+        const ks1 = keystoneCpu();
         const m1 = machineCpu();
         appendFileSync(
           logFile,
@@ -423,27 +523,74 @@ class Stack {
     });
   }
 
-  async exportState(): Promise<{ bytes: number; providerBytes: number; resources: number }> {
-    const r = await this.pulumi(["stack", "export"]);
-    if (r.code !== 0) throw new Error(`pulumi stack export failed: ${r.stderr.slice(-2000)}`);
-    const dep = JSON.parse(r.stdout) as {
-      deployment: { resources?: { inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[] };
+  /**
+   * `pulumi stack export` of every stack, summed: the export's size (as the issue counts it),
+   * the checkpoint files' size on disk (what the engine rewrites after every step), and a
+   * breakdown of the compact JSON by resource type and by field, to show what to cut.
+   */
+  async exportState(): Promise<StateSize> {
+    const size: StateSize = {
+      bytes: 0,
+      compactBytes: 0,
+      checkpointBytes: 0,
+      providerBytes: 0,
+      resources: 0,
+      byType: {},
+      byField: {},
     };
-    let providerBytes = 0;
-    for (const res of dep.deployment.resources ?? []) {
-      for (const side of [res.inputs, res.outputs]) {
-        const p = side?.__provider;
-        if (p !== undefined) providerBytes += JSON.stringify(p).length;
+    const add = (m: Record<string, number>, k: string, v: number) => {
+      m[k] = (m[k] ?? 0) + v;
+    };
+    for (const stack of this.stacks()) {
+      const r = await this.pulumi(["stack", "export"], stack);
+      if (r.code !== 0) throw new Error(`pulumi stack export failed: ${r.stderr.slice(-2000)}`);
+      const dep = JSON.parse(r.stdout) as { deployment: { resources?: Record<string, unknown>[] } };
+      size.bytes += Buffer.byteLength(r.stdout);
+      size.compactBytes += Buffer.byteLength(JSON.stringify(dep));
+      for (const res of dep.deployment.resources ?? []) {
+        size.resources++;
+        const type = String(res.type).split(":").pop() ?? String(res.type);
+        add(size.byType, type, Buffer.byteLength(JSON.stringify(res)));
+        for (const [field, v] of Object.entries(res)) {
+          if ((field === "inputs" || field === "outputs") && v && typeof v === "object") {
+            for (const [k, x] of Object.entries(v)) {
+              const bytes = Buffer.byteLength(JSON.stringify(x)) + k.length + 4;
+              add(size.byField, `${type}.${field}.${k}`, bytes);
+              if (k === "__provider") size.providerBytes += bytes;
+            }
+          } else add(size.byField, `${type}.${field}`, Buffer.byteLength(JSON.stringify(v)) + field.length + 4);
+        }
       }
     }
-    return { bytes: Buffer.byteLength(r.stdout), providerBytes, resources: dep.deployment.resources?.length ?? 0 };
+    const walk = (d: string): void => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (this.stacks().some((s) => e.name === `${s}.json`)) size.checkpointBytes += statSync(p).size;
+      }
+    };
+    walk(join(this.dir, "backend"));
+    return size;
   }
 
   async remove(): Promise<void> {
-    await this.pulumi(["stack", "rm", "--yes", "--force"]);
+    for (const stack of [...(this.shards > 1 ? this.stacks() : []), this.name]) {
+      await this.pulumi(["stack", "rm", "--yes", "--force"], stack);
+      rmSync(join(REPO, `Pulumi.${stack}.yaml`), { force: true });
+    }
     rmSync(this.dir, { recursive: true, force: true });
-    rmSync(join(REPO, `Pulumi.${this.name}.yaml`), { force: true });
   }
+}
+
+/** State size summed over a measurement's stacks, in bytes. */
+interface StateSize {
+  bytes: number;
+  compactBytes: number;
+  checkpointBytes: number;
+  providerBytes: number;
+  resources: number;
+  byType: Record<string, number>;
+  byField: Record<string, number>;
 }
 
 function failIf(r: RunResult, what: string): void {
@@ -534,29 +681,48 @@ async function benchN(
     const dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-csv-`));
     const csv = join(dir, "users.csv");
     writeFileSync(csv, `username,email,domain\n${users.map((u) => `${u.name},${u.email},${DOMAIN}`).join("\n")}\n`);
-    const stack = new Stack(n, csv, smtp, proxy, osEnv);
-    stacks.push(stack);
+    const split = { shards: o.shards, concurrency: o.shardConcurrency };
+    const newStack = async () => {
+      const s = new Stack(n, csv, smtp, proxy, osEnv, split);
+      stacks.push(s);
+      await s.init();
+      return s;
+    };
+    const stack = await newStack();
     const ctx = { proxy, smtp, expectedOps: 2 * n };
+    const par = o.parallel ? ["--parallel", String(o.parallel)] : [];
+    const loadStart = os.loadavg().map((v) => round(v));
 
-    log(`N=${n}: up (stack ${stack.name})`);
-    const up = await stack.provision("up", ["--yes"], ctx);
+    log(`N=${n}: up (stack ${stack.name}${o.shards > 1 ? `, ${o.shards} shards` : ""})`);
+    const up = await stack.provision("up", ["--yes", ...par], ctx);
     failIf(up, "up");
     log(`N=${n}: up ${up.wall_s} s; noop up`);
-    const noop = await stack.provision("up", ["--yes", "--expect-no-changes"], { ...ctx, expectedOps: 0 });
+    const noop = await stack.provision("up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
     failIf(noop, "no-op up");
     log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
-    const preview = await stack.provision("preview", [], { ...ctx, expectedOps: 0 });
+    const preview = await stack.provision("preview", [...par], { ...ctx, expectedOps: 0 });
     failIf(preview, "preview");
     log(`N=${n}: preview ${preview.wall_s} s; stack export`);
     const state = await stack.exportState();
+    const loadAfterMain = os.loadavg().map((v) => round(v));
 
     let diag: RunResult | undefined;
     if (o.diagnose) {
-      const second = new Stack(n, csv, smtp, proxy, osEnv);
-      stacks.push(second);
+      const second = await newStack();
       log(`N=${n}: diagnose: up with PULUMI_SKIP_CHECKPOINTS=true (stack ${second.name})`);
-      diag = await second.provision("up", ["--yes"], { ...ctx, env: { PULUMI_SKIP_CHECKPOINTS: "true" } });
+      diag = await second.provision("up", ["--yes", ...par], { ...ctx, env: { PULUMI_SKIP_CHECKPOINTS: "true" } });
       failIf(diag, "up (PULUMI_SKIP_CHECKPOINTS)");
+      log(`N=${n}: up with PULUMI_SKIP_CHECKPOINTS=true: ${diag.wall_s} s`);
+    }
+    const byParallel: Record<string, { up_s: number; engine_cpu_s: number; load_average_1m: number }> = {};
+    for (const p of o.diagnoseParallel) {
+      const other = await newStack();
+      const load = round(os.loadavg()[0] ?? 0);
+      log(`N=${n}: diagnose: up with --parallel ${p} (stack ${other.name})`);
+      const r = await other.provision("up", ["--yes", "--parallel", String(p)], ctx);
+      failIf(r, `up --parallel ${p}`);
+      byParallel[String(p)] = { up_s: r.wall_s, engine_cpu_s: r.roles.engine.cpuS, load_average_1m: load };
+      log(`N=${n}: up with --parallel ${p}: ${r.wall_s} s`);
     }
 
     let cli: Awaited<ReturnType<typeof measureCliLoop>> = { s_per_user: null, sample: 0, note: "skipped" };
@@ -593,6 +759,8 @@ async function benchN(
       keystone_credentials_created: creds,
       keystone_requests: up.keystone.total,
       keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
+      // Without the preflight's requests (the doctor's, which include a refused POST probe).
+      keystone_requests_per_credential_program: round((up.keystone.byAgent["keystone-totp"]?.requests ?? 0) / n, 3),
       keystone_requests_by_route: up.keystone.byRoute,
       keystone_tokens_issued: up.keystone.tokens,
       keystone_requests_by_agent: up.keystone.byAgent,
@@ -627,10 +795,25 @@ async function benchN(
       up_machine_busy_fraction: up.machineBusy,
       up_progress: up.progress,
       up_skip_checkpoints_s: diag ? diag.wall_s : null,
+      up_skip_checkpoints_over_floor: diag ? round(diag.wall_s / floor.floor_s) : null,
+      up_by_parallel: byParallel,
+      shards: o.shards,
+      shard_concurrency: o.shards > 1 ? o.shardConcurrency : null,
+      state_compact_bytes_per_user: Math.round(state.compactBytes / n),
+      state_checkpoint_bytes_per_user: Math.round(state.checkpointBytes / n),
+      state_bytes_per_user_by_type: Object.fromEntries(
+        Object.entries(state.byType).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
+      ),
+      state_bytes_per_user_by_field: Object.fromEntries(
+        Object.entries(state.byField)
+          .sort(([, a], [, b]) => b - a)
+          .map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
+      ),
+      load_average_during: { start: loadStart, after_up_noop_preview: loadAfterMain },
       users_setup_s: round(setupS, 1),
       floor_delete_s: floor.floor_delete_s,
       send_rate_per_second: SEND_RATE,
-      parallel: "default (4 x cores)",
+      parallel: o.parallel ?? "default (4 x cores)",
       machine: meta.machine,
       versions: meta.versions,
     };
@@ -684,7 +867,7 @@ function table(results: readonly Result[]): string {
     "peak RSS MB program/provider/engine",
   ];
   const rows = results.map((r) => [
-    String(r.n),
+    shardsOf(r) > 1 ? `${r.n} (${shardsOf(r)} stacks)` : String(r.n),
     `${r.floor_s} (${r.floor_concurrency})`,
     String(r.up_s),
     `${r.up_over_floor}x`,
@@ -705,6 +888,11 @@ function table(results: readonly Result[]): string {
   ].join("\n");
 }
 
+/** Stacks a result was measured on (results from before --shards existed: 1). */
+function shardsOf(r: Result): number {
+  return typeof r.shards === "number" ? r.shards : 1;
+}
+
 function writeOutputs(fresh: readonly Result[]): Result[] {
   const file = join(REPO, "bench", "results.json");
   mkdirSync(dirname(file), { recursive: true });
@@ -714,10 +902,16 @@ function writeOutputs(fresh: readonly Result[]): Result[] {
   } catch {
     old = [];
   }
-  const merged = [...old.filter((r) => !fresh.some((f) => f.n === r.n)), ...fresh].sort((a, b) => a.n - b.n);
+  // One result per N and number of stacks: a split run does not replace the one-stack figures.
+  const merged = [...old.filter((r) => !fresh.some((f) => f.n === r.n && shardsOf(f) === shardsOf(r))), ...fresh].sort(
+    (a, b) => a.n - b.n || shardsOf(a) - shardsOf(b),
+  );
   writeFileSync(file, `${JSON.stringify(merged, null, 2)}\n`);
-  const per = (k: "floor" | "up" | "cli_loop" | "noop_up") =>
-    merged.map((r) => [r.n, (r.s_per_user as Record<string, number | null>)[k] ?? null] as const);
+  const per = (k: "floor" | "up" | "cli_loop" | "noop_up", shards = 1) =>
+    merged
+      .filter((r) => shardsOf(r) === shards)
+      .map((r) => [r.n, (r.s_per_user as Record<string, number | null>)[k] ?? null] as const);
+  const splits = [...new Set(merged.map(shardsOf))].filter((k) => k > 1).sort((a, b) => a - b);
   const m = merged[merged.length - 1]?.machine as { cores?: number } | undefined;
   const svg = renderChart(
     "keystone-totp: time per user to enroll N users",
@@ -725,6 +919,12 @@ function writeOutputs(fresh: readonly Result[]): Result[] {
     [
       { name: "openstack CLI loop", color: "#c0392b", dash: "6 4", points: per("cli_loop") },
       { name: "keystone-totp up", color: "#2c6fbb", points: per("up") },
+      ...splits.map((k, i) => ({
+        name: `up, ${k} stacks`,
+        color: ["#e67e22", "#16a085", "#7f8c8d"][i % 3] as string,
+        dash: "8 3",
+        points: per("up", k),
+      })),
       { name: "raw REST floor", color: "#27ae60", points: per("floor") },
       { name: "no-op up", color: "#8e44ad", dash: "2 3", points: per("noop_up") },
     ],

@@ -10,6 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { KeystoneTotpError } from "../providers/errors.ts";
+import { formatShard, inShard, parseShard, shardOf } from "../providers/program/shard.ts";
 import {
   confirm,
   defaultEngineOptions,
@@ -127,8 +128,10 @@ async function main(): Promise<number> {
     graceHours: r.graceHours,
   }));
   let keys: string[];
+  let shard: ReturnType<typeof parseShard>;
   try {
     keys = ((await readStackCsv(stack, o)) ?? []).map((row) => row.key);
+    shard = parseShard(await stackSetting(stack, o, "keystone-totp:shard"));
   } catch (e) {
     if (!(e instanceof KeystoneTotpError)) throw e;
     process.stderr.write(`rotate: [${e.code}] ${e.message}\n`);
@@ -149,9 +152,18 @@ async function main(): Promise<number> {
       );
       return EXIT.badInput;
     }
+    // In a split fleet each user belongs to exactly one stack.
+    const elsewhere = shard ? m.keys.filter((k) => !inShard(k, shard)) : [];
+    if (shard && elsewhere.length > 0) {
+      const where = elsewhere.map((k) => `${k} (shard ${shardOf(k, shard.count)}/${shard.count})`).join(", ");
+      process.stderr.write(
+        `rotate: [E_INPUT] not managed by stack ${o.stack} (shard ${formatShard(shard)}): ${where}; run rotate on their stacks\n`,
+      );
+      return EXIT.badInput;
+    }
     chosen = new Set(m.keys);
   }
-  const count = chosen === "all" ? keys.length : chosen.size;
+  const count = chosen === "all" ? keys.filter((k) => inShard(k, shard)).length : chosen.size;
   const grace = r.graceHours ?? Number((await stackSetting(stack, o, "keystone-totp:rotationGraceHours")) ?? 24);
   if (!r.preview && !o.yes) {
     const who = chosen === "all" ? `ALL ${count} users` : `${count} user(s): ${[...chosen].join(", ")}`;

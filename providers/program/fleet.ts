@@ -5,6 +5,7 @@
 import type { KeystoneUser } from "../keystone/client.ts";
 import type { UserRow } from "../users/csv.ts";
 import type { FleetSettings } from "./settings.ts";
+import { inShard } from "./shard.ts";
 
 /** What to declare for one user. */
 export interface FleetMember {
@@ -34,13 +35,15 @@ export interface RotateRequest {
   readonly users: ReadonlySet<string> | "all";
 }
 
-/** Builds one member per row. */
+/** Builds one member per row of this stack's shard (every row when the stack is not sharded). */
 export function planFleet(
   users: readonly { row: UserRow; user: KeystoneUser }[],
   s: FleetSettings,
   rotate?: RotateRequest,
 ): FleetMember[] {
-  return users.map(({ row, user }) => {
+  // After validation and resolution of the whole CSV: every stack refuses the same bad file.
+  const mine = users.filter(({ row }) => inShard(row.key, s.shard));
+  return mine.map(({ row, user }) => {
     const displayName = row.displayName ?? row.username;
     const account =
       s.accountLabel === "email"

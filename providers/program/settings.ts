@@ -6,6 +6,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { validateLabel } from "../totp/uri.ts";
+import { parseShard, type Shard } from "./shard.ts";
 
 /** Default users CSV, relative to the project. */
 export const DEFAULT_USERS_CSV = "users.csv";
@@ -44,6 +45,8 @@ export interface FleetSettings {
   readonly rotationGraceHours: number;
   /** What happens to TOTP credentials Pulumi did not create: `remove` or `keep`. */
   readonly unmanagedCredentials: "remove" | "keep";
+  /** The share of the CSV's users this stack manages (`keystone-totp:shard`); undefined: all. */
+  readonly shard: Shard | undefined;
 }
 
 function wholeNumber(key: string, v: string | undefined, dflt: number, max: number): number {
@@ -104,5 +107,6 @@ export function resolveFleetSettings(get: (key: string) => string | undefined, p
       MAX_GRACE_HOURS,
     ),
     unmanagedCredentials: unmanaged(get("unmanagedCredentials")),
+    shard: parseShard(get("shard")),
   };
 }

@@ -148,3 +148,24 @@ export function machineCpu(): { busyS: number; totalS: number } {
   const idle = (v[3] ?? 0) + (v[4] ?? 0);
   return { busyS: (total - idle) / TICK, totalS: total / TICK };
 }
+
+/** CPU seconds so far of `root` and every live process under it. */
+export function cpuOfTree(root: number): Map<number, number> {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const p of pids()) {
+    const st = statOf(p);
+    if (st) stats.set(p, st);
+  }
+  const out = new Map<number, number>();
+  for (const [p, st] of stats) {
+    let q: number | undefined = p;
+    for (let hops = 0; q !== undefined && q > 1 && hops < 32; hops++) {
+      if (q === root) {
+        out.set(p, st.ticks / TICK);
+        break;
+      }
+      q = stats.get(q)?.ppid;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,402 @@
+/**
+ * The operator's entry point for a fleet split across K stacks: runs `scripts/provision.ts`
+ * VERB on the stacks PREFIX-0 .. PREFIX-(K-1), each with `keystone-totp:shard` set to `I/K`,
+ * so that each stack manages its share of the one users CSV (see providers/program/shard.ts).
+ *
+ * Changing K re-homes users: a user whose bucket changes is deleted by one stack and created
+ * by another, i.e. gets a new secret and a new message. That is refused unless `--reshard` is
+ * given, and then the runs are ordered so that no user is ever created by their new stack
+ * before their old stack deleted them (which would leave two credentials and, with MFA
+ * enforced, let the old stack's clean-up undo the new stack's MFA rules):
+ *   1. destroy the stacks at or beyond the new K (only when shrinking);
+ *   2. `up` the remaining existing stacks with the new setting; each one's stored setting is
+ *      changed only once its run succeeded, so an interrupted reshard is detected again;
+ *   3. `up` the new stacks (only when growing).
+ * Jump hashing moves users only from old stacks to new ones when growing, and only from
+ * removed stacks to remaining ones when shrinking, which is what makes this order sufficient.
+ *
+ * Usage: node scripts/shards.ts VERB --stack-prefix P --shards K [options]   (npm run shards -- ...)
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation/index.js";
+import { dump as dumpYaml, load as loadYaml } from "js-yaml";
+import { ConfigError, EXIT_CODES, KeystoneTotpError } from "../providers/errors.ts";
+import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../providers/program/shard.ts";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Exit codes, shared with every script: see README, Exit codes. */
+const EXIT = { ok: 0, failed: 1, badInput: 2, usage: 64 } as const;
+const SHARD_KEY = "keystone-totp:shard";
+/** Declared once, in the first stack: every stack would otherwise create its own copy. */
+const FIRST_STACK_ONLY = new Set(["keystone-totp:credentials"]);
+const STACK_PREFIX = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$/;
+
+const HELP = `usage: npm run shards -- VERB --stack-prefix P --shards K [options]
+
+Runs 'provision VERB' on the stacks P-0 .. P-(K-1), each managing the users of the one users
+CSV whose hash falls in its bucket (stack setting keystone-totp:shard = I/K).
+
+verbs: preview, up, refresh, destroy (as for provision)
+
+options:
+  --stack-prefix P     stacks are named P-0, P-1, ... (required)
+  --shards K           number of stacks, 1..${MAX_SHARDS} (required; destroy and refresh: the
+                       existing stacks P-<n> are used and K must match them)
+  --concurrency C      stacks run at once (default 1; each run uses about 1 core)
+  --config-from STACK  copy that stack's settings (secrets re-encrypted) into every shard
+                       stack first, creating missing stacks; keystone-totp:credentials goes
+                       to P-0 only. Existing keys are overwritten, others left alone.
+                       Without it, stacks added to an existing split copy the settings
+                       of its first stack
+  --reshard            allow changing K: users whose bucket changes get a NEW secret and a new
+                       enrollment message (see README, Splitting a large fleet)
+  --yes                required for up, refresh and destroy
+  --expect-no-changes, --continue-on-error, --diff, --parallel N, --skip-doctor
+                       passed to each provision run
+  --help               this text
+
+exit codes: 0 every stack ok; else the code of the first stack that failed (1 failed,
+2 bad input, 3 Keystone, 4 mail), 64 usage
+`;
+
+type Verb = "preview" | "up" | "refresh" | "destroy";
+
+interface Options {
+  verb: Verb;
+  prefix: string;
+  shards: number;
+  concurrency: number;
+  configFrom: string | undefined;
+  reshard: boolean;
+  yes: boolean;
+  /** Options handed to each provision run as they are. */
+  passthrough: string[];
+}
+
+function parseArgs(argv: string[]): Options {
+  const verb = argv[0];
+  if (!verb || verb === "--help" || verb === "-h" || argv.includes("--help")) {
+    process.stdout.write(HELP);
+    process.exit(EXIT.ok);
+  }
+  if (!["preview", "up", "refresh", "destroy"].includes(verb)) usage(`unknown verb '${verb}'`);
+  const o: Options = {
+    verb: verb as Verb,
+    prefix: "",
+    shards: 0,
+    concurrency: 1,
+    configFrom: undefined,
+    reshard: false,
+    yes: false,
+    passthrough: [],
+  };
+  const whole = (a: string, v: string, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max) usage(`${a} takes a whole number from 1 to ${max}, not '${v}'`);
+    return n;
+  };
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--stack-prefix") o.prefix = value();
+    else if (a === "--shards") o.shards = whole(a, value(), MAX_SHARDS);
+    else if (a === "--concurrency") o.concurrency = whole(a, value(), 64);
+    else if (a === "--config-from") o.configFrom = value();
+    else if (a === "--reshard") o.reshard = true;
+    else if (a === "--yes" || a === "-y") o.yes = true;
+    else if (["--expect-no-changes", "--continue-on-error", "--diff", "--skip-doctor"].includes(a))
+      o.passthrough.push(a);
+    else if (a === "--parallel") o.passthrough.push(a, String(whole(a, value(), 1024)));
+    else usage(`unknown option '${a}'`);
+  }
+  if (!STACK_PREFIX.test(o.prefix)) usage("--stack-prefix is required: letters, digits, '_', '.', '-'");
+  if (o.shards === 0) usage("--shards is required");
+  // Several stacks cannot share one terminal prompt: confirm once, here.
+  if (o.verb !== "preview" && !o.yes) usage(`'${o.verb}' changes ${o.shards} stacks: pass --yes (run preview first)`);
+  return o;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`shards: ${message}\n\n${HELP}`);
+  process.exit(EXIT.usage);
+}
+
+const say = (msg: string) => process.stderr.write(`shards: ${msg}\n`);
+
+/** One provision run in the plan. */
+interface Job {
+  readonly stack: string;
+  readonly verb: Verb;
+  /** The setting to run with; persisted to the stack's config after a successful run. */
+  readonly shard: Shard | undefined;
+  /** Whether the stack's stored setting differs from `shard` (a reshard run). */
+  readonly changesSetting: boolean;
+  /** Remove the stack after a successful destroy (it is beyond the new K). */
+  readonly removeAfter: boolean;
+}
+
+/** What the existing stacks of the prefix say about the split. */
+interface Existing {
+  /** Stack index -> its stored shard setting (undefined: none). */
+  readonly byIndex: Map<number, Shard | undefined>;
+}
+
+function stackName(prefix: string, i: number): string {
+  return `${prefix}-${i}`;
+}
+
+function stackFile(stack: string): string {
+  return join(REPO, `Pulumi.${stack}.yaml`);
+}
+
+async function readExisting(ws: LocalWorkspace, prefix: string): Promise<Existing> {
+  const re = new RegExp(`^${prefix.replace(/[.]/g, "\\.")}-(\\d+)$`);
+  const byIndex = new Map<number, Shard | undefined>();
+  for (const s of await ws.listStacks()) {
+    // Backends may qualify names (org/project/stack); the stack's own name is the last part.
+    const m = re.exec(s.name.split("/").pop() ?? "");
+    if (!m) continue;
+    const stack = stackName(prefix, Number(m[1]));
+    const cfg = await ws.getAllConfig(stack);
+    const raw = cfg[SHARD_KEY]?.value;
+    let shard: Shard | undefined;
+    try {
+      shard = parseShard(raw);
+    } catch (e) {
+      throw new ConfigError(`stack ${stack}: ${(e as Error).message}`);
+    }
+    byIndex.set(Number(m[1]), shard);
+  }
+  return { byIndex };
+}
+
+/**
+ * Whether the existing stacks already form the split `I/K` for 0 <= I < K (some of them may
+ * not exist yet): then no user changes stack.
+ */
+function consistent(ex: Existing, k: number): boolean {
+  for (const [i, s] of ex.byIndex) if (i >= k || s === undefined || s.index !== i || s.count !== k) return false;
+  return true;
+}
+
+function describeExisting(ex: Existing, prefix: string): string {
+  const parts = [...ex.byIndex.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([i, s]) => `${stackName(prefix, i)}=${s ? formatShard(s) : "(no shard setting)"}`);
+  return parts.length > 0 ? parts.join(", ") : "none";
+}
+
+/** The runs to make, in phases; the runs of one phase may overlap. */
+function plan(o: Options, ex: Existing): Job[][] {
+  const k = o.shards;
+  const target = (i: number): Shard => ({ index: i, count: k });
+  if (o.verb === "refresh" || o.verb === "destroy") {
+    if (!consistent(ex, k)) {
+      throw new ConfigError(
+        `the stacks of ${o.prefix} are not a split into ${k} (${describeExisting(ex, o.prefix)}); give the --shards they were made with`,
+      );
+    }
+    const jobs = [...ex.byIndex.keys()]
+      .sort((a, b) => a - b)
+      .map((i) => ({
+        stack: stackName(o.prefix, i),
+        verb: o.verb,
+        shard: undefined,
+        changesSetting: false,
+        removeAfter: false,
+      }));
+    return [jobs];
+  }
+  const all = Array.from({ length: k }, (_, i) => i);
+  if (consistent(ex, k)) {
+    return [
+      all.map((i) => ({
+        stack: stackName(o.prefix, i),
+        verb: o.verb,
+        shard: target(i),
+        changesSetting: false,
+        removeAfter: false,
+      })),
+    ];
+  }
+  if (!o.reshard) {
+    throw new ConfigError(
+      `the stacks of ${o.prefix} are split differently (${describeExisting(ex, o.prefix)}) than --shards ${k} asks. ` +
+        "Changing the number of shards moves users to other stacks: each moved user gets a NEW secret and a new " +
+        "enrollment message, and their current authenticator entry stops working. If that is what you want, run " +
+        `'npm run shards -- preview --reshard ...' to see who moves, then 'up --reshard --yes'; otherwise give --shards ` +
+        "the number the stacks were made with",
+    );
+  }
+  const beyond = [...ex.byIndex.keys()].filter((i) => i >= k).sort((a, b) => a - b);
+  const kept = all.filter((i) => ex.byIndex.has(i));
+  const fresh = all.filter((i) => !ex.byIndex.has(i));
+  const job = (i: number, existing: boolean): Job => {
+    const s = ex.byIndex.get(i);
+    return {
+      stack: stackName(o.prefix, i),
+      verb: o.verb,
+      shard: target(i),
+      changesSetting: existing && (s === undefined || s.count !== k || s.index !== i),
+      removeAfter: false,
+    };
+  };
+  if (o.verb === "preview") return [[...kept.map((i) => job(i, true)), ...fresh.map((i) => job(i, false))]];
+  return [
+    beyond.map((i) => ({
+      stack: stackName(o.prefix, i),
+      verb: "destroy" as const,
+      shard: undefined,
+      changesSetting: false,
+      removeAfter: true,
+    })),
+    kept.map((i) => job(i, true)),
+    fresh.map((i) => job(i, false)),
+  ].filter((p) => p.length > 0);
+}
+
+/** Copies the base stack's settings into a shard stack (secrets stay secret). */
+function configFor(base: ConfigMap, index: number): ConfigMap {
+  const out: ConfigMap = {};
+  for (const [key, v] of Object.entries(base)) {
+    if (key === SHARD_KEY) continue;
+    if (FIRST_STACK_ONLY.has(key) && index !== 0) continue;
+    out[key] = { value: v.value, secret: v.secret };
+  }
+  return out;
+}
+
+/**
+ * A copy of the stack's config file with another shard setting, for a run that must not
+ * change the stored setting before it succeeded. The copy keeps the stack's encryption salt,
+ * so its secrets still decrypt.
+ */
+function configWithShard(stack: string, shard: Shard, dir: string): string {
+  const file = stackFile(stack);
+  const doc = (existsSync(file) ? loadYaml(readFileSync(file, "utf8")) : {}) as {
+    config?: Record<string, unknown>;
+  } | null;
+  const next = { ...(doc ?? {}), config: { ...(doc?.config ?? {}), [SHARD_KEY]: formatShard(shard) } };
+  const out = join(dir, `Pulumi.${stack}.yaml`);
+  writeFileSync(out, dumpYaml(next), { mode: 0o600 });
+  return out;
+}
+
+/** Runs provision.ts for one stack, its output prefixed with the stack's name. */
+function runProvision(job: Job, args: string[]): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(REPO, "scripts/provision.ts"), job.verb, "--stack", job.stack, ...args],
+      {
+        cwd: REPO,
+        env: process.env,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const pipe = (from: NodeJS.ReadableStream, to: NodeJS.WritableStream) => {
+      let pending = "";
+      from.on("data", (b: Buffer) => {
+        const lines = (pending + b.toString("utf8")).split("\n");
+        pending = lines.pop() ?? "";
+        for (const l of lines) to.write(`[${job.stack}] ${l}\n`);
+      });
+      from.on("end", () => {
+        if (pending !== "") to.write(`[${job.stack}] ${pending}\n`);
+      });
+    };
+    pipe(child.stdout, process.stdout);
+    pipe(child.stderr, process.stderr);
+    child.on("error", reject);
+    child.on("close", (code) => resolvePromise(code ?? EXIT.failed));
+  });
+}
+
+async function pool<T, R>(items: readonly T[], width: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return out;
+}
+
+async function main(): Promise<number> {
+  const o = parseArgs(process.argv.slice(2));
+  const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
+  const ws = await LocalWorkspace.create({ workDir: REPO, pulumiCommand });
+  const existing = await readExisting(ws, o.prefix);
+  const phases = plan(o, existing);
+  const missing = phases.flat().filter((j) => j.shard && !existing.byIndex.has(j.shard.index));
+  // New stacks of an existing split take the settings of its first stack: all shards share them.
+  const firstExisting = [...existing.byIndex.keys()].sort((a, b) => a - b)[0];
+  const source = o.configFrom ?? (firstExisting === undefined ? undefined : stackName(o.prefix, firstExisting));
+  if (missing.length > 0 && !source) {
+    throw new ConfigError(
+      `stack(s) ${missing.map((j) => j.stack).join(", ")} do not exist: give --config-from STACK to create them with that stack's settings`,
+    );
+  }
+  const base = source && (o.configFrom || missing.length > 0) ? await ws.getAllConfig(source) : undefined;
+  const tmp = mkdtempSync(join(tmpdir(), "kt-shards-"));
+  const results: { stack: string; verb: Verb; code: number }[] = [];
+  try {
+    for (const [p, jobs] of phases.entries()) {
+      if (phases.length > 1)
+        say(`phase ${p + 1} of ${phases.length}: ${jobs.map((j) => `${j.verb} ${j.stack}`).join(", ")}`);
+      const codes = await pool(jobs, o.concurrency, async (job) => {
+        const index = job.shard?.index ?? -1;
+        const isNew = !existing.byIndex.has(index) && job.shard !== undefined;
+        if (isNew) await ws.createStack(job.stack);
+        if (base && job.shard && (o.configFrom || isNew)) await ws.setAllConfig(job.stack, configFor(base, index));
+        const args = [...o.passthrough, ...(o.yes ? ["--yes"] : [])];
+        if (job.shard && (isNew || !job.changesSetting)) {
+          // The stack has no users yet, or already has this setting: store it now.
+          await ws.setConfig(job.stack, SHARD_KEY, { value: formatShard(job.shard) });
+        } else if (job.shard) {
+          args.push("--config-file", configWithShard(job.stack, job.shard, tmp));
+        }
+        const code = await runProvision(job, args);
+        if (code === EXIT.ok && job.changesSetting && job.shard && job.verb === "up") {
+          await ws.setConfig(job.stack, SHARD_KEY, { value: formatShard(job.shard) });
+        }
+        if (code === EXIT.ok && job.removeAfter) await ws.removeStack(job.stack);
+        results.push({ stack: job.stack, verb: job.verb, code });
+        return code;
+      });
+      // A later phase creates the users an earlier one had to delete first: stop here.
+      if (codes.some((c) => c !== EXIT.ok) && p < phases.length - 1) {
+        say(`phase ${p + 1} failed: the later phases were not run; fix the failure and run again with --reshard`);
+        break;
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  for (const r of results)
+    say(`${r.code === 0 ? "ok  " : "FAIL"} ${r.verb} ${r.stack}${r.code === 0 ? "" : ` (exit ${r.code})`}`);
+  return results.find((r) => r.code !== EXIT.ok)?.code ?? EXIT.ok;
+}
+
+try {
+  process.exitCode = await main();
+} catch (e) {
+  if (e instanceof KeystoneTotpError) {
+    say(`[${e.code}] ${e.message}`);
+    process.exitCode = EXIT_CODES[e.code];
+  } else {
+    say(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    process.exitCode = EXIT.failed;
+  }
+}
