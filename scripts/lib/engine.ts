@@ -5,6 +5,7 @@
  */
 import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStream } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { load as loadYaml } from "js-yaml";
@@ -14,7 +15,7 @@ import { KeystoneTotpError } from "../../providers/errors.ts";
 import { resolveKeystoneAuth } from "../../providers/keystone/auth.ts";
 import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
 import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
-import { formatSummary, type Progress, type RunSummary } from "./progress.ts";
+import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Exit codes, shared with every script: see README, Exit codes. */
@@ -268,7 +269,11 @@ export async function runVerb(
         const stop = await preflight(stack, o);
         if (stop !== undefined) return { exitCode: stop, summary: undefined };
         if (!o.yes) {
-          await stack.preview({ ...common, onEvent: undefined });
+          // Show what the confirmation is about: on a terminal the engine's own output goes to
+          // the log, so the preview's summary (who would be enrolled, rotated, ...) is printed.
+          const look = new Progress("preview", o.stack, new Writable({ write: (_c, _e, done) => done() }), false);
+          await stack.preview({ ...common, onEvent: (e) => look.onEvent(e) });
+          process.stdout.write(formatSummary(look.finish()));
           if (!(await confirm(extra.confirmQuestion ?? "Apply these changes? [y/N] "))) {
             return { exitCode: EXIT.ok, summary: undefined };
           }
