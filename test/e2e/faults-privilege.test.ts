@@ -117,7 +117,7 @@ describe("an operator account without the admin role", () => {
     [
       "with the preflight",
       [],
-      /FAIL keystone\.credentials: the account cannot manage credentials: needs the admin role on project kt-priv-\w+ in domain Default[^\n]*openstack role add --user priv-operator-\w+ .*admin/,
+      /FAIL keystone\.credentials \[E_KEYSTONE_FORBIDDEN\]: the account cannot manage credentials: needs the admin role on project kt-priv-\w+ in domain Default[^\n]*openstack role add --user priv-operator-\w+ .*admin/,
     ],
     // the program's first Keystone call, refused
     ["with --skip-doctor", ["--skip-doctor"], /\[E_KEYSTONE_FORBIDDEN\][^\n]*admin role/],
