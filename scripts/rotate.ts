@@ -9,7 +9,9 @@
  * Usage: node scripts/rotate.ts [options] USER... | --all      (npm run rotate -- ...)
  */
 import { randomBytes } from "node:crypto";
+import { DEFAULT_GRACE_HOURS } from "../providers/delivery/types.ts";
 import { KeystoneTotpError } from "../providers/errors.ts";
+import { MAX_GRACE_HOURS } from "../providers/program/settings.ts";
 import { formatShard, inShard, parseShard, shardOf } from "../providers/program/shard.ts";
 import {
   confirm,
@@ -24,9 +26,6 @@ import {
   stackSetting,
 } from "./lib/engine.ts";
 import { Progress } from "./lib/progress.ts";
-
-/** Largest grace window accepted on the command line, in hours (a year). */
-const MAX_GRACE_HOURS = 8760;
 
 const HELP = `usage: npm run rotate -- [options] USER...
        npm run rotate -- [options] --all
@@ -164,7 +163,8 @@ async function main(): Promise<number> {
     chosen = new Set(m.keys);
   }
   const count = chosen === "all" ? keys.filter((k) => inShard(k, shard)).length : chosen.size;
-  const grace = r.graceHours ?? Number((await stackSetting(stack, o, "keystone-totp:rotationGraceHours")) ?? 24);
+  const grace =
+    r.graceHours ?? Number((await stackSetting(stack, o, "keystone-totp:rotationGraceHours")) ?? DEFAULT_GRACE_HOURS);
   if (!r.preview && !o.yes) {
     const who = chosen === "all" ? `ALL ${count} users` : `${count} user(s): ${[...chosen].join(", ")}`;
     const ok = await confirm(

@@ -26,7 +26,13 @@ import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts"
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../util/clock.ts";
 import { defined } from "../util/props.ts";
-import { DEFAULT_DOMAIN, DEFAULT_UNMANAGED, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
+import {
+  DEFAULT_DOMAIN,
+  DEFAULT_UNMANAGED,
+  MAX_ROTATION_DAYS,
+  type TotpCredentialInputs,
+  type TotpCredentialOutputs,
+} from "./types.ts";
 
 /** Properties whose change means a different Keystone user: the credential is replaced. */
 const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
@@ -34,9 +40,6 @@ const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
 const ROTATE_KEYS = ["secret", "rotationTrigger"] as const;
 /** Properties whose change only changes the URI. */
 const LABEL_KEYS = ["issuer", "account"] as const;
-
-/** Largest `rotationDays` accepted (ten years; a larger value is surely a typo). */
-export const MAX_ROTATION_DAYS = 3650;
 
 /** A failed check of one property, as the engine reports it. */
 export interface CheckFailure {

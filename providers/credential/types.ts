@@ -9,6 +9,9 @@ export const DEFAULT_ISSUER = "OpenStack";
 /** Default Keystone domain for users given by name. */
 export const DEFAULT_DOMAIN = "Default";
 
+/** Largest `rotationDays`, in days (ten years; a larger value is surely a typo). */
+export const MAX_ROTATION_DAYS = 3650;
+
 /** What happens to a user's TOTP credentials that Pulumi did not create. */
 export type UnmanagedPolicy = "remove" | "keep";
 /** Default {@link UnmanagedPolicy}. */

@@ -25,15 +25,17 @@ import { createMailer, type Mailer } from "../mail/send.ts";
 import { otpauthUri } from "../totp/uri.ts";
 import { now as clockNow, HOUR_MS } from "../util/clock.ts";
 import { defined } from "../util/props.ts";
-import type { DeliveredCredential, TotpDeliveryInputs, TotpDeliveryOutputs } from "./types.ts";
+import {
+  DEFAULT_GRACE_HOURS,
+  type DeliveredCredential,
+  type TotpDeliveryInputs,
+  type TotpDeliveryOutputs,
+} from "./types.ts";
 
 /** Properties whose change means a new message. */
 const RESEND_KEYS = ["fingerprint", "credentialId", "resendTrigger"] as const;
 /** Properties recorded without sending. */
 const LABEL_KEYS = ["issuer", "account", "displayName"] as const;
-
-/** Default grace window, in hours, during which a replaced credential keeps working. */
-export const DEFAULT_GRACE_HOURS = 24;
 
 /** Where the handlers get their mailer, Keystone client and clock; tests substitute their own. */
 export interface DeliveryContext {

@@ -4,6 +4,9 @@
  * the message.
  */
 
+/** Default grace window, in hours, during which a replaced credential keeps working. */
+export const DEFAULT_GRACE_HOURS = 24;
+
 /** The credential part of the inputs, as one secret value (see `TotpDeliveryArgs.credential`). */
 export interface DeliveredCredential {
   readonly id: string;

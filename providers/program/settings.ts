@@ -4,6 +4,8 @@
  * @see README.md, Configuration
  */
 import { isAbsolute, resolve } from "node:path";
+import { DEFAULT_UNMANAGED, MAX_ROTATION_DAYS, type UnmanagedPolicy } from "../credential/types.ts";
+import { DEFAULT_GRACE_HOURS } from "../delivery/types.ts";
 import { ConfigError } from "../errors.ts";
 import { validateLabel } from "../totp/uri.ts";
 import { parseShard, type Shard } from "./shard.ts";
@@ -13,12 +15,8 @@ export const DEFAULT_USERS_CSV = "users.csv";
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";
 
-/** Default grace window after a rotation's delivery, in hours. */
-export const DEFAULT_GRACE_HOURS = 24;
 /** Largest grace window accepted, in hours (a year). */
 export const MAX_GRACE_HOURS = 8760;
-/** Largest `rotationDays` accepted (ten years). */
-export const MAX_ROTATION_DAYS = 3650;
 
 /** How the account label shown in the app is formed. */
 export type AccountLabelStyle = "username@domain" | "username" | "email";
@@ -44,7 +42,7 @@ export interface FleetSettings {
   /** Hours a replaced credential keeps working after its successor was delivered. */
   readonly rotationGraceHours: number;
   /** What happens to TOTP credentials Pulumi did not create: `remove` or `keep`. */
-  readonly unmanagedCredentials: "remove" | "keep";
+  readonly unmanagedCredentials: UnmanagedPolicy;
   /** The share of the CSV's users this stack manages (`keystone-totp:shard`); undefined: all. */
   readonly shard: Shard | undefined;
 }
@@ -64,8 +62,9 @@ function bool(key: string, v: string | undefined, dflt: boolean): boolean {
   throw new ConfigError(`keystone-totp:${key} must be true or false, not '${v}'`);
 }
 
-function unmanaged(v: string | undefined): "remove" | "keep" {
-  if (v === undefined || v === "" || v === "remove") return "remove";
+function unmanaged(v: string | undefined): UnmanagedPolicy {
+  if (v === undefined || v === "") return DEFAULT_UNMANAGED;
+  if (v === "remove") return "remove";
   if (v === "keep") return "keep";
   throw new ConfigError(`keystone-totp:unmanagedCredentials must be remove or keep, not '${v}'`);
 }

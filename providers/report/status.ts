@@ -4,6 +4,7 @@
  * Plain data in, plain data out: scripts/status.ts reads the state and Keystone, and prints.
  */
 import { nextRotation } from "../credential/handlers.ts";
+import { DEFAULT_GRACE_HOURS } from "../delivery/types.ts";
 import { HOUR_MS } from "../util/clock.ts";
 
 /** A resource as `pulumi stack export` gives it (only what the report reads). */
@@ -105,7 +106,7 @@ export function buildStatus(
     const due = c ? nextRotation(co.rotatedAt, rotationDays, c.inputs?.secret) : undefined;
     const retiring = strings(dout.retiring);
     const delivered = str(dout.deliveredAt);
-    const graceHours = typeof dout.graceHours === "number" ? dout.graceHours : 24;
+    const graceHours = typeof dout.graceHours === "number" ? dout.graceHours : DEFAULT_GRACE_HOURS;
     const retireAfter =
       retiring.length > 0 && delivered
         ? new Date(Date.parse(delivered) + graceHours * HOUR_MS).toISOString()

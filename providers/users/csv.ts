@@ -20,7 +20,7 @@
 import { Buffer } from "node:buffer";
 import { readFileSync, statSync } from "node:fs";
 import { CsvError as CsvParseError, parse } from "csv-parse/sync";
-import { DEFAULT_DOMAIN } from "../credential/types.ts";
+import { DEFAULT_DOMAIN, MAX_ROTATION_DAYS } from "../credential/types.ts";
 import type { CsvProblem } from "../errors.ts";
 import { CsvError } from "../errors.ts";
 
@@ -64,8 +64,8 @@ export const MAX_USER_ID_CHARS = 64;
 /** Smallest `rotation_days`, in days. */
 export const MIN_ROTATION_DAYS = 1;
 
-/** Largest `rotation_days`, in days (ten years; a larger value is surely a typo). */
-export const MAX_ROTATION_DAYS = 3650;
+/** Largest `rotation_days`, in days: the credential's own limit. */
+export { MAX_ROTATION_DAYS };
 
 /** Longest excerpt of a cell or header quoted back in a message, in characters. */
 const MAX_SHOWN_CHARS = 40;
