@@ -61,7 +61,8 @@ export interface StatusCounts {
   readonly keystoneCredentials: number | undefined;
 }
 
-function nameOf(urn: string): string {
+/** A resource's name, the last part of its URN (for our resources, the user key). */
+export function resourceName(urn: string): string {
   return urn.slice(urn.lastIndexOf("::") + 2);
 }
 
@@ -89,9 +90,9 @@ export function buildStatus(
   const deliveries = new Map<string, StateResource>();
   const mfa = new Map<string, StateResource>();
   for (const r of resources) {
-    if (r.type.endsWith(":TotpCredential")) creds.set(nameOf(r.urn), r);
-    else if (r.type.endsWith(":TotpDelivery")) deliveries.set(nameOf(r.urn), r);
-    else if (r.type.endsWith(":MfaEnforcement")) mfa.set(nameOf(r.urn), r);
+    if (r.type.endsWith(":TotpCredential")) creds.set(resourceName(r.urn), r);
+    else if (r.type.endsWith(":TotpDelivery")) deliveries.set(resourceName(r.urn), r);
+    else if (r.type.endsWith(":MfaEnforcement")) mfa.set(resourceName(r.urn), r);
   }
   const names = [...new Set([...creds.keys(), ...csvUsers])].sort((a, b) => a.localeCompare(b));
   return names.map((user) => {

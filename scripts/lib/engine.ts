@@ -11,7 +11,7 @@ import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automa
 import { load as loadYaml } from "js-yaml";
 import program, { type ProgramOptions } from "../../index.ts";
 import { runDoctor } from "../../providers/doctor/run.ts";
-import { KeystoneTotpError } from "../../providers/errors.ts";
+import { type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../../providers/errors.ts";
 import { resolveKeystoneAuth } from "../../providers/keystone/auth.ts";
 import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
 import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
@@ -133,12 +133,8 @@ export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: dev
 
 /** Our errors carry their code in brackets; the first one seen decides the exit code. */
 export function exitCodeFromOutput(text: string): number {
-  const m = /\[(E_[A-Z_]+)\]/.exec(text);
-  const code = m?.[1] ?? "";
-  if (/^E_(CSV|CSV_ROW|CONFIG|SECRET|INPUT|USER_NOT_FOUND)$/.test(code)) return EXIT.badInput;
-  if (code.startsWith("E_KEYSTONE")) return EXIT.keystone;
-  if (code === "E_SMTP" || code === "E_OUTBOX") return EXIT.mail;
-  return EXIT.failed;
+  const code = /\[(E_[A-Z_]+)\]/.exec(text)?.[1] ?? "";
+  return Object.hasOwn(EXIT_CODES, code) ? EXIT_CODES[code as ErrorCode] : EXIT.failed;
 }
 
 /** Asks a yes/no question on the terminal. */

@@ -7,6 +7,7 @@
  * {@link LOG_EVERY_FRACTION} of the work, so logs stay readable.
  */
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import { resourceName } from "../../providers/report/status.ts";
 
 /** Shortest time between two redraws of the bar, in milliseconds. */
 export const REDRAW_MS = 100;
@@ -49,10 +50,6 @@ function kindOf(type: string): Kind {
   if (type.endsWith(":TotpDelivery")) return "delivery";
   if (type.endsWith(":MfaEnforcement")) return "mfa";
   return "other";
-}
-
-function nameOf(urn: string): string {
-  return urn.slice(urn.lastIndexOf("::") + 2);
 }
 
 const CHANGING = new Set(["create", "update", "replace", "create-replacement", "delete", "delete-replaced"]);
@@ -114,14 +111,14 @@ export class Progress {
   onEvent(e: EngineEvent): void {
     if (e.resourcePreEvent) {
       const m = e.resourcePreEvent.metadata;
-      if (kindOf(m.type) !== "other") this.touched.add(nameOf(m.urn));
+      if (kindOf(m.type) !== "other") this.touched.add(resourceName(m.urn));
     } else if (e.resOutputsEvent) {
       this.outputs(e.resOutputsEvent.metadata);
     } else if (e.resOpFailedEvent) {
-      const name = nameOf(e.resOpFailedEvent.metadata.urn);
+      const name = resourceName(e.resOpFailedEvent.metadata.urn);
       this.failed.set(name, this.errors.get(name) ?? "failed");
     } else if (e.diagnosticEvent?.severity === "error" && e.diagnosticEvent.urn) {
-      const name = nameOf(e.diagnosticEvent.urn);
+      const name = resourceName(e.diagnosticEvent.urn);
       const line = firstErrorLine(e.diagnosticEvent.message);
       if (!this.errors.has(name)) this.errors.set(name, line);
       if (this.failed.has(name)) this.failed.set(name, this.errors.get(name) ?? line);
@@ -134,7 +131,7 @@ export class Progress {
   private outputs(m: NonNullable<EngineEvent["resOutputsEvent"]>["metadata"]): void {
     const kind = kindOf(m.type);
     if (kind === "other") return;
-    const name = nameOf(m.urn);
+    const name = resourceName(m.urn);
     this.touched.add(name);
     const op = m.op;
     if (kind === "credential") {

@@ -12,11 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../providers/keystone/client.ts";
 import { login } from "../../providers/keystone/login.ts";
 import { totpCode } from "../../providers/totp/secret.ts";
-import { parseOtpauthUri } from "../../providers/totp/uri.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
-import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -34,13 +33,7 @@ const sent: Record<string, string[]> = {};
 
 async function secretsFromMail(u: { email: string }): Promise<string[]> {
   const out: string[] = [];
-  for (const raw of smtp.messagesFor(u.email)) {
-    const mail = await parseMessage(raw);
-    const png = mail.attachments.find((a) => a.contentType === "image/png");
-    const secret = parseOtpauthUri(decodeQrPng(png?.content as Buffer)).secret;
-    registerSecrets(secret);
-    out.push(secret);
-  }
+  for (const raw of smtp.messagesFor(u.email)) out.push(await secretOfMessage(raw));
   return out;
 }
 
