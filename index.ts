@@ -3,14 +3,16 @@
  * export a summary.
  *
  *   users CSV -> validated rows -> Keystone users (one list per domain) -> per user:
- *   TotpCredential -> TotpDelivery (one message per issued secret) -> MfaEnforcement (opt-in)
+ *   TotpEnrollment (the credential and the message with its QR code) -> MfaEnforcement (opt-in)
  *
  * Accounts listed in the stack config map `keystone-totp:credentials` get a credential only.
  */
 import { existsSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { TotpCredential } from "./providers/credential/resource.ts";
-import { TotpDelivery } from "./providers/delivery/resource.ts";
+import { DEFAULT_UNMANAGED } from "./providers/credential/types.ts";
+import { DEFAULT_GRACE_HOURS } from "./providers/delivery/types.ts";
+import { TotpEnrollment } from "./providers/enrollment/resource.ts";
 import { KeystoneTotpError } from "./providers/errors.ts";
 import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
 import { KeystoneClient } from "./providers/keystone/client.ts";
@@ -74,35 +76,31 @@ async function main(options: ProgramOptions) {
     credentialOnly: settings.shard === undefined || settings.shard.index === 0 ? specs.map((s) => s.name) : [],
   });
 
-  const deliveries: TotpDelivery[] = [];
+  const enrollments: TotpEnrollment[] = [];
   for (const m of members) {
-    const cred = new TotpCredential(m.name, {
+    // A grace window given to `rotate` applies to the users it rotates, nobody else.
+    const graceHours =
+      m.rotateRequest && options.graceHours !== undefined ? options.graceHours : settings.rotationGraceHours;
+    // Values equal to the defaults are left out: every byte is stored once per user and rewritten
+    // at every checkpoint of the run.
+    const enrollment = new TotpEnrollment(m.name, {
       userId: m.userId,
-      issuer: m.issuer,
-      account: m.account,
-      rotationTrigger: m.rotationTrigger,
-      rotationDays: m.rotationDays,
-      ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
-      unmanaged: settings.unmanagedCredentials,
-      userChecked: true,
-    });
-    const delivery = new TotpDelivery(m.name, {
-      userKey: m.name,
       username: m.username,
       domain: m.domain,
       email: m.email,
-      displayName: m.displayName,
+      ...(m.displayName !== m.username ? { displayName: m.displayName } : {}),
       issuer: m.issuer,
       account: m.account,
-      credential: cred,
-      // A grace window given to `rotate` applies to the users it rotates, nobody else.
-      graceHours:
-        m.rotateRequest && options.graceHours !== undefined ? options.graceHours : settings.rotationGraceHours,
+      rotationTrigger: m.rotationTrigger,
+      ...(m.rotationDays > 0 ? { rotationDays: m.rotationDays } : {}),
+      ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
+      ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),
       ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
+      ...(graceHours !== DEFAULT_GRACE_HOURS ? { graceHours } : {}),
     });
-    deliveries.push(delivery);
+    enrollments.push(enrollment);
     if (settings.enforceMfa) {
-      new MfaEnforcement(m.name, { userId: m.userId, userKey: m.name, deliveredAt: delivery.deliveredAt });
+      new MfaEnforcement(m.name, { userId: m.userId, userKey: m.name, deliveredAt: enrollment.deliveredAt });
     }
   }
 
@@ -128,7 +126,7 @@ async function main(options: ProgramOptions) {
       shard: settings.shard === undefined ? "all" : formatShard(settings.shard),
     },
     deliveries: pulumi
-      .all(deliveries.map((d) => d.deliveredAt))
+      .all(enrollments.map((d) => d.deliveredAt))
       .apply((at) => at.filter((a) => typeof a === "string" && a !== "").length),
     fingerprints: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.fingerprint])),
     credentialIds: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.credentialId])),

@@ -129,7 +129,8 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
-function graceHoursOf(v: unknown): number {
+/** A grace window as given, or {@link DEFAULT_GRACE_HOURS} when absent or invalid. */
+export function graceHoursOf(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : DEFAULT_GRACE_HOURS;
 }
 
@@ -170,7 +171,11 @@ export function diff(
  * try again on the next run: a message already sent must not be sent again because Keystone
  * failed afterwards.
  */
-async function retire(ids: readonly string[], current: string, ctx: DeliveryContext): Promise<string[]> {
+export async function retire(
+  ids: readonly string[],
+  current: string,
+  ctx: Pick<DeliveryContext, "keystone">,
+): Promise<string[]> {
   const left: string[] = [];
   const client = ctx.keystone?.();
   for (const id of ids) {
@@ -203,6 +208,57 @@ function record(
   };
 }
 
+/** What {@link sendEnrollment} needs to compose and send one enrollment message. */
+export interface EnrollmentMessage {
+  readonly userKey: string;
+  readonly username: string;
+  readonly domain: string;
+  readonly email: string;
+  readonly displayName?: string | undefined;
+  readonly issuer: string;
+  readonly account: string;
+  readonly secret: string;
+  readonly fingerprint: string;
+  readonly reason: "new" | "rotation";
+}
+
+/**
+ * Composes the enrollment message (QR inline) and sends it over SMTP, or writes it to the
+ * outbox.
+ *
+ * @throws {MailError} `E_SMTP` / `E_OUTBOX`, naming the user and the address.
+ */
+export async function sendEnrollment(
+  m: EnrollmentMessage,
+  ctx: Pick<DeliveryContext, "mailer" | "mailConfig">,
+): Promise<Awaited<ReturnType<Mailer["send"]>>> {
+  const config = ctx.mailConfig();
+  const message = await composeEnrollment(
+    {
+      to: m.email,
+      from: config.from,
+      displayName: m.displayName,
+      username: m.username,
+      domain: m.domain,
+      issuer: m.issuer,
+      account: m.account,
+      secret: m.secret,
+      otpauthUri: otpauthUri({ issuer: m.issuer, account: m.account, secret: m.secret }),
+      fingerprint: m.fingerprint,
+      reason: m.reason,
+    },
+    config.template,
+  );
+  try {
+    return await ctx.mailer().send(message);
+  } catch (e) {
+    if (e instanceof KeystoneTotpError) {
+      e.message = `enrollment message for ${m.userKey} to ${m.email} not delivered: ${e.message}`;
+    }
+    throw e;
+  }
+}
+
 /**
  * Sends the enrollment message.
  *
@@ -221,32 +277,7 @@ async function createImpl(
     inputs.reason === "rotation" || (inputs.reason === undefined && inputs.createdAt !== inputs.rotatedAt)
       ? "rotation"
       : "new";
-  const config = ctx.mailConfig();
-  const message = await composeEnrollment(
-    {
-      to: inputs.email,
-      from: config.from,
-      displayName: inputs.displayName,
-      username: inputs.username,
-      domain: inputs.domain,
-      issuer: inputs.issuer,
-      account: inputs.account,
-      secret: inputs.secret,
-      otpauthUri: inputs.otpauthUri,
-      fingerprint: inputs.fingerprint,
-      reason,
-    },
-    config.template,
-  );
-  let sent: Awaited<ReturnType<Mailer["send"]>>;
-  try {
-    sent = await ctx.mailer().send(message);
-  } catch (e) {
-    if (e instanceof KeystoneTotpError) {
-      e.message = `enrollment message for ${inputs.userKey} to ${inputs.email} not delivered: ${e.message}`;
-    }
-    throw e;
-  }
+  const sent = await sendEnrollment({ ...inputs, reason }, ctx);
   // The run's clock (not the mailer's), so that grace windows follow KEYSTONE_TOTP_NOW too.
   const at = ctx.now().toISOString();
   const graceHours = graceHoursOf(inputs.graceHours);

@@ -6,6 +6,8 @@
 
 /** Default grace window, in hours, during which a replaced credential keeps working. */
 export const DEFAULT_GRACE_HOURS = 24;
+/** Largest grace window, in hours (a year; a larger value is surely a typo). */
+export const MAX_GRACE_HOURS = 8760;
 
 /** The credential part of the inputs, as one secret value (see `TotpDeliveryArgs.credential`). */
 export interface DeliveredCredential {

@@ -5,7 +5,7 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { DEFAULT_UNMANAGED, MAX_ROTATION_DAYS, type UnmanagedPolicy } from "../credential/types.ts";
-import { DEFAULT_GRACE_HOURS } from "../delivery/types.ts";
+import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../delivery/types.ts";
 import { ConfigError } from "../errors.ts";
 import { validateLabel } from "../totp/uri.ts";
 import { parseShard, type Shard } from "./shard.ts";
@@ -15,8 +15,7 @@ export const DEFAULT_USERS_CSV = "users.csv";
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";
 
-/** Largest grace window accepted, in hours (a year). */
-export const MAX_GRACE_HOURS = 8760;
+export { MAX_GRACE_HOURS };
 
 /** How the account label shown in the app is formed. */
 export type AccountLabelStyle = "username@domain" | "username" | "email";

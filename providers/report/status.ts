@@ -92,6 +92,11 @@ export function buildStatus(
   for (const r of resources) {
     if (r.type.endsWith(":TotpCredential")) creds.set(resourceName(r.urn), r);
     else if (r.type.endsWith(":TotpDelivery")) deliveries.set(resourceName(r.urn), r);
+    else if (r.type.endsWith(":TotpEnrollment")) {
+      // One resource holds both the credential and its delivery record.
+      creds.set(resourceName(r.urn), r);
+      deliveries.set(resourceName(r.urn), r);
+    }
     else if (r.type.endsWith(":MfaEnforcement")) mfa.set(resourceName(r.urn), r);
   }
   const names = [...new Set([...creds.keys(), ...csvUsers])].sort((a, b) => a.localeCompare(b));
@@ -135,7 +140,7 @@ export function buildStatus(
       enrolledSince: str(co.createdAt),
       secretIssuedAt: str(co.rotatedAt),
       lastDelivery: delivered,
-      deliveredTo: str(dout.deliveredTo),
+      deliveredTo: str(dout.deliveredTo) ?? (delivered ? str(dout.email) : undefined),
       nextRotation: due?.toISOString(),
       rotationDays,
       mfaEnforced: Array.isArray(m?.outputs?.rules) && m.outputs.rules.length > 0,

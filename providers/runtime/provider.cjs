@@ -1,5 +1,5 @@
 /**
- * Shared by credential.cjs, delivery.cjs and mfa.cjs: a dynamic provider whose every method
+ * Shared by credential.cjs, enrollment.cjs, delivery.cjs and mfa.cjs: a dynamic provider whose every method
  * loads the named handler module of keystone-totp and calls it.
  *
  * Why a package of its own: Pulumi serialises the provider object into every resource's state,

@@ -43,11 +43,12 @@ export interface RunSummary {
   readonly failed: readonly { readonly user: string; readonly error: string }[];
 }
 
-type Kind = "credential" | "delivery" | "mfa" | "other";
+type Kind = "credential" | "delivery" | "enrollment" | "mfa" | "other";
 
 function kindOf(type: string): Kind {
   if (type.endsWith(":TotpCredential")) return "credential";
   if (type.endsWith(":TotpDelivery")) return "delivery";
+  if (type.endsWith(":TotpEnrollment")) return "enrollment";
   if (type.endsWith(":MfaEnforcement")) return "mfa";
   return "other";
 }
@@ -97,7 +98,7 @@ export class Progress {
   /** Tells how many users to expect (the program calls this once it has read the CSV). */
   setPlan(plan: RunPlan): void {
     this.plan = plan;
-    for (const n of plan.delivered) this.expected.set(n, "delivery");
+    for (const n of plan.delivered) this.expected.set(n, "enrollment");
     for (const n of plan.credentialOnly) if (!this.expected.has(n)) this.expected.set(n, "credential");
     this.draw(true);
   }
@@ -148,6 +149,18 @@ export class Progress {
       if (CHANGING.has(op) && m.new?.outputs?.retiredAt && m.new.outputs.retiredAt !== m.old?.outputs?.retiredAt) {
         this.retired.add(name);
       }
+    }
+    if (kind === "enrollment") {
+      const o = m.old?.outputs;
+      const n = m.new?.outputs;
+      if (op === "create" || op === "create-replacement") {
+        this.enrolled.add(name);
+        this.messages++;
+      } else if (op === "update") {
+        if (this.verb === "preview" || n?.fingerprint !== o?.fingerprint) this.rotated.add(name);
+        if (this.verb !== "preview" && n?.messageId !== undefined && n.messageId !== o?.messageId) this.messages++;
+      } else if (op === "delete") this.removed.add(name);
+      if (CHANGING.has(op) && n?.retiredAt && n.retiredAt !== o?.retiredAt) this.retired.add(name);
     }
     const expect = this.expected.get(name);
     if (expect === undefined ? this.plan === undefined : expect === kind) this.done.add(name);
@@ -239,7 +252,7 @@ export function formatSummary(s: RunSummary, listLimit = 10): string {
     s.verb === "preview"
       ? {
           enrol: "to enroll",
-          rotate: "to update (rotate or relabel)",
+          rotate: "to update (rotate, relabel or retire old)",
           retire: "to retire",
           remove: "to remove",
           sent: "messages to send",

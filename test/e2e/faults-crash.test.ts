@@ -151,7 +151,7 @@ async function state(): Promise<{ managed: Set<string>; pending: { type: string;
   };
   const managed = new Set(
     (dep.resources ?? [])
-      .filter((r) => r.type.endsWith(":TotpCredential"))
+      .filter((r) => r.type.endsWith(":TotpEnrollment"))
       .map((r) => String(r.outputs?.credentialId ?? "")),
   );
   return {

@@ -137,7 +137,7 @@ describe("faults during up, through the real engine", () => {
     // The operator is told which resources failed and why, with Keystone named.
     expect(text).toMatch(/\[E_KEYSTONE_NETWORK\]/);
     expect(text).toMatch(/connection refused; is Keystone running|network error/);
-    expect(text).toMatch(/TotpCredential/);
+    expect(text).toMatch(/TotpEnrollment/);
     const mid = await tally(people);
     // Exactly the K creates Keystone acted on exist; nobody has two.
     expect(Object.values(mid.credentials).filter((n) => n === 1)).toHaveLength(K);

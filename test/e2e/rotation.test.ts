@@ -116,7 +116,7 @@ describe("scheduled rotation with a grace window", () => {
 
   it("preview names exactly the users due (carol, rotation_days 10) and changes nothing", async () => {
     const r = await stack.run(["preview"], { env: at(11) });
-    const line = r.stdout.split("\n").find((l) => l.includes("to update (rotate or relabel)")) ?? "";
+    const line = r.stdout.split("\n").find((l) => l.includes("to update (rotate, relabel or retire old)")) ?? "";
     expect(line).toContain(users.carol.key);
     expect(line).not.toContain(users.alice.key);
     expect(line).not.toContain(users.bob.key);

@@ -58,7 +58,7 @@ async function managedBy(stack: string): Promise<string[]> {
   expect(r.code, r.out).toBe(0);
   const dep = JSON.parse(r.out) as { deployment: { resources?: { urn: string; type: string }[] } };
   return (dep.deployment.resources ?? [])
-    .filter((res) => res.type.endsWith(":TotpCredential"))
+    .filter((res) => res.type.endsWith(":TotpEnrollment"))
     .map((res) => res.urn.split("::").pop() as string)
     .sort();
 }

@@ -99,7 +99,7 @@ describe("in a real terminal", () => {
     expect(last).toContain(`enrollment messages sent ${USERS}`);
     expect(last).toMatch(/engine output: .*\.local\/logs\/up-/);
     // On a terminal the engine's step-by-step output is kept out of the way.
-    expect(last).not.toMatch(/\+ {2}keystone-totp:TotpCredential/);
+    expect(last).not.toMatch(/\+ {2}keystone-totp:TotpEnrollment/);
     expect(smtp.received.length).toBe(USERS);
   });
 

@@ -14,53 +14,11 @@ import {
   retireAfter,
 } from "../../../providers/delivery/handlers.ts";
 import type { TotpDeliveryOutputs } from "../../../providers/delivery/types.ts";
-import type { KeystoneClient } from "../../../providers/keystone/client.ts";
+import { fakeKeystone } from "../../support/fake-keystone.ts";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 const T0 = Date.parse("2027-01-01T00:00:00Z");
-
-/** A Keystone holding TOTP credentials in memory; records deletions. */
-function fakeKeystone(initial: Record<string, string[]> = {}) {
-  const creds = new Map<string, { id: string; userId: string; blob: string }>();
-  let n = 0;
-  for (const [userId, ids] of Object.entries(initial)) for (const id of ids) creds.set(id, { id, userId, blob: "X" });
-  const deleted: string[] = [];
-  let failDeletes = false;
-  const client = {
-    listTotpCredentials: async (userId: string) =>
-      [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
-    listAllTotpCredentials: async () => {
-      const m = new Map<string, { id: string }[]>();
-      for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
-      return m;
-    },
-    createTotpCredential: async (userId: string, blob: string) => {
-      const c = { id: `new${++n}`, userId, blob };
-      creds.set(c.id, c);
-      return { ...c, type: "totp", projectId: undefined };
-    },
-    updateCredentialBlob: async (id: string, blob: string) => {
-      const c = creds.get(id);
-      if (!c) throw new Error("gone");
-      c.blob = blob;
-      return { ...c, type: "totp", projectId: undefined };
-    },
-    deleteCredential: async (id: string) => {
-      if (failDeletes) throw new Error("Keystone down");
-      deleted.push(id);
-      return creds.delete(id);
-    },
-  };
-  return {
-    client: client as unknown as KeystoneClient,
-    ids: (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map((c) => c.id),
-    deleted,
-    failDeletes: (v: boolean) => {
-      failDeletes = v;
-    },
-  };
-}
 
 function ctxAt(ks: ReturnType<typeof fakeKeystone>, t: number): HandlerContext {
   return { client: () => ks.client, now: () => new Date(t) };

@@ -23,42 +23,47 @@ function ev(
 }
 
 describe("progress", () => {
-  it("counts users done when their delivery is, failures by user, and summarises", () => {
+  it("counts users done when their enrollment is, messages, rotations, retirements, failures by user", () => {
     const out = new PassThrough();
     let text = "";
     out.on("data", (c) => {
       text += String(c);
     });
     const p = new Progress("up", "dev", out, false);
-    p.setPlan({ delivered: ["alice@Default", "bob@Default", "carol@Default"], credentialOnly: [] });
-    p.onEvent(ev("resOutputsEvent", "TotpCredential", "alice@Default", "create"));
-    p.onEvent(ev("resOutputsEvent", "TotpDelivery", "alice@Default", "create"));
+    p.setPlan({ delivered: ["alice@Default", "bob@Default", "carol@Default", "dave@Default"], credentialOnly: [] });
+    p.onEvent(ev("resOutputsEvent", "TotpEnrollment", "alice@Default", "create"));
     p.onEvent(
-      ev("resOutputsEvent", "TotpCredential", "bob@Default", "update", {
-        old: { outputs: { fingerprint: "a" } },
-        new: { outputs: { fingerprint: "b" } },
+      ev("resOutputsEvent", "TotpEnrollment", "bob@Default", "update", {
+        old: { outputs: { fingerprint: "a", messageId: "<1@x>" } },
+        new: { outputs: { fingerprint: "b", messageId: "<2@x>" } },
       }),
     );
-    p.onEvent(ev("resOutputsEvent", "TotpDelivery", "bob@Default", "create-replacement"));
-    p.onEvent(ev("resOutputsEvent", "TotpDelivery", "bob@Default", "replace"));
+    // A retirement after the grace window: no new secret, no message.
+    p.onEvent(
+      ev("resOutputsEvent", "TotpEnrollment", "dave@Default", "update", {
+        old: { outputs: { fingerprint: "d", messageId: "<3@x>" } },
+        new: { outputs: { fingerprint: "d", messageId: "<3@x>", retiredAt: "2026-11-28T00:00:00Z" } },
+      }),
+    );
     p.onEvent({
       sequence: 0,
       timestamp: 0,
       diagnosticEvent: {
-        urn: `urn:pulumi:s::keystone-totp::${T}:TotpDelivery::carol@Default`,
+        urn: `urn:pulumi:s::keystone-totp::${T}:TotpEnrollment::carol@Default`,
         message: "error: [E_SMTP] 550 no such mailbox\n",
         severity: "error",
         color: "never",
       },
     } as unknown as EngineEvent);
-    p.onEvent(ev("resOpFailedEvent", "TotpDelivery", "carol@Default", "create"));
+    p.onEvent(ev("resOpFailedEvent", "TotpEnrollment", "carol@Default", "create"));
     const s = p.finish();
-    expect(s.users).toBe(3);
+    expect(s.users).toBe(4);
     expect(s.enrolled).toEqual(["alice@Default"]);
     expect(s.rotated).toEqual(["bob@Default"]);
+    expect(s.retired).toEqual(["dave@Default"]);
     expect(s.messages).toBe(2);
     expect(s.failed).toEqual([{ user: "carol@Default", error: "error: [E_SMTP] 550 no such mailbox" }]);
-    expect(text).toMatch(/progress: \[#+\.*\] 2\/3 users {2}1 failed/);
+    expect(text).toMatch(/progress: \[#+\.*\] 3\/4 users {2}1 failed/);
     const summary = formatSummary(s);
     expect(summary).toContain("enrolled 1: alice@Default");
     expect(summary).toContain("carol@Default: error: [E_SMTP] 550 no such mailbox");

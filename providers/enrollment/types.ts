@@ -1,0 +1,67 @@
+/**
+ * Plain (resolved) inputs and outputs of the `TotpEnrollment` resource: one user's TOTP
+ * credential AND the enrollment message that delivers its secret, as ONE resource. The
+ * Input-wrapped `TotpEnrollmentArgs` lives in `resource.ts`.
+ *
+ * Why one resource and not a credential plus a delivery: every resource costs the engine a
+ * step, a checkpoint write of the whole stack and ~1.3 KB of bookkeeping in the state; at
+ * fleet scale that, not Keystone, was most of the time of a run (see README, Benchmarks).
+ */
+import type { UnmanagedPolicy } from "../credential/types.ts";
+
+/** Resolved inputs, as the engine hands them to the provider. */
+export interface TotpEnrollmentInputs {
+  /** Keystone user ID, as the fleet program has just listed it (no GET per user). */
+  readonly userId: string;
+  /** The user's name and domain, for the message and the user key in messages. */
+  readonly username: string;
+  readonly domain: string;
+  /** Recipient of the enrollment message. */
+  readonly email: string;
+  /** Name used in the greeting; default the username. */
+  readonly displayName?: string | undefined;
+  /** Issuer and account label shown in the authenticator app. */
+  readonly issuer: string;
+  readonly account: string;
+  /** Any value; changing it issues a new secret in place and sends it (the address changed). */
+  readonly rotationTrigger?: unknown;
+  /** Scheduled rotation in days; 0 or absent: never. */
+  readonly rotationDays?: number | undefined;
+  /** On-demand rotation: a value not applied before issues a new credential once. */
+  readonly rotateRequest?: string | undefined;
+  /** The user's TOTP credentials this resource did not create; default `remove`. */
+  readonly unmanaged?: UnmanagedPolicy | undefined;
+  /** Any value; changing it sends the current secret again (a lost message). */
+  readonly resendTrigger?: unknown;
+  /** Hours replaced credentials stay valid after the new secret is delivered; default 24. */
+  readonly graceHours?: number | undefined;
+}
+
+/**
+ * Outputs. Only what a later diff, the status report or a retirement reads is kept: the QR
+ * URI, the message and the copied labels are not (the URI is rebuilt from the secret).
+ */
+export interface TotpEnrollmentOutputs
+  extends Omit<TotpEnrollmentInputs, "username" | "domain" | "displayName" | "graceHours"> {
+  /** Keystone ID of the current credential (the resource ID is that of the first one). */
+  readonly credentialId: string;
+  /** The TOTP secret Keystone holds (always a Pulumi secret). */
+  readonly secret: string;
+  /** Non-secret fingerprint of the secret: `sha256:` + 16 hex digits. */
+  readonly fingerprint: string;
+  /** When the credential was created and when its current secret was issued (ISO 8601). */
+  readonly createdAt: string;
+  readonly rotatedAt: string;
+  /** Credentials still valid that are deleted once `deliveredAt + graceHours` has passed. */
+  readonly retiring: readonly string[];
+  /** Unmanaged credentials left alone (policy `keep`); absent when none. */
+  readonly unmanagedIds?: readonly string[] | undefined;
+  /** When the current secret's message was accepted by the mail server or the outbox. */
+  readonly deliveredAt: string;
+  /** Its Message-ID, to find it in mail logs. */
+  readonly messageId?: string | undefined;
+  /** Grace window applied to `retiring`, in hours. */
+  readonly graceHours: number;
+  /** When retiring credentials were last deleted (ISO 8601). */
+  readonly retiredAt?: string | undefined;
+}

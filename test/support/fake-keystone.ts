@@ -1,0 +1,52 @@
+/**
+ * An in-process Keystone double holding TOTP credentials in memory, for fast unit tests of
+ * the handlers' logic and error paths. It is never the evidence that a feature works: the
+ * e2e tests run against a real Keystone.
+ */
+import type { KeystoneClient } from "../../providers/keystone/client.ts";
+
+/** A Keystone holding TOTP credentials in memory; records deletions. */
+export function fakeKeystone(initial: Record<string, string[]> = {}) {
+  const creds = new Map<string, { id: string; userId: string; blob: string }>();
+  let n = 0;
+  for (const [userId, ids] of Object.entries(initial)) for (const id of ids) creds.set(id, { id, userId, blob: "X" });
+  const deleted: string[] = [];
+  let failDeletes = false;
+  const client = {
+    listTotpCredentials: async (userId: string) =>
+      [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
+    listAllTotpCredentials: async () => {
+      const m = new Map<string, { id: string }[]>();
+      for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
+      return m;
+    },
+    createTotpCredential: async (userId: string, blob: string) => {
+      const c = { id: `new${++n}`, userId, blob };
+      creds.set(c.id, c);
+      return { ...c, type: "totp", projectId: undefined };
+    },
+    updateCredentialBlob: async (id: string, blob: string) => {
+      const c = creds.get(id);
+      if (!c) throw new Error("gone");
+      c.blob = blob;
+      return { ...c, type: "totp", projectId: undefined };
+    },
+    getCredential: async (id: string) => {
+      const c = creds.get(id);
+      return c ? { ...c, type: "totp", projectId: undefined } : undefined;
+    },
+    deleteCredential: async (id: string) => {
+      if (failDeletes) throw new Error("Keystone down");
+      deleted.push(id);
+      return creds.delete(id);
+    },
+  };
+  return {
+    client: client as unknown as KeystoneClient,
+    ids: (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map((c) => c.id),
+    deleted,
+    failDeletes: (v: boolean) => {
+      failDeletes = v;
+    },
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * The enrollment handlers (credential + its message in one resource) against an in-process
+ * Keystone double and a recording mailer: what is sent when, what a failed message undoes,
+ * and how a state of the earlier two-resource shape is taken over. The real Keystone, SMTP
+ * server and engine are exercised by the e2e tests.
+ */
+import { describe, expect, it } from "vitest";
+import type { EnrollmentContext } from "../../../providers/enrollment/handlers.ts";
+import { check, create, diff, read, update } from "../../../providers/enrollment/handlers.ts";
+import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../providers/enrollment/types.ts";
+import { MailError } from "../../../providers/errors.ts";
+import { resolveMailConfig } from "../../../providers/mail/config.ts";
+import type { ComposedMessage, Mailer } from "../../../providers/mail/send.ts";
+import { fingerprint } from "../../../providers/totp/secret.ts";
+import { fakeKeystone } from "../../support/fake-keystone.ts";
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const T0 = Date.parse("2027-01-01T00:00:00Z");
+
+const alice: TotpEnrollmentInputs = {
+  userId: "u1",
+  username: "alice",
+  domain: "Default",
+  email: "alice@example.com",
+  issuer: "ACME",
+  account: "alice@Default",
+  rotationTrigger: "email:alice@example.com",
+};
+
+const mailConfig = resolveMailConfig({ outboxDir: "unused-outbox", mailFrom: "Ops <ops@example.com>" }, "/");
+
+/** A mailer that records messages, or refuses them while `refuse` is set. */
+function recordingMailer() {
+  const sent: ComposedMessage[] = [];
+  const state = { refuse: false };
+  const mailer = {
+    kind: "smtp",
+    destination: "test",
+    stats: { messages: 0, failures: 0, connectionsOpened: 0 },
+    send: async (m: ComposedMessage) => {
+      if (state.refuse) throw new MailError("E_SMTP", "550 mailbox unavailable", { smtpCode: 550 });
+      sent.push(m);
+      return { messageId: m.messageId, accepted: [m.to.address], transport: "smtp" as const, at: "" };
+    },
+    verify: async () => {},
+    close: () => {},
+  } as unknown as Mailer;
+  return { mailer, sent, state };
+}
+
+function setup(initial: Record<string, string[]> = {}) {
+  const ks = fakeKeystone(initial);
+  const mail = recordingMailer();
+  let t = T0;
+  const ctx: EnrollmentContext = {
+    client: () => ks.client,
+    keystone: () => ks.client,
+    now: () => new Date(t),
+    mailer: () => mail.mailer,
+    mailConfig: () => mailConfig,
+  };
+  return {
+    ks,
+    mail,
+    ctx,
+    at: (ms: number) => {
+      t = T0 + ms;
+    },
+  };
+}
+
+/** What the engine hands diff and update: stored outputs plus the provider's code. */
+function stored(outs: TotpEnrollmentOutputs) {
+  return { ...outs, __provider: "old" } as unknown as Record<string, unknown>;
+}
+
+describe("enrollment create", () => {
+  it("POSTs one credential, sends its secret once, and stores no URI or message", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    expect(s.ks.ids("u1")).toEqual([id]);
+    expect(s.mail.sent).toHaveLength(1);
+    expect(s.mail.sent[0]?.to.address).toBe("alice@example.com");
+    expect(outs.fingerprint).toBe(fingerprint(outs.secret));
+    expect(outs.deliveredAt).toBe(new Date(T0).toISOString());
+    expect(outs.messageId).toBe(s.mail.sent[0]?.messageId);
+    expect(Object.keys(outs)).not.toContain("otpauthUri");
+    expect(JSON.stringify(outs)).not.toContain("otpauth://");
+  });
+
+  it("a refused message deletes the credential again: nothing half-done, error names user and address", async () => {
+    const s = setup();
+    s.mail.state.refuse = true;
+    const err = await create(alice, s.ctx).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(MailError);
+    expect((err as Error).message).toMatch(/^\[E_SMTP\] enrollment message for alice@Default to alice@example.com/);
+    expect(s.ks.ids("u1")).toEqual([]);
+    s.mail.state.refuse = false;
+    const { outs } = await create(alice, s.ctx);
+    expect(s.ks.ids("u1")).toEqual([outs.credentialId]);
+    expect(s.mail.sent).toHaveLength(1);
+  });
+
+  it("hands a leftover the user already held to retirement (policy remove), at delivery when grace is 0", async () => {
+    const s = setup({ u1: ["leftover"] });
+    const { outs } = await create({ ...alice, graceHours: 0 }, { ...s.ctx, existing: undefined });
+    expect(s.ks.ids("u1")).toEqual([outs.credentialId]);
+    expect(outs.retiring).toEqual([]);
+    expect(outs.retiredAt).toBeDefined();
+  });
+});
+
+describe("enrollment diff and update", () => {
+  it("a rerun with the same inputs changes nothing, whatever the provider's code", async () => {
+    const s = setup();
+    const { outs } = await create(alice, s.ctx);
+    expect(diff(stored(outs), { ...alice, __provider: "new" }, new Date(T0 + 400 * DAY)).changes).toBe(false);
+  });
+
+  it("a rotation request: a new credential and one message; the old one works until the grace window ends", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const news = { ...alice, rotateRequest: "r1" };
+    expect(diff(stored(outs), news).changes).toBe(true);
+    s.at(HOUR);
+    const rotated = (await update(id, outs, news, s.ctx)).outs;
+    expect(rotated.credentialId).not.toBe(outs.credentialId);
+    expect(rotated.retiring).toEqual([outs.credentialId]);
+    expect(s.ks.ids("u1").sort()).toEqual([outs.credentialId, rotated.credentialId].sort());
+    expect(s.mail.sent).toHaveLength(2);
+    // Within the grace window (24 h from delivery): nothing to do.
+    expect(diff(stored(rotated), news, new Date(T0 + 24 * HOUR)).changes).toBe(false);
+    // After it: an update that deletes the old credential and sends nothing.
+    expect(diff(stored(rotated), news, new Date(T0 + 25 * HOUR)).changes).toBe(true);
+    s.at(25 * HOUR);
+    const retired = (await update(id, rotated, news, s.ctx)).outs;
+    expect(s.ks.ids("u1")).toEqual([rotated.credentialId]);
+    expect(retired.retiring).toEqual([]);
+    expect(retired.retiredAt).toBe(new Date(T0 + 25 * HOUR).toISOString());
+    expect(s.mail.sent).toHaveLength(2);
+    expect(diff(stored(retired), news, new Date(T0 + 30 * DAY)).changes).toBe(false);
+  });
+
+  it("a rotation whose message fails deletes the new credential: the old one stays current and working", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    s.mail.state.refuse = true;
+    await expect(update(id, outs, { ...alice, rotateRequest: "r1" }, s.ctx)).rejects.toThrow(/E_SMTP/);
+    expect(s.ks.ids("u1")).toEqual([outs.credentialId]);
+  });
+
+  it("a new address: new secret in place, sent to the new address only", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const news = { ...alice, email: "a2@example.com", rotationTrigger: "email:a2@example.com" };
+    const after = (await update(id, outs, news, s.ctx)).outs;
+    expect(after.credentialId).toBe(outs.credentialId);
+    expect(after.fingerprint).not.toBe(outs.fingerprint);
+    expect(s.mail.sent.map((m) => m.to.address)).toEqual(["alice@example.com", "a2@example.com"]);
+  });
+
+  it("a resend trigger sends the same secret again; a label change sends nothing", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const resent = (await update(id, outs, { ...alice, resendTrigger: "x" }, s.ctx)).outs;
+    expect(resent.fingerprint).toBe(outs.fingerprint);
+    expect(s.mail.sent).toHaveLength(2);
+    const relabelled = (await update(id, resent, { ...alice, resendTrigger: "x", issuer: "ACME 2" }, s.ctx)).outs;
+    expect(relabelled.issuer).toBe("ACME 2");
+    expect(s.mail.sent).toHaveLength(2);
+  });
+});
+
+describe("a state of the earlier shape (TotpCredential + TotpDelivery)", () => {
+  it("is rewritten once without sending, keeping the credential and its secret", async () => {
+    const s = setup();
+    const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const old = {
+      userId: "u1",
+      userChecked: true,
+      issuer: "ACME",
+      account: "alice@Default",
+      rotationTrigger: "email:alice@example.com",
+      unmanaged: "remove",
+      credentialId: "c0",
+      retiring: [],
+      unmanagedIds: [],
+      resolvedUserId: "u1",
+      accountLabel: "alice@Default",
+      secret,
+      otpauthUri: "otpauth://totp/x",
+      fingerprint: fingerprint(secret),
+      createdAt: new Date(T0).toISOString(),
+      rotatedAt: new Date(T0).toISOString(),
+    };
+    expect(diff(old, alice).changes).toBe(true);
+    const { outs } = await update("c0", old as unknown as TotpEnrollmentOutputs, alice, s.ctx);
+    expect(s.mail.sent).toHaveLength(0);
+    expect(outs.credentialId).toBe("c0");
+    expect(outs.secret).toBe(secret);
+    expect(outs.deliveredAt).toBe(old.rotatedAt);
+    expect(Object.keys(outs)).not.toContain("otpauthUri");
+    expect(diff(stored(outs), alice).changes).toBe(false);
+  });
+});
+
+describe("enrollment read and check", () => {
+  it("read keeps the delivery record; a deleted credential reads as gone", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const r = await read(id, outs, s.ctx);
+    expect(r.props?.deliveredAt).toBe(outs.deliveredAt);
+    expect(r.props?.messageId).toBe(outs.messageId);
+    await s.ks.client.deleteCredential(id);
+    expect(await read(id, outs, s.ctx)).toEqual({});
+  });
+
+  it("refuses a bad address, a missing name and a bad grace window, naming the property", () => {
+    expect(check(alice).failures).toEqual([]);
+    const props = (v: Record<string, unknown>) => check({ ...alice, ...v }).failures.map((f) => f.property);
+    expect(props({ email: "not an address" })).toEqual(["email"]);
+    expect(props({ username: "" })).toEqual(["username"]);
+    expect(props({ graceHours: -1 })).toEqual(["graceHours"]);
+    expect(props({ issuer: "a:b" })).toEqual(["issuer"]);
+  });
+});
