@@ -96,8 +96,7 @@ export function buildStatus(
       // One resource holds both the credential and its delivery record.
       creds.set(resourceName(r.urn), r);
       deliveries.set(resourceName(r.urn), r);
-    }
-    else if (r.type.endsWith(":MfaEnforcement")) mfa.set(resourceName(r.urn), r);
+    } else if (r.type.endsWith(":MfaEnforcement")) mfa.set(resourceName(r.urn), r);
   }
   const names = [...new Set([...creds.keys(), ...csvUsers])].sort((a, b) => a.localeCompare(b));
   return names.map((user) => {

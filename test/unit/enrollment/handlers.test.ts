@@ -10,7 +10,8 @@ import { check, create, diff, read, update } from "../../../providers/enrollment
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../providers/enrollment/types.ts";
 import { MailError } from "../../../providers/errors.ts";
 import { resolveMailConfig } from "../../../providers/mail/config.ts";
-import type { ComposedMessage, Mailer } from "../../../providers/mail/send.ts";
+import type { ComposedMessage } from "../../../providers/mail/message.ts";
+import type { Mailer } from "../../../providers/mail/send.ts";
 import { fingerprint } from "../../../providers/totp/secret.ts";
 import { fakeKeystone } from "../../support/fake-keystone.ts";
 
@@ -18,7 +19,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const T0 = Date.parse("2027-01-01T00:00:00Z");
 
-const alice: TotpEnrollmentInputs = {
+const alice: TotpEnrollmentInputs & Record<string, unknown> = {
   userId: "u1",
   username: "alice",
   domain: "Default",
