@@ -91,7 +91,6 @@ async function main(options: ProgramOptions) {
       ...(m.displayName !== m.username ? { displayName: m.displayName } : {}),
       issuer: m.issuer,
       account: m.account,
-      rotationTrigger: m.rotationTrigger,
       ...(m.rotationDays > 0 ? { rotationDays: m.rotationDays } : {}),
       ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
       ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),
