@@ -13,11 +13,11 @@ import { TotpCredential } from "./providers/credential/resource.ts";
 import { DEFAULT_UNMANAGED } from "./providers/credential/types.ts";
 import { DEFAULT_GRACE_HOURS } from "./providers/delivery/types.ts";
 import { TotpEnrollment } from "./providers/enrollment/resource.ts";
-import { KeystoneTotpError } from "./providers/errors.ts";
+import { ConfigError, KeystoneTotpError } from "./providers/errors.ts";
 import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
 import { KeystoneClient } from "./providers/keystone/client.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
-import { loadCredentialSpecs } from "./providers/program/credentials.ts";
+import { clashesWithFleet, loadCredentialSpecs } from "./providers/program/credentials.ts";
 import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
 import { resolveFleetSettings } from "./providers/program/settings.ts";
 import { formatShard } from "./providers/program/shard.ts";
@@ -65,7 +65,13 @@ async function main(options: ProgramOptions) {
   // The CSV is validated completely before anything talks to Keystone or the mail server.
   const rows = haveCsv ? readUsersCsv(settings.usersCsv) : [];
   const client = rows.length > 0 ? KeystoneClient.shared(resolveKeystoneAuth({ config: raw })) : undefined;
-  const members = client ? planFleet(await resolveUsers(client, rows), settings, options.rotate) : [];
+  const resolved = client ? await resolveUsers(client, rows) : [];
+  const clashes = clashesWithFleet(
+    specs,
+    resolved.map(({ row, user }) => ({ key: row.key, userId: user.id, username: row.username, domain: row.domain })),
+  );
+  if (clashes.length > 0) throw new ConfigError(`a user is declared twice:\n  ${clashes.join("\n  ")}`);
+  const members = planFleet(resolved, settings, options.rotate);
 
   if (members.length > 0 && !settings.smtp) {
     pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
@@ -91,7 +97,6 @@ async function main(options: ProgramOptions) {
       ...(m.displayName !== m.username ? { displayName: m.displayName } : {}),
       issuer: m.issuer,
       account: m.account,
-      rotationTrigger: m.rotationTrigger,
       ...(m.rotationDays > 0 ? { rotationDays: m.rotationDays } : {}),
       ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
       ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),

@@ -22,6 +22,7 @@ import {
   openStack,
   parseEngineOption,
   readStackCsv,
+  runMain,
   runVerb,
   stackSetting,
 } from "./lib/engine.ts";
@@ -121,11 +122,15 @@ async function main(): Promise<number> {
   const o = r.engine;
   const progress = new Progress(r.preview ? "preview" : "rotate", o.stack);
   let rotate: { token: string; users: ReadonlySet<string> | "all" } | undefined;
-  const stack = await openStack(o.stack, () => ({
-    onPlan: (p) => progress.setPlan(p),
-    rotate,
-    graceHours: r.graceHours,
-  }));
+  const stack = await openStack(
+    o.stack,
+    () => ({
+      onPlan: (p) => progress.setPlan(p),
+      rotate,
+      graceHours: r.graceHours,
+    }),
+    { create: false },
+  );
   let keys: string[];
   let shard: ReturnType<typeof parseShard>;
   try {
@@ -178,4 +183,4 @@ async function main(): Promise<number> {
   return outcome.exitCode;
 }
 
-if (import.meta.main) process.exitCode = await main();
+if (import.meta.main) await runMain("rotate", main);

@@ -21,7 +21,7 @@ import {
   type StatusRow,
 } from "../providers/report/status.ts";
 import { now } from "../providers/util/clock.ts";
-import { defaultEngineOptions, EXIT, openStack, readStackCsv } from "./lib/engine.ts";
+import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "./lib/engine.ts";
 
 const HELP = `usage: npm run status -- [options]
 
@@ -116,7 +116,7 @@ function csvOf(rows: readonly StatusRow[]): string {
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const engine = { ...defaultEngineOptions(), stack: o.stack, configFile: o.configFile };
-  const stack = await openStack(o.stack, () => ({}));
+  const stack = await openStack(o.stack, () => ({}), { create: false });
   const exported = await stack.exportStack();
   const resources = ((exported.deployment as { resources?: StateResource[] } | undefined)?.resources ?? []).filter(
     (r) => typeof r.urn === "string" && typeof r.type === "string",
@@ -167,4 +167,4 @@ async function main(): Promise<number> {
   return attention ? EXIT.failed : EXIT.ok;
 }
 
-process.exitCode = await main();
+await runMain("status", main);

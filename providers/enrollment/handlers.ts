@@ -46,6 +46,20 @@ export function configure(get: ConfigGetter): void {
   delivery.configure(get);
 }
 
+/**
+ * The rotation trigger of an enrollment without an explicit one: its address, case-folded.
+ * A new address gets a new secret in place (the old mailbox must not keep a working one); a
+ * new spelling of the same address does not. Derived rather than stored: it would repeat the
+ * address in the state of every user.
+ */
+export function addressTrigger(email: unknown): string {
+  return `email:${String(email ?? "").toLowerCase()}`;
+}
+
+function triggerOf(o: { readonly rotationTrigger?: unknown; readonly email?: unknown }): unknown {
+  return o.rotationTrigger ?? addressTrigger(o.email);
+}
+
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
@@ -56,7 +70,7 @@ function credentialInputs(i: TotpEnrollmentInputs): TotpCredentialInputs {
     userId: i.userId,
     issuer: i.issuer,
     account: i.account,
-    rotationTrigger: i.rotationTrigger,
+    rotationTrigger: triggerOf(i),
     rotationDays: i.rotationDays,
     rotateRequest: i.rotateRequest,
     unmanaged: i.unmanaged,
@@ -70,6 +84,8 @@ function credentialOutputs(id: string, o: TotpEnrollmentOutputs): TotpCredential
   return {
     ...raw,
     credentialId: o.credentialId ?? id,
+    // A 0.1 state stored the trigger (`email:<address>`); this version derives the same value.
+    rotationTrigger: triggerOf(o),
     resolvedUserId: raw.resolvedUserId ?? o.userId,
     accountLabel: o.account,
     otpauthUri: "",
@@ -118,7 +134,11 @@ export function diff(
   news: Record<string, unknown>,
   at: Date = clockNow(),
 ): credential.DiffResult {
-  const c = credential.diff(olds, news, at);
+  const c = credential.diff(
+    { ...olds, rotationTrigger: triggerOf(olds) },
+    { ...news, rotationTrigger: triggerOf(news) },
+    at,
+  );
   if (c.replaces.length > 0) return c;
   const due = retireAfter(olds, news.graceHours);
   const changes =

@@ -23,7 +23,10 @@ export interface TotpEnrollmentInputs {
   /** Issuer and account label shown in the authenticator app. */
   readonly issuer: string;
   readonly account: string;
-  /** Any value; changing it issues a new secret in place and sends it (the address changed). */
+  /**
+   * Any value; changing it issues a new secret in place and sends it. Default: the address,
+   * case-folded (a new address gets a new secret, see `addressTrigger`).
+   */
   readonly rotationTrigger?: unknown;
   /** Scheduled rotation in days; 0 or absent: never. */
   readonly rotationDays?: number | undefined;

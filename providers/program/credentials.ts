@@ -84,3 +84,40 @@ export function loadCredentialSpecs(raw: unknown): CredentialSpec[] {
   if (problems.length > 0) throw new ConfigError(`invalid credentials config:\n  ${problems.join("\n  ")}`);
   return specs;
 }
+
+/** A user the CSV enrolls, as the overlap check needs it. */
+export interface FleetUserRef {
+  /** The user key (`username@domain`), also the resource name. */
+  readonly key: string;
+  readonly userId: string;
+  readonly username: string;
+  readonly domain: string;
+}
+
+/**
+ * Entries of `keystone-totp:credentials` that name a user the users CSV already enrolls, by ID
+ * or by name and domain (case-insensitively, as Keystone compares them), or that take a CSV
+ * user's key as their name. Two managed credentials for one Keystone user would each count the
+ * other's as unmanaged and retire it at the next rotation.
+ *
+ * @returns one line per clashing entry, naming the entry and the CSV user; empty when none.
+ */
+export function clashesWithFleet(specs: readonly CredentialSpec[], fleet: readonly FleetUserRef[]): string[] {
+  const byId = new Map(fleet.map((u) => [u.userId, u]));
+  const byName = new Map(fleet.map((u) => [`${u.username}\n${u.domain}`.toLowerCase(), u]));
+  const byKey = new Map(fleet.map((u) => [u.key.toLowerCase(), u]));
+  const out: string[] = [];
+  for (const s of specs) {
+    const named = s.args.userName
+      ? byName.get(`${s.args.userName}\n${s.args.userDomain ?? "Default"}`.toLowerCase())
+      : undefined;
+    const u = (s.args.userId ? byId.get(s.args.userId) : undefined) ?? named ?? byKey.get(s.name.toLowerCase());
+    if (u) {
+      out.push(
+        `keystone-totp:credentials.${s.name}: ${u.key} is also in the users CSV; ` +
+          "enroll a user in one place only (remove the entry or the row)",
+      );
+    }
+  }
+  return out;
+}

@@ -18,8 +18,6 @@ export interface FleetMember {
   readonly displayName: string;
   readonly issuer: string;
   readonly account: string;
-  /** Changes when the address changes: a new address gets a new secret. */
-  readonly rotationTrigger: string;
   /** Changes when the operator asked for a resend on label changes. */
   readonly resendTrigger: string | undefined;
   /** Scheduled rotation in days (the row's `rotation_days`, else the stack's); 0 = never. */
@@ -60,7 +58,6 @@ export function planFleet(
       displayName,
       issuer: s.issuer,
       account,
-      rotationTrigger: `email:${row.email.toLowerCase()}`,
       resendTrigger: s.resendOnLabelChange ? JSON.stringify([s.issuer, displayName, account]) : undefined,
       rotationDays: row.rotationDays ?? s.rotationDays,
       rotateRequest: rotate && (rotate.users === "all" || rotate.users.has(row.key)) ? rotate.token : undefined,

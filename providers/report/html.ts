@@ -86,14 +86,28 @@ export function enrollmentChart(series: readonly [string, number][]): string {
   const max = series[series.length - 1]?.[1] ?? 0;
   return frame("Users enrolled over time", max, (x0, w, y) => {
     const n = series.length;
-    const x = (i: number) => x0 + (n === 1 ? w / 2 : (i / (n - 1)) * w);
+    // Linear in time, so that a quiet month looks like one; one day alone sits in the middle.
+    const t = series.map(([d2]) => Date.parse(d2));
+    const t0 = t[0] ?? 0;
+    const span = (t[n - 1] ?? t0) - t0;
+    const x = (i: number) => x0 + (span === 0 ? w / 2 : (((t[i] ?? t0) - t0) / span) * w);
     let d = `M ${x0} ${y(0)}`;
     series.forEach(([, v], i) => {
       d += ` L ${x(i)} ${y(i === 0 ? 0 : (series[i - 1]?.[1] ?? 0))} L ${x(i)} ${y(v)}`;
     });
-    const labels = [0, Math.floor((n - 1) / 2), n - 1]
-      .filter((i, k, a) => a.indexOf(i) === k)
-      .map((i) => `<text x="${x(i)}" y="${CHART_H - 12}" text-anchor="middle">${esc(series[i]?.[0] ?? "")}</text>`)
+    // The first and last dates, anchored inwards so that neither is cut at the edge.
+    const labels = (
+      span === 0
+        ? [[0, "middle"]]
+        : [
+            [0, "start"],
+            [n - 1, "end"],
+          ]
+    )
+      .map(
+        ([i, anchor]) =>
+          `<text x="${x(i as number)}" y="${CHART_H - 12}" text-anchor="${anchor}">${esc(series[i as number]?.[0] ?? "")}</text>`,
+      )
       .join("");
     const dots = series
       .map(([d2, v], i) => `<circle cx="${x(i)}" cy="${y(v)}" r="3"><title>${esc(d2)}: ${v}</title></circle>`)

@@ -11,7 +11,7 @@ import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automa
 import { load as loadYaml } from "js-yaml";
 import program, { type ProgramOptions } from "../../index.ts";
 import { runDoctor } from "../../providers/doctor/run.ts";
-import { type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../../providers/errors.ts";
+import { ConfigError, type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../../providers/errors.ts";
 import { resolveKeystoneAuth } from "../../providers/keystone/auth.ts";
 import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
 import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
@@ -137,6 +137,20 @@ export function exitCodeFromOutput(text: string): number {
   return Object.hasOwn(EXIT_CODES, code) ? EXIT_CODES[code as ErrorCode] : EXIT.failed;
 }
 
+/**
+ * Runs an operator command: its result is the exit code; one of our errors is printed as one
+ * line, `NAME: [E_CODE] message`, and exits with its code (no stack trace to bury it).
+ */
+export async function runMain(name: string, main: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await main();
+  } catch (e) {
+    if (!(e instanceof KeystoneTotpError)) throw e;
+    process.stderr.write(`${name}: [${e.code}] ${e.message}\n`);
+    process.exitCode = EXIT_CODES[e.code];
+  }
+}
+
 /** Asks a yes/no question on the terminal. */
 export async function confirm(question: string): Promise<boolean> {
   const { createInterface } = await import("node:readline/promises");
@@ -146,13 +160,31 @@ export async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(answer.trim());
 }
 
-/** Opens (or creates) the stack, with the program inline. */
-export async function openStack(name: string, programOptions: () => ProgramOptions): Promise<Stack> {
+/**
+ * Opens the stack, with the program inline. `provision` creates it when missing; commands
+ * that only make sense on an existing stack (`status`, `rotate`) pass `create: false`, so that
+ * a mistyped name is an error rather than a new, empty stack.
+ *
+ * @throws {ConfigError} `E_CONFIG` when `create` is false and there is no such stack.
+ */
+export async function openStack(
+  name: string,
+  programOptions: () => ProgramOptions,
+  o: { readonly create?: boolean } = {},
+): Promise<Stack> {
   const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
-  return LocalWorkspace.createOrSelectStack(
-    { stackName: name, projectName: "keystone-totp", program: () => program(programOptions()) },
-    { workDir: REPO, pulumiCommand },
-  );
+  const args = { stackName: name, projectName: "keystone-totp", program: () => program(programOptions()) };
+  const ws = { workDir: REPO, pulumiCommand };
+  if (o.create ?? true) return LocalWorkspace.createOrSelectStack(args, ws);
+  try {
+    return await LocalWorkspace.selectStack(args, ws);
+  } catch (e) {
+    if (!/no stack named|not found|does not exist/i.test(String((e as Error)?.message ?? e))) throw e;
+    throw new ConfigError(
+      `there is no stack named '${name}' in this backend: check --stack, or create it with ` +
+        `'npm run provision -- up --stack ${name}'`,
+    );
+  }
 }
 
 /** A stack config value: from --config-file (plain YAML; the Automation API cannot read it) or the stack. */

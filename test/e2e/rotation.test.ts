@@ -203,6 +203,22 @@ describe("operator commands", () => {
     for (const u of Object.values(users)) expect(lines.some((l) => l.startsWith(`${u.key},ok,`))).toBe(true);
   });
 
+  it("status and rotate on a mistyped stack name: an error naming it, and no new stack", async () => {
+    const missing = `${stack.name}-typo`;
+    for (const [cmd, args] of [
+      ["status", []],
+      ["rotate", ["--all", "--yes"]],
+    ] as const) {
+      const r = await stack.script(cmd, [...args], at(11, 50), missing);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${cmd}: [E_CONFIG] there is no stack named '${missing}'`);
+    }
+    const ls = await stack.run(["stack", "ls", "--json"]);
+    expect((JSON.parse(ls.stdout) as { name: string }[]).map((s) => s.name)).not.toContain(missing);
+    await refreshSent();
+    expect(sent.bob).toHaveLength(1);
+  });
+
   it("rotate refuses an unknown user and changes nothing", async () => {
     const r = await stack.script("rotate", ["nosuchuser@Default", "--yes"], at(12));
     expect(r.code).toBe(2);

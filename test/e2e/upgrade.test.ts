@@ -47,7 +47,9 @@ function asEarlierShape(e: StateResource): StateResource[] {
   const o = e.outputs ?? {};
   const providerOf = (file: string) => String(e.inputs?.__provider).replace("enrollment.cjs", file);
   const credUrn = e.urn.replace(":TotpEnrollment::", ":TotpCredential::");
-  const labels = { userId: o.userId, issuer: o.issuer, account: o.account, rotationTrigger: o.rotationTrigger };
+  // 0.1 stored the address as the rotation trigger; this version derives it.
+  const rotationTrigger = `email:${String(o.email).toLowerCase()}`;
+  const labels = { userId: o.userId, issuer: o.issuer, account: o.account, rotationTrigger };
   const credInputs = { __provider: providerOf("credential.cjs"), ...labels, unmanaged: "remove", userChecked: true };
   const credential: StateResource = {
     urn: credUrn,

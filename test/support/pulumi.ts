@@ -199,10 +199,11 @@ export class TestStack {
   /**
    * Runs an operator script (`scripts/NAME.ts`: rotate, status, ...) on this stack, with its
    * config file, as an operator would; never rejects (the exit code is part of the result).
+   * `stackName` names another stack of the same backend (default this one).
    */
-  script(name: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  script(name: string, args: string[], env: Record<string, string> = {}, stackName = this.name): Promise<RunResult> {
     return new Promise((resolvePromise, reject) => {
-      const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", this.name, "--config-file", this.configFile];
+      const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", stackName, "--config-file", this.configFile];
       const child = spawn("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
       let stdout = "";
       let stderr = "";

@@ -26,7 +26,6 @@ const alice: TotpEnrollmentInputs & Record<string, unknown> = {
   email: "alice@example.com",
   issuer: "ACME",
   account: "alice@Default",
-  rotationTrigger: "email:alice@example.com",
 };
 
 const mailConfig = resolveMailConfig({ outboxDir: "unused-outbox", mailFrom: "Ops <ops@example.com>" }, "/");
@@ -151,10 +150,14 @@ describe("enrollment diff and update", () => {
     expect(s.ks.ids("u1")).toEqual([outs.credentialId]);
   });
 
-  it("a new address: new secret in place, sent to the new address only", async () => {
+  it("a new address: new secret in place, sent to the new address only; a new spelling sends nothing", async () => {
     const s = setup();
     const { id, outs } = await create(alice, s.ctx);
-    const news = { ...alice, email: "a2@example.com", rotationTrigger: "email:a2@example.com" };
+    expect(diff(stored(outs), { ...alice, email: "ALICE@example.com" }).changes).toBe(true);
+    const respelled = (await update(id, outs, { ...alice, email: "ALICE@example.com" }, s.ctx)).outs;
+    expect(respelled.fingerprint).toBe(outs.fingerprint);
+    expect(s.mail.sent).toHaveLength(1);
+    const news = { ...alice, email: "a2@example.com" };
     const after = (await update(id, outs, news, s.ctx)).outs;
     expect(after.credentialId).toBe(outs.credentialId);
     expect(after.fingerprint).not.toBe(outs.fingerprint);

@@ -29,3 +29,24 @@ describe("loadCredentialSpecs", () => {
     }
   });
 });
+
+describe("clashesWithFleet", () => {
+  const fleet = [{ key: "alice@Default", userId: "u-alice", username: "alice", domain: "Default" }];
+  it("names an entry that is also a CSV user, by ID, by name (any case) or by resource name", async () => {
+    const { clashesWithFleet } = await import("../../../providers/program/credentials.ts");
+    const specs = loadCredentialSpecs({
+      byId: { userId: "u-alice" },
+      byName: { userName: "ALICE", userDomain: "default" },
+      "alice@Default": { userName: "someone-else" },
+      ops: { userName: "ops", userDomain: "Default" },
+      other: { userName: "alice", userDomain: "eng" },
+    });
+    const lines = clashesWithFleet(specs, fleet);
+    expect(lines).toHaveLength(3);
+    for (const n of ["byId", "byName", "alice@Default"]) {
+      expect(
+        lines.some((l) => l.startsWith(`keystone-totp:credentials.${n}: alice@Default is also in the users CSV`)),
+      ).toBe(true);
+    }
+  });
+});

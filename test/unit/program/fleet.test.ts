@@ -29,7 +29,6 @@ describe("planFleet", () => {
     expect(plan[0]).toMatchObject({
       issuer: "ACME",
       account: "alice@Default",
-      rotationTrigger: "email:alice@example.com",
     });
     const reversed = planFleet(
       [...rows].reverse().map((row, i) => ({ row, user: user(`id${1 - i}`, row.username) })),
