@@ -25,7 +25,7 @@ import { KeystoneClient } from "../keystone/client.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../util/clock.ts";
-import { defined } from "../util/props.ts";
+import { defined, sameValue } from "../util/props.ts";
 import {
   DEFAULT_DOMAIN,
   DEFAULT_UNMANAGED,
@@ -173,10 +173,6 @@ export function check(news: Record<string, unknown>): CheckResult {
   return { inputs, failures };
 }
 
-function same(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-}
-
 /**
  * When the current secret falls due for scheduled rotation: `rotatedAt` plus `rotationDays`.
  * Undefined when rotation is not scheduled (no or zero `rotationDays`, or a supplied secret,
@@ -215,11 +211,11 @@ export function rotationReason(
  * (`__provider`) never shows as a change.
  */
 export function diff(olds: Record<string, unknown>, news: Record<string, unknown>, at: Date = clockNow()): DiffResult {
-  const replaces = REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
+  const replaces = REPLACE_KEYS.filter((k) => !sameValue(olds[k], news[k]));
   const changed = [...ROTATE_KEYS, ...LABEL_KEYS].filter((k) => {
     // The stored `secret` output always holds the live secret; only a supplied one is an input.
-    if (k === "secret") return news.secret !== undefined && !same(olds.secret, news.secret);
-    return !same(olds[k], news[k]);
+    if (k === "secret") return news.secret !== undefined && !sameValue(olds.secret, news.secret);
+    return !sameValue(olds[k], news[k]);
   });
   const rotate = replaces.length === 0 && rotationReason(olds, news, at) !== undefined;
   return {
@@ -355,7 +351,8 @@ async function updateImpl(
   const inputs: TotpCredentialInputs = { ...news, rotateRequest: news.rotateRequest ?? olds.rotateRequest };
   const kept = { retiring: olds.retiring ?? [], unmanagedIds: olds.unmanagedIds ?? [] };
   const inPlace =
-    !same(olds.rotationTrigger, news.rotationTrigger) || (news.secret !== undefined && news.secret !== olds.secret);
+    !sameValue(olds.rotationTrigger, news.rotationTrigger) ||
+    (news.secret !== undefined && news.secret !== olds.secret);
   if (inPlace) {
     const secret = news.secret ? normaliseSecret(news.secret) : generateSecret();
     await ctx.client().updateCredentialBlob(current, secret);

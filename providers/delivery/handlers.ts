@@ -24,7 +24,7 @@ import { composeEnrollment } from "../mail/message.ts";
 import { createMailer, type Mailer } from "../mail/send.ts";
 import { otpauthUri } from "../totp/uri.ts";
 import { now as clockNow, HOUR_MS } from "../util/clock.ts";
-import { defined } from "../util/props.ts";
+import { defined, sameValue } from "../util/props.ts";
 import {
   DEFAULT_GRACE_HOURS,
   type DeliveredCredential,
@@ -125,10 +125,6 @@ export function flatInputs<T extends Record<string, unknown> | TotpDeliveryInput
   } as T & TotpDeliveryInputs;
 }
 
-function same(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-}
-
 /** A grace window as given, or {@link DEFAULT_GRACE_HOURS} when absent or invalid. */
 export function graceHoursOf(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : DEFAULT_GRACE_HOURS;
@@ -155,11 +151,11 @@ export function diff(
   at: Date = clockNow(),
 ): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const news = flatInputs(rawNews);
-  const replaces: string[] = RESEND_KEYS.filter((k) => !same(olds[k], news[k]));
+  const replaces: string[] = RESEND_KEYS.filter((k) => !sameValue(olds[k], news[k]));
   // A packed credential still unknown (preview, while its credential changes) may be a new secret.
   if ("credential" in rawNews && !isPacked(rawNews.credential)) replaces.push("credential");
   if (String(olds.email ?? "").toLowerCase() !== String(news.email ?? "").toLowerCase()) replaces.push("email");
-  const changed = LABEL_KEYS.filter((k) => !same(olds[k], news[k])) as string[];
+  const changed = LABEL_KEYS.filter((k) => !sameValue(olds[k], news[k])) as string[];
   if (String(olds.email) !== String(news.email)) changed.push("email");
   const due = retireAfter(olds, news.graceHours);
   if (due && at.getTime() >= due.getTime()) changed.push("retiring");

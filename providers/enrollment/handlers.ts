@@ -27,7 +27,7 @@ import { withErrorCodes } from "../errors.ts";
 import type { ConfigGetter } from "../keystone/auth.ts";
 import { userKey } from "../users/csv.ts";
 import { now as clockNow } from "../util/clock.ts";
-import { defined } from "../util/props.ts";
+import { defined, sameValue } from "../util/props.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
 
 /** Where the handlers get Keystone, the mailer and the clock; tests substitute their own. */
@@ -58,10 +58,6 @@ export function addressTrigger(email: unknown): string {
 
 function triggerOf(o: { readonly rotationTrigger?: unknown; readonly email?: unknown }): unknown {
   return o.rotationTrigger ?? addressTrigger(o.email);
-}
-
-function same(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
 /** The credential's view of the inputs: the fleet program has just listed `userId`. */
@@ -143,7 +139,7 @@ export function diff(
   const due = retireAfter(olds, news.graceHours);
   const changes =
     c.changes ||
-    !same(olds.resendTrigger, news.resendTrigger) ||
+    !sameValue(olds.resendTrigger, news.resendTrigger) ||
     // A new spelling of the same address (its case) is recorded; a new address is a rotation trigger.
     olds.email !== news.email ||
     (due !== undefined && at.getTime() >= due.getTime()) ||
@@ -271,7 +267,7 @@ async function updateImpl(
   const { outs: c } = await credential.update(id, before, credentialInputs(news), ctx);
   const newSecret = c.fingerprint !== before.fingerprint;
   const newCredential = c.credentialId !== before.credentialId;
-  if (newSecret || !same(olds.resendTrigger, news.resendTrigger)) {
+  if (newSecret || !sameValue(olds.resendTrigger, news.resendTrigger)) {
     let sent: Awaited<ReturnType<typeof send>>;
     try {
       sent = await send(news, c, newSecret || c.createdAt !== c.rotatedAt ? "rotation" : "new", ctx);

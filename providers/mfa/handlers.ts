@@ -12,7 +12,7 @@
 import { withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
-import { defined } from "../util/props.ts";
+import { defined, sameValue } from "../util/props.ts";
 
 /** The rule that makes password + TOTP both required. */
 export const PASSWORD_AND_TOTP: readonly (readonly string[])[] = [["password", "totp"]];
@@ -53,14 +53,10 @@ export function configure(get: ConfigGetter): void {
   configGetter = get;
 }
 
-function same(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-}
-
 /** User changed -> replace (restore the old user, enforce on the new one); rules -> update. */
 export function diff(olds: Record<string, unknown>, news: Record<string, unknown>) {
-  const replaces = same(olds.userId, news.userId) ? [] : ["userId"];
-  const changes = replaces.length > 0 || !same(olds.rules, news.rules);
+  const replaces = sameValue(olds.userId, news.userId) ? [] : ["userId"];
+  const changes = replaces.length > 0 || !sameValue(olds.rules, news.rules);
   return { changes, replaces, deleteBeforeReplace: false };
 }
 

@@ -9,3 +9,11 @@
 export function defined<T extends object>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }
+
+/**
+ * Whether two property values are the same as the engine stores them: compared as JSON, with
+ * `undefined` and `null` alike (a property left out and one sent as null mean the same).
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
