@@ -99,8 +99,10 @@ async function managedCredentials(stack: string): Promise<ManagedCredentials> {
     .resources;
   const ids = new Set<string>();
   for (const r of resources ?? []) {
-    const id = r.outputs?.credentialId;
-    if (r.type.endsWith(":TotpCredential") && typeof id === "string") ids.add(id);
+    if (!r.type.endsWith(":TotpCredential") && !r.type.endsWith(":TotpEnrollment")) continue;
+    // The current credential and those retiring after a rotation are all the stack's own.
+    const retiring = Array.isArray(r.outputs?.retiring) ? r.outputs.retiring : [];
+    for (const id of [r.outputs?.credentialId, ...retiring]) if (typeof id === "string") ids.add(id);
   }
   return { stack, ids };
 }

@@ -11,13 +11,16 @@
  *   read    GET the credential (as TotpCredential); the delivery record is kept as it is
  *   update  as TotpCredential (PATCH in place, or POST a new credential beside the old one),
  *           then send the new secret; a new credential whose message fails is deleted again,
- *           so the old one stays current and keeps working. Past the grace window after the
- *           delivery, DELETE each retiring credential
+ *           so the old one stays current and keeps working (an in-place secret is PATCHed
+ *           back). Past the grace window after the delivery (the window the rotation was
+ *           given), DELETE each retiring credential
  *   delete  DELETE the current and every retiring credential (404 = done)
  *
- * A state written by an earlier version (a TotpCredential plus a TotpDelivery, moved here by
- * an alias) has no delivery record: its secret counts as delivered when it was issued, and
- * the first update records the new shape without sending anything.
+ * A state written by 0.1 (a TotpCredential plus a TotpDelivery, moved here by an alias) has
+ * no delivery record: its secret counts as delivered when it was issued, and the first update
+ * records the new shape without sending anything, unless old credentials are still retiring
+ * (0.1 may have failed to deliver that rotation): then the current secret is sent once more
+ * before anything is retired.
  */
 import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
@@ -96,6 +99,21 @@ function deliveredAtOf(o: Record<string, unknown>): string | undefined {
   return typeof at === "string" ? at : undefined;
 }
 
+/**
+ * The grace window of credentials already retiring: the one they were given (so that a
+ * `rotate --grace-hours N` holds until they are deleted, whatever the next run's setting),
+ * else the current setting.
+ */
+function pendingGrace(olds: Record<string, unknown>, news: Record<string, unknown>): unknown {
+  const pending = Array.isArray(olds.retiring) && olds.retiring.length > 0;
+  return pending && typeof olds.graceHours === "number" ? olds.graceHours : news.graceHours;
+}
+
+/** A state written by 0.1 (a TotpCredential adopted by the alias): it has no delivery record. */
+function isEarlierShape(olds: { readonly email?: unknown }): boolean {
+  return olds.email === undefined;
+}
+
 /** When this enrollment's retiring credentials may be deleted; undefined when none are. */
 export function retireAfter(olds: Record<string, unknown>, graceHours: unknown): Date | undefined {
   return delivery.retireAfter({ retiring: olds.retiring, deliveredAt: deliveredAtOf(olds) }, graceHours);
@@ -136,7 +154,7 @@ export function diff(
     at,
   );
   if (c.replaces.length > 0) return c;
-  const due = retireAfter(olds, news.graceHours);
+  const due = retireAfter(olds, pendingGrace(olds, news));
   const changes =
     c.changes ||
     !sameValue(olds.resendTrigger, news.resendTrigger) ||
@@ -175,6 +193,20 @@ function outputs(
     graceHours: delivery.graceHoursOf(i.graceHours),
     retiredAt: d.retiredAt,
   });
+}
+
+/**
+ * Puts the previous secret back after a new one was written in place (an address change) but
+ * could not be delivered: the state keeps the previous secret, so Keystone must too, or the
+ * user would hold a secret that works nowhere and Keystone one that nobody holds. The next run
+ * tries the change again. A failure here is left for that run, which writes a new secret anyway.
+ */
+async function restore(before: TotpCredentialOutputs, ctx: EnrollmentContext): Promise<void> {
+  try {
+    await ctx.client().updateCredentialBlob(before.credentialId, before.secret);
+  } catch {
+    // see above
+  }
 }
 
 /** Deletes a credential whose secret could not be delivered; a failure leaves an unmanaged one. */
@@ -262,36 +294,47 @@ async function updateImpl(
   news: TotpEnrollmentInputs,
   ctx: EnrollmentContext = defaultContext,
 ): Promise<{ outs: TotpEnrollmentOutputs }> {
-  const at = ctx.now();
   const before = credentialOutputs(id, olds);
   const { outs: c } = await credential.update(id, before, credentialInputs(news), ctx);
   const newSecret = c.fingerprint !== before.fingerprint;
   const newCredential = c.credentialId !== before.credentialId;
-  if (newSecret || !sameValue(olds.resendTrigger, news.resendTrigger)) {
+  const earlier = isEarlierShape(olds);
+  // 0.1 kept the resend trigger on its delivery: an adopted state has none, which is no request.
+  const resend = !earlier && !sameValue(olds.resendTrigger, news.resendTrigger);
+  // 0.1 may have left a rotation whose message failed (its delivery pending): its old credential
+  // must not be retired on the strength of a message nobody can vouch for, so the current
+  // secret is sent once more (at worst a second copy of the same QR code).
+  const unconfirmed = earlier && before.retiring.length > 0;
+  if (newSecret || resend || unconfirmed) {
     let sent: Awaited<ReturnType<typeof send>>;
     try {
       sent = await send(news, c, newSecret || c.createdAt !== c.rotatedAt ? "rotation" : "new", ctx);
     } catch (e) {
       if (newCredential) await withdraw(c.credentialId, ctx);
+      else if (newSecret) await restore(before, ctx);
       throw e;
     }
+    // After the send: the grace window starts when the message went, not when the run began.
+    const at = ctx.now().toISOString();
     const retired = await retireAtDelivery(c.retiring, c.credentialId, news, ctx);
     return {
       outs: outputs(news, c, {
-        deliveredAt: at.toISOString(),
+        deliveredAt: at,
         messageId: sent.messageId,
         ...(olds.retiredAt ? { retiredAt: olds.retiredAt } : {}),
         ...retired,
       }),
     };
   }
+  const at = ctx.now();
+  const grace = pendingGrace(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   const deliveredAt = deliveredAtOf(olds as unknown as Record<string, unknown>) ?? at.toISOString();
-  const due = retireAfter({ retiring: c.retiring, deliveredAt }, news.graceHours);
+  const due = retireAfter({ retiring: c.retiring, deliveredAt }, grace);
   const left =
     due && at.getTime() >= due.getTime() ? await delivery.retire(c.retiring, c.credentialId, ctx) : c.retiring;
   const retiredAt = left.length < c.retiring.length ? at.toISOString() : olds.retiredAt;
   return {
-    outs: outputs(news, c, {
+    outs: outputs({ ...news, graceHours: grace as number | undefined }, c, {
       deliveredAt,
       messageId: olds.messageId,
       retiring: left,

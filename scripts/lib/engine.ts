@@ -179,7 +179,7 @@ export async function openStack(
   try {
     return await LocalWorkspace.selectStack(args, ws);
   } catch (e) {
-    if (!/no stack named|not found|does not exist/i.test(String((e as Error)?.message ?? e))) throw e;
+    if (!/no stack named/i.test(String((e as Error)?.message ?? e))) throw e;
     throw new ConfigError(
       `there is no stack named '${name}' in this backend: check --stack, or create it with ` +
         `'npm run provision -- up --stack ${name}'`,

@@ -209,6 +209,90 @@ describe("a state of the earlier shape (TotpCredential + TotpDelivery)", () => {
   });
 });
 
+function earlierState(extra: Record<string, unknown> = {}) {
+  const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+  return {
+    userId: "u1",
+    userChecked: true,
+    issuer: "ACME",
+    account: "alice@Default",
+    rotationTrigger: "email:alice@example.com",
+    unmanaged: "remove",
+    credentialId: "c0",
+    retiring: [],
+    unmanagedIds: [],
+    resolvedUserId: "u1",
+    accountLabel: "alice@Default",
+    secret,
+    otpauthUri: "otpauth://totp/x",
+    fingerprint: fingerprint(secret),
+    createdAt: new Date(T0).toISOString(),
+    rotatedAt: new Date(T0).toISOString(),
+    ...extra,
+  } as unknown as TotpEnrollmentOutputs;
+}
+
+describe("edge cases of the upgrade, failures and grace windows", () => {
+  it("an adopted 0.1 state sends nothing even when a resend trigger is set (0.1 kept it on the delivery)", async () => {
+    const s = setup();
+    const { outs } = await update("c0", earlierState(), { ...alice, resendTrigger: '["ACME","alice"]' }, s.ctx);
+    expect(s.mail.sent).toHaveLength(0);
+    expect(diff(stored(outs), { ...alice, resendTrigger: '["ACME","alice"]' }).changes).toBe(false);
+  });
+
+  it("an adopted 0.1 state in the middle of a rotation re-sends the current secret before anything is retired", async () => {
+    const s = setup({ u1: ["c0", "old"] });
+    s.at(DAY);
+    const state = earlierState({ retiring: ["old"], rotatedAt: new Date(T0 - 3 * DAY).toISOString() });
+    expect(diff(state as never, alice, new Date(T0 + DAY)).changes).toBe(true);
+    const { outs } = await update("c0", state, alice, s.ctx);
+    expect(s.mail.sent).toHaveLength(1);
+    expect(outs.deliveredAt).toBe(new Date(T0 + DAY).toISOString());
+    expect(outs.retiring).toEqual(["old"]);
+    expect(s.ks.ids("u1").sort()).toEqual(["c0", "old"]);
+  });
+
+  it("a new address whose message fails puts the previous secret back in Keystone", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    s.mail.state.refuse = true;
+    await expect(update(id, outs, { ...alice, email: "a2@example.com" }, s.ctx)).rejects.toThrow(/E_SMTP/);
+    expect((await s.ks.client.getCredential(id))?.blob).toBe(outs.secret);
+  });
+
+  it("a grace window given to one rotation holds until its credentials are retired, whatever the next run says", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const rotated = (await update(id, outs, { ...alice, rotateRequest: "r1", graceHours: 168 }, s.ctx)).outs;
+    expect(rotated.graceHours).toBe(168);
+    // The next scheduled run passes the stack's default again.
+    expect(diff(stored(rotated), { ...alice, rotateRequest: "r1" }, new Date(T0 + 25 * HOUR)).changes).toBe(false);
+    s.at(169 * HOUR);
+    expect(diff(stored(rotated), { ...alice, rotateRequest: "r1" }, new Date(T0 + 169 * HOUR)).changes).toBe(true);
+    const retired = (await update(id, rotated, { ...alice, rotateRequest: "r1" }, s.ctx)).outs;
+    expect(retired.retiring).toEqual([]);
+    expect(s.ks.ids("u1")).toEqual([rotated.credentialId]);
+  });
+
+  it("the grace window starts when the message went, not when the update began", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const slow = {
+      ...s.ctx,
+      mailer: () =>
+        ({
+          ...s.mail.mailer,
+          send: async (m: ComposedMessage) => {
+            s.at(2 * HOUR);
+            return s.mail.mailer.send(m);
+          },
+        }) as Mailer,
+    };
+    const rotated = (await update(id, outs, { ...alice, rotateRequest: "r1" }, slow)).outs;
+    expect(rotated.deliveredAt).toBe(new Date(T0 + 2 * HOUR).toISOString());
+  });
+});
+
 describe("enrollment read and check", () => {
   it("read keeps the delivery record; a deleted credential reads as gone", async () => {
     const s = setup();
