@@ -205,18 +205,10 @@ function record(
 }
 
 /** What {@link sendEnrollment} needs to compose and send one enrollment message. */
-export interface EnrollmentMessage {
-  readonly userKey: string;
-  readonly username: string;
-  readonly domain: string;
-  readonly email: string;
-  readonly displayName?: string | undefined;
-  readonly issuer: string;
-  readonly account: string;
-  readonly secret: string;
-  readonly fingerprint: string;
-  readonly reason: "new" | "rotation";
-}
+export type EnrollmentMessage = Pick<
+  TotpDeliveryInputs,
+  "userKey" | "username" | "domain" | "email" | "displayName" | "issuer" | "account" | "secret" | "fingerprint"
+> & { readonly reason: "new" | "rotation" };
 
 /**
  * Composes the enrollment message (QR inline) and sends it over SMTP, or writes it to the
@@ -278,7 +270,7 @@ async function createImpl(
   const at = ctx.now().toISOString();
   const graceHours = graceHoursOf(inputs.graceHours);
   const pending = (inputs.retiring ?? []).filter((id) => id !== inputs.credentialId);
-  const left = graceHours === 0 ? await retire(pending, inputs.credentialId, ctx) : pending;
+  const retired = await retireAtDelivery(pending, inputs.credentialId, graceHours, ctx);
   return {
     id: `${inputs.credentialId}/${inputs.fingerprint}`,
     outs: defined({
@@ -288,11 +280,25 @@ async function createImpl(
       transport: sent.transport,
       messageId: sent.messageId,
       reason,
-      retiring: left,
+      ...retired,
       graceHours,
-      retiredAt: pending.length > 0 && left.length === 0 ? ctx.now().toISOString() : undefined,
     }),
   };
+}
+
+/**
+ * Right after a delivery: deletes `pending` when the grace window is 0, else keeps them for a
+ * later run. Returns what is left and, when everything went, the time.
+ */
+export async function retireAtDelivery(
+  pending: readonly string[],
+  current: string,
+  graceHours: unknown,
+  ctx: Pick<DeliveryContext, "keystone" | "now">,
+): Promise<{ retiring: string[]; retiredAt?: string }> {
+  if (pending.length === 0 || graceHoursOf(graceHours) > 0) return { retiring: [...pending] };
+  const left = await retire(pending, current, ctx);
+  return { retiring: left, ...(left.length === 0 ? { retiredAt: ctx.now().toISOString() } : {}) };
 }
 
 /**

@@ -242,21 +242,6 @@ async function send(
 }
 
 /**
- * Retires `pending` now if the grace window is 0; otherwise keeps them for a later run.
- * Returns what is left and, when something was deleted, the time.
- */
-async function retireAtDelivery(
-  pending: readonly string[],
-  current: string,
-  i: TotpEnrollmentInputs,
-  ctx: EnrollmentContext,
-) {
-  if (pending.length === 0 || delivery.graceHoursOf(i.graceHours) > 0) return { retiring: [...pending] };
-  const left = await delivery.retire(pending, current, ctx);
-  return { retiring: left, ...(left.length === 0 ? { retiredAt: ctx.now().toISOString() } : {}) };
-}
-
-/**
  * Creates the credential and delivers its secret.
  *
  * @throws {KeystoneError} when Keystone fails after retries (nothing was created).
@@ -276,7 +261,7 @@ async function createImpl(
     throw e;
   }
   const at = ctx.now().toISOString();
-  const retired = await retireAtDelivery(c.retiring, c.credentialId, inputs, ctx);
+  const retired = await delivery.retireAtDelivery(c.retiring, c.credentialId, inputs.graceHours, ctx);
   return { id, outs: outputs(inputs, c, { deliveredAt: at, messageId: sent.messageId, ...retired }) };
 }
 
@@ -316,7 +301,7 @@ async function updateImpl(
     }
     // After the send: the grace window starts when the message went, not when the run began.
     const at = ctx.now().toISOString();
-    const retired = await retireAtDelivery(c.retiring, c.credentialId, news, ctx);
+    const retired = await delivery.retireAtDelivery(c.retiring, c.credentialId, news.graceHours, ctx);
     return {
       outs: outputs(news, c, {
         deliveredAt: at,

@@ -179,30 +179,12 @@ describe("enrollment diff and update", () => {
 describe("a state of the earlier shape (TotpCredential + TotpDelivery)", () => {
   it("is rewritten once without sending, keeping the credential and its secret", async () => {
     const s = setup();
-    const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-    const old = {
-      userId: "u1",
-      userChecked: true,
-      issuer: "ACME",
-      account: "alice@Default",
-      rotationTrigger: "email:alice@example.com",
-      unmanaged: "remove",
-      credentialId: "c0",
-      retiring: [],
-      unmanagedIds: [],
-      resolvedUserId: "u1",
-      accountLabel: "alice@Default",
-      secret,
-      otpauthUri: "otpauth://totp/x",
-      fingerprint: fingerprint(secret),
-      createdAt: new Date(T0).toISOString(),
-      rotatedAt: new Date(T0).toISOString(),
-    };
-    expect(diff(old, alice).changes).toBe(true);
-    const { outs } = await update("c0", old as unknown as TotpEnrollmentOutputs, alice, s.ctx);
+    const old = earlierState();
+    expect(diff(old as never, alice).changes).toBe(true);
+    const { outs } = await update("c0", old, alice, s.ctx);
     expect(s.mail.sent).toHaveLength(0);
     expect(outs.credentialId).toBe("c0");
-    expect(outs.secret).toBe(secret);
+    expect(outs.secret).toBe(old.secret);
     expect(outs.deliveredAt).toBe(old.rotatedAt);
     expect(Object.keys(outs)).not.toContain("otpauthUri");
     expect(diff(stored(outs), alice).changes).toBe(false);
