@@ -17,6 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import { type ErrorCode, KeystoneError } from "../errors.ts";
+import { MARKER_ATTRIBUTE } from "../mfa/posture.ts";
 import type { KeystoneAuth } from "./auth.ts";
 import { createTransport, type HttpResponse, type Transport, TransportError } from "./http.ts";
 
@@ -39,6 +40,9 @@ export const MAX_IN_FLIGHT = 8;
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
+/** A method name no Keystone has: asking for it makes Keystone list the ones it has. */
+const METHOD_PROBE = "keystone-totp-probe";
+
 /** A Keystone credential (`/v3/credentials`). `blob` is the TOTP secret: keep it secret. */
 export interface Credential {
   readonly id: string;
@@ -57,6 +61,8 @@ export interface KeystoneUser {
   readonly enabled: boolean;
   /** `options` as Keystone returns them (MFA rules live here). */
   readonly options: Readonly<Record<string, unknown>>;
+  /** The user's `keystone_totp` attribute as Keystone returns it: keystone-totp's marker, if any. */
+  readonly marker?: unknown;
 }
 
 /** Counters of requests sent, for benchmarks and tests. */
@@ -158,6 +164,7 @@ export class KeystoneClient {
   private inFlight = 0;
   private readonly waiters: Array<() => void> = [];
   private readonly domainIds = new Map<string, Promise<string | undefined>>();
+  private methods: Promise<string[]> | undefined;
 
   constructor(auth: KeystoneAuth, options: KeystoneClientOptions = {}) {
     this.auth = auth;
@@ -203,6 +210,37 @@ export class KeystoneClient {
   async whoami(): Promise<{ userId: string; projectId: string; roles: readonly string[]; expiresAtMs: number }> {
     const t = await this.currentToken();
     return { userId: t.userId, projectId: t.projectId, roles: t.roles, expiresAtMs: t.expiresAtMs };
+  }
+
+  /**
+   * Keystone's `[auth] methods`, probed once per client: a token request with a method no
+   * Keystone has is refused with 401 and the list of enabled methods (AuthMethodNotSupported).
+   * Unauthenticated, writes nothing. `GET /v3` does not tell them (nor the release).
+   *
+   * @throws {KeystoneError} `E_KEYSTONE_HTTP` when Keystone answers otherwise (no list).
+   */
+  async authMethods(): Promise<string[]> {
+    this.methods ??= (async () => {
+      const res = await this.call("POST", "/auth/tokens?nocatalog", {
+        json: { auth: { identity: { methods: [METHOD_PROBE], [METHOD_PROBE]: {} } } },
+        retry: true,
+        withoutToken: true,
+        accept: [400, 401],
+      });
+      const list = asRecord(asRecord(asRecord(res.body).error).identity).methods;
+      if (res.status !== 401 || !Array.isArray(list) || !list.every((m) => typeof m === "string")) {
+        throw new KeystoneError(
+          "E_KEYSTONE_HTTP",
+          { method: "POST", path: "/v3/auth/tokens", status: res.status },
+          "Keystone did not list its [auth] methods for an unknown method; is the auth URL an identity v3 endpoint?",
+        );
+      }
+      return list as string[];
+    })();
+    this.methods.catch(() => {
+      this.methods = undefined;
+    });
+    return this.methods;
   }
 
   /** Forgets the token so that the next request authenticates again. */
@@ -553,6 +591,31 @@ export class KeystoneClient {
     return toUser(asRecord(res.body).user);
   }
 
+  /**
+   * Writes a user's MFA options and keystone-totp's marker in ONE request, so that no crash can
+   * leave the tool's rules without the record of what they replaced (see mfa/posture.ts).
+   * `null` removes an option, or the marker.
+   *
+   * @throws {KeystoneError} `E_KEYSTONE_FORBIDDEN` when the identity backend refuses user
+   *   writes (LDAP) or the account may not make them.
+   */
+  async writeUserMfa(
+    id: string,
+    options: { readonly enabled: boolean | null; readonly rules: readonly (readonly string[])[] | null },
+    marker: unknown,
+  ): Promise<KeystoneUser> {
+    const res = await this.call("PATCH", `/users/${encodeURIComponent(id)}`, {
+      json: {
+        user: {
+          options: { multi_factor_auth_enabled: options.enabled, multi_factor_auth_rules: options.rules },
+          [MARKER_ATTRIBUTE]: marker,
+        },
+      },
+      retry: true,
+    });
+    return toUser(asRecord(res.body).user);
+  }
+
   /** Creates a user (tests and the demo use it). */
   async createUser(u: { name: string; domainId: string; password: string; email?: string }): Promise<KeystoneUser> {
     const res = await this.call("POST", "/users", {
@@ -673,5 +736,6 @@ function toUser(raw: unknown): KeystoneUser {
     email: typeof u.email === "string" ? u.email : undefined,
     enabled: u.enabled !== false,
     options: asRecord(u.options),
+    marker: u[MARKER_ATTRIBUTE] ?? undefined,
   };
 }
