@@ -303,13 +303,16 @@ export class KeystoneClient {
       this.inFlight++;
       return;
     }
+    // release() hands its slot straight to us: inFlight already counts this request.
     await new Promise<void>((r) => this.waiters.push(r));
-    this.inFlight++;
   }
 
   private release(): void {
-    this.inFlight--;
-    this.waiters.shift()?.();
+    const next = this.waiters.shift();
+    // Handing the slot over (instead of freeing it and letting the waiter take it later) keeps
+    // a caller that arrives before the waiter resumes from taking the same slot.
+    if (next) next();
+    else this.inFlight--;
   }
 
   /** Full jitter: a random delay up to base * 2^attempt, capped. */

@@ -171,14 +171,19 @@ describe("KeystoneClient retries", () => {
     expect(err.message).toMatch(/admin role/);
   });
 
-  it("never puts the password or token in an error", async () => {
-    const k = fakeKeystone([ok(500, { error: { message: "boom s3cret-password tok-1" } })]);
+  it("keeps the password, token and blob out of the error even when Keystone's own message echoes them", async () => {
+    const boom = ok(500, { error: { message: `boom s3cret-password tok-1 ${BLOB}` } });
+    // A 500 on create is ambiguous: before each new POST the user's credentials are searched
+    // for the blob (not there), until the attempts run out on Keystone's own error.
+    const k = fakeKeystone([boom, ...Array.from({ length: 5 }, () => [ok(200, list()), boom]).flat()]);
     const err = (await client(k.transport)
       .createTotpCredential("u1", BLOB)
-      .catch((e: unknown) => e)) as Error;
-    // a 500 on create is ambiguous: it looks the blob up next, and the script has run out
-    expect(String(err.message)).not.toContain("s3cret-password");
-    expect(String(err.message)).not.toContain("tok-1");
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err).toBeInstanceOf(KeystoneError);
+    expect(err.code).toBe("E_KEYSTONE_HTTP");
+    expect(err.keystoneMessage).toBe("boom [redacted] [redacted] [redacted]");
+    expect(err.message).toContain("POST /v3/credentials failed: 500; Keystone said: boom [redacted]");
+    for (const secret of ["s3cret-password", "tok-1", BLOB]) expect(err.message).not.toContain(secret);
   });
 });
 
@@ -248,5 +253,52 @@ describe("tuning from the environment", () => {
         KEYSTONE_TOTP_REQUEST_TIMEOUT_MS: "-5",
       }),
     ).toEqual({});
+  });
+});
+
+describe("KeystoneClient concurrency limit", () => {
+  it("never has more than maxInFlight requests in flight, even when callers arrive as one finishes", async () => {
+    const MAX = 2;
+    const pending: Array<() => void> = [];
+    let inFlight = 0;
+    let peak = 0;
+    const transport: Transport = {
+      send(req) {
+        if (req.url.includes("/auth/tokens")) {
+          return Promise.resolve({
+            status: 201,
+            headers: { "x-subject-token": "tok-1" },
+            body: { token: { expires_at: new Date(Date.now() + 3_600_000).toISOString(), roles: [] } },
+          });
+        }
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        // Answered when the test says so; returned as is, so that its resumption order is the client's.
+        return new Promise<HttpResponse>((resolve) =>
+          pending.push(() => {
+            inFlight--;
+            resolve({ status: 200, headers: {}, body: cred("c1", BLOB) });
+          }),
+        );
+      },
+      close() {},
+    };
+    const c = new KeystoneClient(auth, { transport, maxInFlight: MAX });
+    await c.whoami();
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < MAX + 2; i++) calls.push(c.getCredential("c1"));
+    // Finish one request at a time; right after each, a new caller arrives, as a fleet's next
+    // user does while earlier requests are still queued.
+    for (let round = 0; round < 20; round++) {
+      await new Promise((r) => setImmediate(r));
+      pending.shift()?.();
+      calls.push(c.getCredential("c1"));
+    }
+    while (pending.length > 0 || inFlight > 0) {
+      await new Promise((r) => setImmediate(r));
+      pending.shift()?.();
+    }
+    await Promise.all(calls);
+    expect(peak).toBe(MAX);
   });
 });
