@@ -26,7 +26,7 @@
  */
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
-import { KeystoneClient, type KeystoneUser } from "../keystone/client.ts";
+import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../keystone/client.ts";
 import { applyPosture, type MfaState, POSTURE_KEYS, postureSettings, releasePosture } from "../mfa/apply.ts";
 import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../mfa/posture.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
@@ -79,7 +79,7 @@ export interface HandlerContext {
 }
 
 let configGetter: ConfigGetter = () => undefined;
-let snapshot: Promise<Map<string, readonly string[]>> | undefined;
+let snapshot: Promise<TotpCredentialIndex> | undefined;
 
 /** The default context: the process-wide client from the stack config and `OS_*`. */
 export const defaultContext: HandlerContext = {
@@ -88,14 +88,13 @@ export const defaultContext: HandlerContext = {
   existing: async (userId) => {
     // One list for the whole fleet, taken before this process creates anything: whatever it
     // holds was not created by this run. A failed list is not kept, so the next call retries.
-    snapshot ??= defaultContext
-      .client()
-      .listAllTotpCredentials()
-      .then((m) => new Map([...m].map(([u, cs]) => [u, cs.map((c) => c.id)])));
+    // Where Keystone's list_limit cut that list short, each user is listed when first asked
+    // about, which is before this process creates that user's credential.
+    snapshot ??= defaultContext.client().listAllTotpCredentials();
     snapshot.catch(() => {
       snapshot = undefined;
     });
-    return (await snapshot).get(userId) ?? [];
+    return (await (await snapshot).of(userId)).map((c) => c.id);
   },
 };
 

@@ -44,7 +44,7 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
     listAllTotpCredentials: async () => {
       const m = new Map<string, { id: string }[]>();
       for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
-      return m;
+      return { all: m, of: async (userId: string) => m.get(userId) ?? [] };
     },
     createTotpCredential: async (userId: string, blob: string) => {
       const c = { id: `new${++n}`, userId, blob };
