@@ -91,7 +91,11 @@ export interface UserRow {
   readonly displayName: string | undefined;
   /** Days after which the secret is renewed, when given. */
   readonly rotationDays: number | undefined;
-  /** Canonical identity and stable resource name; see {@link userKey}. */
+  /**
+   * The row's identity as the CSV spells it; see {@link userKey}. Resources are named from
+   * Keystone's spelling of the user instead (providers/program/fleet.ts), which this may
+   * differ from in case.
+   */
   readonly key: string;
 }
 
@@ -119,8 +123,9 @@ const KEY_ESCAPED = /[%@:\u0000-\u001f\u007f-\u009f]/g;
  * The canonical identity of a user: `username@domain`, each part NFC-normalised with `%`,
  * `@`, `:` and control characters percent-encoded, e.g. `a%40b.com@Default` for the user
  * `a@b.com` in domain `Default`. It is readable, stable, reversible, and never contains `::`
- * (which would break a Pulumi URN), so it serves as the resource name. Case is kept, so names
- * keep the operator's spelling; duplicates are found case-insensitively elsewhere.
+ * (which would break a Pulumi URN), so it serves as a resource name. Case is kept; duplicates
+ * are found case-insensitively elsewhere, and resource names use Keystone's spelling of the
+ * user so that a case-only edit of the CSV does not rename them.
  */
 export function userKey(domain: string, username: string): string {
   return `${escapeKeyPart(username)}@${escapeKeyPart(domain)}`;
