@@ -84,9 +84,10 @@ describe("case-only edits of user names", () => {
   });
 
   it("a resource named with the CSV's spelling (before this change) is kept through an alias, not replaced", async () => {
-    // What a stack enrolled from a CSV spelling USER03-... holds: the resource named that way.
+    // What a stack enrolled from a CSV spelling USER03-... holds: the resource named that way,
+    // and the CSV's spelling in its username and account label.
     const oldName = `${user03.name.toUpperCase()}@Default`;
-    const state = (await stack.exportText()).replaceAll(`::${user03.name}@Default"`, `::${oldName}"`);
+    const state = (await stack.exportText()).replaceAll(user03.name, user03.name.toUpperCase());
     expect(state).toContain(`::${oldName}"`);
     const file = join(dir, "renamed-state.json");
     writeFileSync(file, state, { mode: 0o600 });
