@@ -9,6 +9,7 @@
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../providers/doctor/mail.ts";
+import type { DoctorPostureSettings } from "../providers/doctor/posture.ts";
 import { formatJson, formatText, runDoctor } from "../providers/doctor/run.ts";
 import type { ManagedCredentials } from "../providers/doctor/users.ts";
 import { useLocalKeystoneWithNote } from "./lib/local-keystone.ts";
@@ -26,9 +27,14 @@ with none of them (and, with --stack, no openstack:* config), the local Keystone
 'npm run demo' (.local/keystone/default).
 
 options:
-  --csv FILE          also check the users CSV: valid, users found, credentials, MFA rules
+  --csv FILE          also check the users CSV: valid, users found, credentials, MFA rules,
+                      who a TOTP code alone logs in, application credentials the rules
+                      block, rules naming disabled methods, users whose options cannot be
+                      written (LDAP)
   --stack NAME        with --csv: count the users' credentials this stack does not manage
-                      (made by hand, or left by a crash); needs the Pulumi CLI
+                      (made by hand, or left by a crash), and compare with the stack's
+                      keystone-totp:enforceMfa, allowTotpOnlyLogin, refuseApplicationCredentials
+                      and replaceOwnRules (default false); needs the Pulumi CLI
   --smtp-url URL      check this SMTP relay (smtp:// or smtps://); better: set ${SMTP_URL_ENV}
                       (a URL on the command line, password included, is visible to other users)
   --mail-from ADDR    the sender to check with the relay (or ${MAIL_FROM_ENV})
@@ -100,9 +106,18 @@ async function workspace() {
   return LocalWorkspace.create({ workDir: REPO });
 }
 
-/** Keystone credential IDs in a stack's state (`credentialId` outputs are not secret). */
-async function managedCredentials(stack: string): Promise<ManagedCredentials> {
+/** The stack's posture settings, as `keystone-totp:*` config (plain values, never secrets). */
+const POSTURE_KEYS = ["enforceMfa", "allowTotpOnlyLogin", "refuseApplicationCredentials", "replaceOwnRules"] as const;
+
+/**
+ * Keystone credential IDs in a stack's state (`credentialId` outputs are not secret), and the
+ * stack's posture settings.
+ */
+async function fromStack(stack: string): Promise<{ managed: ManagedCredentials; posture: DoctorPostureSettings }> {
   const ws = await workspace();
+  const config = await ws.getAllConfig(stack);
+  const posture: Record<string, boolean> = {};
+  for (const k of POSTURE_KEYS) posture[k] = /^(true|1|yes)$/i.test(config[`keystone-totp:${k}`]?.value ?? "");
   const state = await ws.exportStack(stack);
   const resources = (state.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] })
     .resources;
@@ -113,7 +128,7 @@ async function managedCredentials(stack: string): Promise<ManagedCredentials> {
     const retiring = Array.isArray(r.outputs?.retiring) ? r.outputs.retiring : [];
     for (const id of [r.outputs?.credentialId, ...retiring]) if (typeof id === "string") ids.add(id);
   }
-  return { stack, ids };
+  return { managed: { stack, ids }, posture };
 }
 
 async function main(): Promise<number> {
@@ -121,8 +136,9 @@ async function main(): Promise<number> {
   // The stack's openstack:* config, when it has some, is the operator's choice of Keystone.
   const configKeys = o.stack ? Object.keys(await (await workspace()).getAllConfig(o.stack)) : [];
   useLocalKeystoneWithNote("doctor", { repo: REPO, configKeys });
+  const stack = o.stack && o.csv ? await fromStack(o.stack) : undefined;
   const report = await runDoctor({
-    ...(o.stack && o.csv ? { managed: await managedCredentials(o.stack) } : {}),
+    ...(stack ? { managed: stack.managed, posture: stack.posture } : {}),
     csvFile: o.csv,
     smtpUrl: o.smtpUrl,
     mailFrom: o.mailFrom,

@@ -10,15 +10,16 @@ import { dirname, resolve } from "node:path";
 import { KeystoneTotpError } from "../providers/errors.ts";
 import { resolveKeystoneAuth } from "../providers/keystone/auth.ts";
 import { KeystoneClient } from "../providers/keystone/client.ts";
-import { toCsv } from "../providers/report/csv.ts";
 import { renderStatusHtml } from "../providers/report/html.ts";
 import {
+  type AccountOptions,
   buildStatus,
   countStatus,
   formatTable,
-  STATUS_COLUMNS,
+  POSTURES,
+  type PostureSource,
   type StateResource,
-  type StatusRow,
+  statusCsv,
 } from "../providers/report/status.ts";
 import { now } from "../providers/util/clock.ts";
 import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "./lib/engine.ts";
@@ -28,6 +29,11 @@ const HELP = `usage: npm run status -- [options]
 One line per user of the stack: state, enrolled since, last delivery, next scheduled
 rotation, MFA enforced, and the TOTP credentials Keystone actually holds for the user
 (checked against what the stack manages). Changes nothing, sends nothing.
+
+posture (how the user may log in now): open (a TOTP code alone logs in: run
+'npm run provision -- up --refresh'), staged (the tool's rules: every login as before
+but TOTP alone), enforced (password + TOTP), own (the user's own rules, kept); '-' when
+Keystone was not asked, or for a user with neither a TOTP credential nor rules
 
 states: ok, retiring (an old credential still valid in its grace window), unmanaged
 (Keystone holds TOTP credentials the stack does not manage), not-delivered (the next up
@@ -45,7 +51,8 @@ options:
   --help                 this text
 
 exit codes: 0 every user ok or retiring, 1 some user needs attention (missing,
-not-delivered, unmanaged, not-enrolled), 2 bad config, 3 Keystone, 64 usage
+not-delivered, unmanaged, not-enrolled, or posture open without
+keystone-totp:allowTotpOnlyLogin), 2 bad config, 3 Keystone, 64 usage
 `;
 
 interface StatusOptions {
@@ -92,27 +99,6 @@ function writePrivate(file: string, text: string): void {
   chmodSync(file, 0o600);
 }
 
-function csvOf(rows: readonly StatusRow[]): string {
-  return toCsv(
-    [...STATUS_COLUMNS, "userId", "credentialId", "retireAfter"],
-    rows.map((r) => [
-      r.user,
-      r.state,
-      r.enrolledSince,
-      r.lastDelivery,
-      r.nextRotation,
-      r.mfaEnforced,
-      r.keystoneCredentialIds?.length,
-      r.retiring.length,
-      r.unmanagedIds.length,
-      r.email,
-      r.userId,
-      r.credentialId,
-      r.retireAfter,
-    ]),
-  );
-}
-
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const engine = { ...defaultEngineOptions(), stack: o.stack, configFile: o.configFile };
@@ -122,8 +108,12 @@ async function main(): Promise<number> {
     (r) => typeof r.urn === "string" && typeof r.type === "string",
   );
   let csvUsers: string[] = [];
+  const domains = new Set<string>();
+  for (const r of resources) if (typeof r.inputs?.domain === "string") domains.add(r.inputs.domain);
   try {
-    csvUsers = ((await readStackCsv(stack, engine)) ?? []).map((r) => r.key);
+    const csvRows = (await readStackCsv(stack, engine)) ?? [];
+    csvUsers = csvRows.map((r) => r.key);
+    for (const r of csvRows) domains.add(r.domain);
   } catch (e) {
     if (!(e instanceof KeystoneTotpError)) throw e;
     process.stderr.write(
@@ -131,6 +121,8 @@ async function main(): Promise<number> {
     );
   }
   let keystone: Map<string, readonly string[]> | undefined;
+  let postures: PostureSource | undefined;
+  let allowTotpOnlyLogin = false;
   if (o.keystone) {
     const config = await stack.getAllConfig();
     try {
@@ -144,6 +136,8 @@ async function main(): Promise<number> {
       keystone = new Map(
         await Promise.all(userIds.map(async (u) => [u, (await index.of(u)).map((c) => c.id)] as const)),
       );
+      postures = await readPostures(client, domains);
+      allowTotpOnlyLogin = /^(true|1|yes)$/i.test(config["keystone-totp:allowTotpOnlyLogin"]?.value ?? "");
       client.close();
     } catch (e) {
       if (!(e instanceof KeystoneTotpError)) throw e;
@@ -152,12 +146,12 @@ async function main(): Promise<number> {
     }
   }
   const at = now();
-  const rows = buildStatus(resources, keystone, csvUsers);
+  const rows = buildStatus(resources, keystone, csvUsers, postures);
   const counts = countStatus(rows, at, keystone);
   if (o.format === "json") {
     process.stdout.write(`${JSON.stringify({ at: at.toISOString(), stack: o.stack, counts, users: rows }, null, 2)}\n`);
   } else if (o.format === "csv") {
-    process.stdout.write(csvOf(rows));
+    process.stdout.write(statusCsv(rows));
   } else {
     process.stdout.write(formatTable(rows));
     const s = counts.byState;
@@ -166,13 +160,39 @@ async function main(): Promise<number> {
         `${s["not-delivered"]} not delivered, ${s["not-enrolled"]} not enrolled, ${s.missing} missing; ` +
         `${counts.mfaEnforced} with MFA enforced; ${counts.rotationsDueIn7Days} rotation(s) due within 7 days\n`,
     );
+    if (postures) {
+      const p = counts.byPosture;
+      process.stdout.write(`login posture: ${POSTURES.map((k) => `${p[k]} ${k}`).join(", ")}\n`);
+      if (p.open > 0 && !allowTotpOnlyLogin) {
+        process.stdout.write(
+          `${p.open} user(s) can log in with a TOTP code alone: run 'npm run provision -- up --refresh' to put the tool's rules back\n`,
+        );
+      }
+    }
   }
   if (o.html) {
     writePrivate(o.html, renderStatusHtml(`keystone-totp status: stack ${o.stack}`, rows, counts, at));
     process.stderr.write(`status: HTML report written to ${o.html}\n`);
   }
-  const attention = rows.some((r) => r.state !== "ok" && r.state !== "retiring");
+  // A TOTP code alone logging a user in is a weakness unless the operator chose it.
+  const attention = rows.some(
+    (r) => (r.state !== "ok" && r.state !== "retiring") || (r.posture === "open" && !allowTotpOnlyLogin),
+  );
   return attention ? EXIT.failed : EXIT.ok;
+}
+
+/**
+ * Each user's options and marker, from one user list per domain (never one GET per user),
+ * and Keystone's `[auth] methods` (one unauthenticated request).
+ */
+async function readPostures(client: KeystoneClient, domains: ReadonlySet<string>): Promise<PostureSource> {
+  const accounts = new Map<string, AccountOptions>();
+  for (const name of domains) {
+    const id = await client.domainIdByName(name);
+    if (id === undefined) continue;
+    for (const u of await client.listUsers(id)) accounts.set(u.id, { options: u.options, marker: u.marker });
+  }
+  return { methods: await client.authMethods(), accounts };
 }
 
 await runMain("status", main);

@@ -238,6 +238,7 @@ export async function sendEnrollment(
       otpauthUri: otpauthUri({ issuer: m.issuer, account: m.account, secret: m.secret }),
       fingerprint: m.fingerprint,
       reason: m.reason,
+      enforced: m.enforced === true,
     },
     config.template,
   );

@@ -17,6 +17,7 @@ import type { KeystoneAuth } from "../keystone/auth.ts";
 import { type KeystoneClient, tokenRequestBody } from "../keystone/client.ts";
 import { type HttpResponse, type Transport, TransportError } from "../keystone/http.ts";
 import { isLoopbackHost } from "../mail/config.ts";
+import { MARKER_ATTRIBUTE } from "../mfa/posture.ts";
 import { generateSecret } from "../totp/secret.ts";
 import {
   assessSkew,
@@ -29,6 +30,7 @@ import {
   type SkewEstimate,
   skewConsequence,
 } from "./clock.ts";
+import { GuardError, type GuardOutcome, withTotpAloneRefused } from "./guard.ts";
 import { type CheckResult, result } from "./types.ts";
 
 /** Timeout of each doctor request to Keystone, in ms: the doctor must answer in seconds. */
@@ -533,15 +535,20 @@ function probeUserId(): string {
  *    is deleted at once);
  * 3. `DELETE /v3/credentials/<made-up id>`: 403 means "may not delete", 404 "may delete";
  * 4. a real round trip through the client, on the operator's own user: create a TOTP
- *    credential with a random secret (never shown) and delete it whatever happened. This proves
+ *    credential with a random secret (never shown) and delete it whatever happened, while the
+ *    user's MFA rules refuse a TOTP code alone (see guard.ts: staged rules are written for the
+ *    round trip when the user has none, and its options put back afterwards). This proves
  *    that Keystone can store credentials (its credential key repository and database work)
  *    and that the token is not a delegated one (application credential or trust), which newer
  *    Keystone releases refuse for credential management.
+ *
+ * @param onCredential - test seam: called while the test credential exists.
  */
 export async function checkCredentialAccess(
   session: ProbeSession,
   client: KeystoneClient,
   roundTrip = true,
+  onCredential?: (userId: string) => Promise<void>,
 ): Promise<CheckResult> {
   const id = KEYSTONE_CHECK_IDS.credentials;
   const title = "credential management";
@@ -617,20 +624,66 @@ export async function checkCredentialAccess(
   }
   let createdId: string | undefined;
   let createFailure: KeystoneError | undefined;
+  let guard: GuardOutcome | undefined;
+  let guardFailure: GuardError | undefined;
   try {
     const me = await client.whoami();
-    createdId = (await client.createTotpCredential(me.userId, generateSecret())).id;
+    // The credential exists only while the operator's rules refuse a TOTP code alone.
+    const done = await withTotpAloneRefused(
+      client,
+      me.userId,
+      async () => {
+        try {
+          createdId = (await client.createTotpCredential(me.userId, generateSecret())).id;
+          await onCredential?.(me.userId);
+        } catch (e) {
+          if (!(e instanceof KeystoneError)) throw e;
+          createFailure = e;
+        } finally {
+          if (createdId !== undefined && !(await deletedOrKept(client, createdId))) {
+            details.leftoverCredentialId = createdId;
+          }
+        }
+      },
+      // A credential left behind keeps the rules that refuse it alone.
+      () => details.leftoverCredentialId !== undefined,
+    );
+    guard = done.outcome;
   } catch (e) {
-    if (!(e instanceof KeystoneError)) throw e;
-    createFailure = e;
+    if (e instanceof GuardError) guardFailure = e;
+    else if (e instanceof KeystoneError) createFailure = e;
+    else throw e;
   }
-  if (createdId !== undefined) {
-    try {
-      await client.deleteCredential(createdId);
-    } catch (e) {
-      if (!(e instanceof KeystoneError)) throw e;
-      details.leftoverCredentialId = createdId;
-    }
+  if (guard !== undefined) details.operatorRules = guard;
+  if (guardFailure?.leftover !== undefined) {
+    return result(
+      id,
+      title,
+      "failure",
+      `after the test credential on the operator's own user: ${guardFailure.message}`,
+      {
+        fix:
+          `Put the operator's MFA options back as they were (${JSON.stringify(guardFailure.leftover)}), e.g. ` +
+          `PATCH /v3/users/${session.info.userId} {"user":{"options":{"multi_factor_auth_enabled":${JSON.stringify(guardFailure.leftover.enabled)},` +
+          `"multi_factor_auth_rules":${JSON.stringify(guardFailure.leftover.rules)}},"${MARKER_ATTRIBUTE}":null}}, or leave the staged rules: they refuse only a TOTP code alone.`,
+        code: guardFailure.keystone.code,
+        details,
+      },
+    );
+  }
+  if (guardFailure) {
+    return result(
+      id,
+      title,
+      "warning",
+      `the account may list, create and delete other users' credentials (${session.projectLabel}); the test ` +
+        `credential was NOT created on its own user, because ${guardFailure.message}: a TOTP credential without ` +
+        "rules refusing TOTP alone would let a 6-digit code alone log the operator in",
+      {
+        fix: "See the message; an identity backend that refuses option writes (LDAP) cannot be protected this way: check by enrolling one test user instead.",
+        details,
+      },
+    );
   }
   if (createFailure) {
     const e = createFailure;
@@ -651,18 +704,48 @@ export async function checkCredentialAccess(
       title,
       "failure",
       `a test credential (${createdId}) could not be deleted from the operator's own user; its secret was random ` +
-        "and never shown, so it lets nobody log in",
-      { fix: `Delete it: openstack credential delete ${createdId}`, code: "E_KEYSTONE_HTTP", details },
+        "and never shown, so it lets nobody log in" +
+        (guard === "staged-and-kept"
+          ? "; the staged MFA rules written for the test stay on the operator's user (they refuse a TOTP code alone; the tool's marker records the options before)"
+          : ""),
+      {
+        fix:
+          `Delete it: openstack credential delete ${createdId}` +
+          (guard === "staged-and-kept"
+            ? `; then put the operator's options back (the previous ones are in its ${MARKER_ATTRIBUTE} attribute: openstack user show ${session.info.userId})`
+            : ""),
+        code: "E_KEYSTONE_HTTP",
+        details,
+      },
     );
   }
+  const protectedBy =
+    guard === "staged-and-restored"
+      ? "; meanwhile staged MFA rules refused a TOTP code alone on it, and its options were then put back as they were"
+      : "; its own MFA rules refused a TOTP code alone meanwhile";
   return result(
     id,
     title,
     "ok",
     `the account may list, create and delete other users' credentials (${session.projectLabel}); ` +
-      "a test credential was created and deleted on its own user",
+      `a test credential was created and deleted on its own user${protectedBy}`,
     { details },
   );
+}
+
+/**
+ * Deletes a test credential.
+ *
+ * @returns false when Keystone refused or failed (the caller names the credential left behind).
+ */
+async function deletedOrKept(client: KeystoneClient, id: string): Promise<boolean> {
+  try {
+    await client.deleteCredential(id);
+    return true;
+  } catch (e) {
+    if (!(e instanceof KeystoneError)) throw e;
+    return false;
+  }
 }
 
 // ------------------------------------------------------------------ totp method

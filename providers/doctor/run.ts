@@ -3,7 +3,7 @@
  *
  * Order: the operator's Keystone settings; Keystone reachable, TLS, operator token,
  * credential management, TOTP method, clock skew; then (with a CSV) the file, its users,
- * their credentials and MFA rules; then mail. A check whose prerequisite failed is reported
+ * their credentials and MFA rules, and their login posture (posture.ts); then mail. A check whose prerequisite failed is reported
  * as skipped. The exit code is that of the first failure (see `exitCodeForResults`).
  */
 import { ConfigError } from "../errors.ts";
@@ -25,6 +25,7 @@ import {
   type ProbeSession,
 } from "./keystone.ts";
 import { checkMail } from "./mail.ts";
+import { checkPosture, type DoctorPostureSettings, POSTURE_CHECK_TITLES } from "./posture.ts";
 import { type CheckResult, type CheckStatus, countByStatus, exitCodeForResults, result } from "./types.ts";
 import { checkCsv, checkEnrollment, checkUsersFound, type ManagedCredentials, USERS_CHECK_IDS } from "./users.ts";
 
@@ -64,6 +65,10 @@ export interface DoctorOptions {
    * store one (default true; `provision` turns it off so that a no-op run writes nothing).
    */
   readonly credentialRoundTrip?: boolean | undefined;
+  /** The stack's posture settings (enforceMfa, allowTotpOnlyLogin ...); all false by default. */
+  readonly posture?: DoctorPostureSettings | undefined;
+  /** Test seam: called while the round trip's test credential exists on the operator's user. */
+  readonly onRoundTripCredential?: ((userId: string) => Promise<void>) | undefined;
   /** Skip the mail checks (for callers that check mail themselves). */
   readonly skipMail?: boolean | undefined;
   /** Directory relative paths resolve against; default the current directory. */
@@ -165,7 +170,12 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
           }
           session = undefined;
         } else {
-          const creds = await checkCredentialAccess(session, client, o.credentialRoundTrip ?? true);
+          const creds = await checkCredentialAccess(
+            session,
+            client,
+            o.credentialRoundTrip ?? true,
+            o.onRoundTripCredential,
+          );
           canReadCredentials = creds.status === "ok";
           checks.push(creds, await checkTotpMethod(ctx, session), checkClock(session.info, reach.dateObservation));
         }
@@ -175,8 +185,13 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
     if (o.csvFile !== undefined) {
       const csv = checkCsv(o.csvFile);
       checks.push(csv.result);
-      const userIds = [USERS_CHECK_IDS.found, USERS_CHECK_IDS.credentials, USERS_CHECK_IDS.mfa];
-      const titles = ["users in Keystone", "TOTP credentials", "MFA rules"];
+      const userIds = [
+        USERS_CHECK_IDS.found,
+        USERS_CHECK_IDS.credentials,
+        USERS_CHECK_IDS.mfa,
+        ...Object.keys(POSTURE_CHECK_TITLES),
+      ];
+      const titles = ["users in Keystone", "TOTP credentials", "MFA rules", ...Object.values(POSTURE_CHECK_TITLES)];
       const why = !csv.rows ? "the CSV is invalid" : "Keystone checks did not get a working token";
       if (!csv.rows || !session || !client) {
         userIds.forEach((id, i) => {
@@ -187,6 +202,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
         checks.push(
           found.result,
           ...(await checkEnrollment(session, client, found.users, canReadCredentials, o.managed)),
+          ...(await checkPosture(session, client, found.users, canReadCredentials, o.posture)),
         );
       }
     }

@@ -6,6 +6,7 @@
 import { CsvError, KeystoneError, MAX_LISTED_USERS, UserNotFoundError } from "../errors.ts";
 import type { KeystoneClient, KeystoneUser } from "../keystone/client.ts";
 import { TransportError } from "../keystone/http.ts";
+import { admits, effectiveRules, optionsOf } from "../mfa/posture.ts";
 import { readUsersCsv, type UserRow } from "../users/csv.ts";
 import { type ResolvedUser, resolveUsers } from "../users/resolve.ts";
 import type { ProbeSession } from "./keystone.ts";
@@ -32,23 +33,38 @@ export function nameSome(names: readonly string[], max = MAX_NAMED_USERS): strin
 
 /** A user's MFA settings, as far as TOTP is concerned. */
 export interface MfaFacts {
-  /** `options.multi_factor_auth_enabled` is true. */
+  /**
+   * The rules are on: `options.multi_factor_auth_enabled` is not `false`. Keystone treats an
+   * unset option as on (only `false` turns rules off).
+   */
   readonly enabled: boolean;
   /** `options.multi_factor_auth_rules`, each a list of method names. */
   readonly rules: readonly (readonly string[])[];
   /**
-   * MFA is enabled with at least one rule, and every rule includes `totp`: the user cannot log
-   * in without a TOTP code.
+   * Keystone applies at least one rule, and no login without TOTP passes them: the user cannot
+   * log in without a TOTP code.
    */
   readonly requiresTotp: boolean;
 }
 
-/** Reads a user's MFA options (see {@link MfaFacts}). */
-export function mfaFacts(user: Pick<KeystoneUser, "options">): MfaFacts {
-  const enabled = user.options.multi_factor_auth_enabled === true;
-  const raw = user.options.multi_factor_auth_rules;
-  const rules = Array.isArray(raw) ? raw.filter((r): r is unknown[] => Array.isArray(r)).map((r) => r.map(String)) : [];
-  return { enabled, rules, requiresTotp: enabled && rules.length > 0 && rules.every((r) => r.includes("totp")) };
+/**
+ * Reads a user's MFA options (see {@link MfaFacts}).
+ *
+ * @param methods - Keystone's `[auth] methods`; default every method the rules name (a rule
+ *   of methods Keystone lacks is then not known to be void).
+ */
+export function mfaFacts(user: Pick<KeystoneUser, "options">, methods?: readonly string[]): MfaFacts {
+  const options = optionsOf(user.options);
+  const rules = effectiveRules(options);
+  const named = [...new Set(rules.flat())];
+  const enabledMethods = methods ?? named;
+  // The strongest login without TOTP: every enabled method but totp.
+  const withoutTotp = [...new Set([...enabledMethods, ...named])].filter((m) => m !== "totp");
+  return {
+    enabled: options.enabled !== false,
+    rules: options.rules ?? [],
+    requiresTotp: rules.length > 0 && !admits(rules, withoutTotp, enabledMethods),
+  };
 }
 
 /** How the users of the CSV stand, counted. */

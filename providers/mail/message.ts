@@ -36,6 +36,13 @@ export const MAX_TEMPLATE_BYTES = 256 * 1024;
 /** Why the user is sent a key. */
 export type EnrollmentReason = "new" | "rotation";
 
+/**
+ * What a password login needs once the message has reached the user, for the template's
+ * blocks: `staged` (the password alone still works; a code alone never does) or `enforced`
+ * (password + code). See {@link EnrollmentMessageInput.enforced}.
+ */
+export type LoginStage = "staged" | "enforced";
+
 /** What the enrollment message is made from. All values are checked by {@link composeEnrollment}. */
 export interface EnrollmentMessageInput {
   /** The recipient's email address (one bare address, e.g. `alice@example.com`). */
@@ -58,6 +65,12 @@ export interface EnrollmentMessageInput {
   readonly fingerprint: string;
   /** `new` for a first enrollment, `rotation` when the key replaces an older one. */
   readonly reason: EnrollmentReason;
+  /**
+   * Whether the stack requires password + TOTP for this user once this message is delivered
+   * (keystone-totp:enforceMfa). Selects the template's `{{#enforced}}` blocks, else its
+   * `{{#staged}}` ones, so the message says what holds for the user. Default false.
+   */
+  readonly enforced?: boolean | undefined;
   /** The `From:` address, e.g. `ACME Cloud <noreply@example.com>`. */
   readonly from: string;
 }
@@ -135,9 +148,10 @@ const REQUIRED_PLACEHOLDERS: Readonly<Record<SectionName, readonly Placeholder[]
 };
 const SECTION_NAMES: readonly SectionName[] = ["subject", "text", "html"];
 const REASONS: readonly EnrollmentReason[] = ["new", "rotation"];
+const STAGES: readonly LoginStage[] = ["staged", "enforced"];
 const SECTION_LINE = /^--- *([A-Za-z]+) *---[ \t]*$/;
 const TAG = /\{\{([^{}]*)\}\}/g;
-const BLOCK = /\{\{#(new|rotation)\}\}([\s\S]*?)\{\{\/\1\}\}/g;
+const BLOCK = /\{\{#(new|rotation|staged|enforced)\}\}([\s\S]*?)\{\{\/\1\}\}/g;
 /** C0 and C1 controls, line and paragraph separators, and bidi overrides that disguise text. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we remove.
 const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]+/g;
@@ -180,13 +194,18 @@ function fail(file: string, message: string): never {
   throw new ConfigError(`mail template ${file}: ${message}`);
 }
 
+/** A section with only the blocks of this reason and stage kept (their tags removed). */
+function keepBlocks(section: string, reason: EnrollmentReason, stage: LoginStage): string {
+  return section.replace(BLOCK, (_m, flag: string, inner: string) => (flag === reason || flag === stage ? inner : ""));
+}
+
 /** Checks one section's tags; the message names the file, the section and the tag. */
 function checkSection(file: string, name: SectionName, body: string): void {
   const known = new Set<string>(TEMPLATE_PLACEHOLDERS);
   const withoutBlocks = body.replace(BLOCK, (_m, _flag: string, inner: string) => inner);
   for (const m of withoutBlocks.matchAll(TAG)) {
     const tag = (m[1] ?? "").trim();
-    if (/^[#/](new|rotation)$/.test(tag)) {
+    if (/^[#/](new|rotation|staged|enforced)$/.test(tag)) {
       fail(file, `section ${name}: {{${tag}}} has no matching block end or start, or blocks are nested`);
     }
     if (!known.has(tag)) {
@@ -200,10 +219,14 @@ function checkSection(file: string, name: SectionName, body: string): void {
   for (const required of REQUIRED_PLACEHOLDERS[name]) {
     if (!has(body, required)) fail(file, `section ${name} must contain {{${required}}}`);
     for (const reason of REASONS) {
-      // A placeholder only inside the other reason's block would be missing from this reason's message.
-      const kept = body.replace(BLOCK, (_m, flag: string, inner: string) => (flag === reason ? inner : ""));
-      if (!has(kept, required)) {
-        fail(file, `section ${name} must contain {{${required}}} in ${reason} messages too, not only in a block`);
+      for (const stage of STAGES) {
+        // A placeholder only inside another reason's or stage's block would be missing here.
+        if (!has(keepBlocks(body, reason, stage), required)) {
+          fail(
+            file,
+            `section ${name} must contain {{${required}}} in ${reason} ${stage} messages too, not only in a block`,
+          );
+        }
       }
     }
   }
@@ -271,7 +294,9 @@ export function parseTemplate(source: string, file: string): Template {
  * - `recipient`, `fromAddress` - the bare recipient and sender addresses
  *
  * Blocks `{{#new}}...{{/new}}` and `{{#rotation}}...{{/rotation}}` are kept only for that
- * {@link EnrollmentReason}; they do not nest. The default is {@link DEFAULT_TEMPLATE_FILE}.
+ * {@link EnrollmentReason}; `{{#staged}}...{{/staged}}` and `{{#enforced}}...{{/enforced}}` only
+ * for that {@link LoginStage} (enforced when the message's `enforced` is true). Blocks do not
+ * nest. The default is {@link DEFAULT_TEMPLATE_FILE}.
  *
  * @param path - the file; used as given in error messages.
  * @throws {ConfigError} `E_CONFIG` naming the file if it cannot be read, is larger than
@@ -305,15 +330,15 @@ export function defaultTemplate(): Template {
   return defaultTemplateCache;
 }
 
-/** Fills a section: keeps the reason's blocks, then substitutes every tag in one pass. */
+/** Fills a section: keeps the reason's and stage's blocks, then substitutes every tag in one pass. */
 function render(
   section: string,
   reason: EnrollmentReason,
+  stage: LoginStage,
   values: Readonly<Record<Placeholder, string>>,
   html: boolean,
 ): string {
-  const kept = section.replace(BLOCK, (_m, flag: string, inner: string) => (flag === reason ? inner : ""));
-  return kept.replace(TAG, (_m, tag: string) => {
+  return keepBlocks(section, reason, stage).replace(TAG, (_m, tag: string) => {
     const value = values[tag.trim() as Placeholder] ?? "";
     return html ? escapeHtml(value) : value;
   });
@@ -352,6 +377,10 @@ export async function composeEnrollment(
   if (input.reason !== "new" && input.reason !== "rotation") {
     throw new InputError("reason", 'reason must be "new" or "rotation"');
   }
+  if (input.enforced !== undefined && typeof input.enforced !== "boolean") {
+    throw new InputError("enforced", "enforced must be true or false");
+  }
+  const stage: LoginStage = input.enforced === true ? "enforced" : "staged";
   const username = requiredLine("username", input.username);
   const domain = requiredLine("domain", input.domain);
   const displayName = input.displayName === undefined ? "" : oneLine(String(input.displayName));
@@ -399,9 +428,9 @@ export async function composeEnrollment(
   return {
     from,
     to: { name: displayName, address: to.address },
-    subject: oneLine(render(template.subject, input.reason, values, false)),
-    text: render(template.text, input.reason, values, false),
-    html: render(template.html, input.reason, values, true),
+    subject: oneLine(render(template.subject, input.reason, stage, values, false)),
+    text: render(template.text, input.reason, stage, values, false),
+    html: render(template.html, input.reason, stage, values, true),
     attachments: [
       { filename: QR_FILENAME, content, cid: qrCid, contentType: "image/png", contentDisposition: "inline" },
     ],

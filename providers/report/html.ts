@@ -3,6 +3,8 @@
  * external resource), for operators to share: counts, enrollments over time, upcoming
  * rotations by week, and the table of users. It holds no secret: only what `status` prints.
  */
+
+import type { Posture } from "../mfa/posture.ts";
 import { DAY_MS } from "../util/clock.ts";
 import type { StatusCounts, StatusRow, UserState } from "./status.ts";
 
@@ -20,6 +22,13 @@ const STATE_LABEL: Readonly<Record<UserState, string>> = {
   "not-delivered": "Enrollment not delivered",
   "not-enrolled": "Not enrolled yet",
   missing: "Credential missing in Keystone",
+};
+
+const POSTURE_LABEL: Readonly<Record<Posture, string>> = {
+  open: "Open: a TOTP code alone logs in",
+  staged: "Staged: TOTP alone refused",
+  enforced: "Enforced: password + TOTP",
+  own: "Own rules, kept",
 };
 
 /** Escapes text for HTML content and attribute values. */
@@ -151,6 +160,7 @@ export function renderStatusHtml(title: string, rows: readonly StatusRow[], coun
     ["Unmanaged credentials", counts.byState.unmanaged],
     ["Missing in Keystone", counts.byState.missing],
     ["MFA enforced", counts.mfaEnforced],
+    ["TOTP alone logs in (open)", counts.byPosture.open],
     ["Rotations due in 7 days", counts.rotationsDueIn7Days],
     ["TOTP credentials in Keystone", counts.keystoneCredentials ?? "not checked"],
   ];
@@ -160,6 +170,7 @@ export function renderStatusHtml(title: string, rows: readonly StatusRow[], coun
       (r) =>
         `<tr class="s-${r.state}"><td>${esc(r.user)}</td><td>${esc(STATE_LABEL[r.state])}</td><td>${t(r.enrolledSince)}</td>` +
         `<td>${t(r.lastDelivery)}</td><td>${t(r.nextRotation)}</td><td>${r.mfaEnforced ? "yes" : "no"}</td>` +
+        `<td class="p-${r.posture ?? "none"}">${r.posture ? esc(POSTURE_LABEL[r.posture]) : "&ndash;"}</td>` +
         `<td>${r.keystoneCredentialIds === undefined ? "?" : r.keystoneCredentialIds.length}</td>` +
         `<td>${r.retiring.length}${r.retireAfter ? ` (until ${t(r.retireAfter)})` : ""}</td><td>${r.unmanagedIds.length}</td></tr>`,
     )
@@ -183,6 +194,7 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eceef2;white-
 th{background:#f5f6f8}
 tr.s-missing td,tr.s-not-delivered td{background:#fdecec}
 tr.s-unmanaged td,tr.s-not-enrolled td{background:#fff6e0}
+td.p-open{color:#b00020;font-weight:bold}
 </style></head>
 <body>
 <h1>${esc(title)}</h1>
@@ -193,7 +205,7 @@ ${enrollmentChart(enrollmentSeries(rows))}
 <h2>Scheduled rotations, next ${ROTATION_WEEKS} weeks (by week starting)</h2>
 ${rotationChart(rotationSeries(rows, at))}
 <h2>Users</h2>
-<table><thead><tr><th>User</th><th>State</th><th>Enrolled</th><th>Last delivery</th><th>Next rotation</th><th>MFA</th><th>Credentials in Keystone</th><th>Retiring</th><th>Unmanaged</th></tr></thead>
+<table><thead><tr><th>User</th><th>State</th><th>Enrolled</th><th>Last delivery</th><th>Next rotation</th><th>MFA</th><th>Login posture</th><th>Credentials in Keystone</th><th>Retiring</th><th>Unmanaged</th></tr></thead>
 <tbody>
 ${body}
 </tbody></table>

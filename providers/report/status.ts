@@ -5,7 +5,9 @@
  */
 import { nextRotation } from "../credential/handlers.ts";
 import { DEFAULT_GRACE_HOURS } from "../delivery/types.ts";
+import { type Posture, postureOf } from "../mfa/posture.ts";
 import { HOUR_MS } from "../util/clock.ts";
+import { toCsv } from "./csv.ts";
 
 /** A resource as `pulumi stack export` gives it (only what the report reads). */
 export interface StateResource {
@@ -25,6 +27,23 @@ export interface StateResource {
  * - `ok`: exactly the managed credential, delivered
  */
 export type UserState = "missing" | "not-enrolled" | "not-delivered" | "unmanaged" | "retiring" | "ok";
+
+/** Every posture, in the order reports list them (the weakest first). */
+export const POSTURES: readonly Posture[] = ["open", "staged", "enforced", "own"];
+
+/** A Keystone user's options and keystone-totp marker, as a user list returns them. */
+export interface AccountOptions {
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly marker?: unknown;
+}
+
+/** What the posture column is computed from: one user list per domain and the probed methods. */
+export interface PostureSource {
+  /** Keystone's `[auth] methods` (see `KeystoneClient.authMethods`). */
+  readonly methods: readonly string[];
+  /** Options and marker per Keystone user ID. */
+  readonly accounts: ReadonlyMap<string, AccountOptions>;
+}
 
 /** One line of the report. Times are ISO 8601 UTC. */
 export interface StatusRow {
@@ -49,12 +68,21 @@ export interface StatusRow {
   /** Credentials in Keystone that the stack neither uses nor retires. */
   readonly unmanagedIds: readonly string[];
   readonly state: UserState;
+  /**
+   * How the user may log in now (see `postureOf` in mfa/posture.ts): `open` (a TOTP code alone
+   * logs in), `staged`, `enforced` (the tool's rules) or `own` (the operator's rules, kept).
+   * Undefined when Keystone was not asked or the user was not found, and for a user without
+   * any TOTP credential and no rules (no code could log them in: nothing to report).
+   */
+  readonly posture: Posture | undefined;
 }
 
 /** Counts for the report's header. */
 export interface StatusCounts {
   readonly users: number;
   readonly byState: Readonly<Record<UserState, number>>;
+  /** Users per posture; those without one are not counted. */
+  readonly byPosture: Readonly<Record<Posture, number>>;
   readonly mfaEnforced: number;
   /** Users whose scheduled rotation is due within 7 days of `at` (or overdue). */
   readonly rotationsDueIn7Days: number;
@@ -80,11 +108,13 @@ function strings(v: unknown): string[] {
  * @param resources - the stack's resources (`pulumi stack export`), secrets left encrypted.
  * @param keystone - TOTP credential IDs per Keystone user ID, or undefined to skip the check.
  * @param csvUsers - the users of the CSV (user keys), to list those not yet enrolled.
+ * @param postures - the users' options, for the posture column; undefined to leave it empty.
  */
 export function buildStatus(
   resources: readonly StateResource[],
   keystone: ReadonlyMap<string, readonly string[]> | undefined,
   csvUsers: readonly string[] = [],
+  postures?: PostureSource,
 ): StatusRow[] {
   const creds = new Map<string, StateResource>();
   const deliveries = new Map<string, StateResource>();
@@ -135,6 +165,10 @@ export function buildStatus(
             : liveRetiring.length > 0
               ? "retiring"
               : "ok";
+    const account = userId ? postures?.accounts.get(userId) : undefined;
+    const found = account ? postureOf(account, postures?.methods ?? []) : undefined;
+    // "open" for a user Keystone holds no TOTP credential for means nothing: no code matches.
+    const posture = found === "open" && held !== undefined && held.length === 0 ? undefined : found;
     return {
       user,
       userId,
@@ -152,6 +186,7 @@ export function buildStatus(
       keystoneCredentialIds: held,
       unmanagedIds,
       state,
+      posture,
     };
   });
 }
@@ -171,10 +206,13 @@ export function countStatus(
     ok: 0,
   };
   for (const r of rows) byState[r.state]++;
+  const byPosture: Record<Posture, number> = { open: 0, staged: 0, enforced: 0, own: 0 };
+  for (const r of rows) if (r.posture) byPosture[r.posture]++;
   const week = at.getTime() + 7 * 24 * HOUR_MS;
   return {
     users: rows.length,
     byState,
+    byPosture,
     mfaEnforced: rows.filter((r) => r.mfaEnforced).length,
     rotationsDueIn7Days: rows.filter((r) => r.nextRotation !== undefined && Date.parse(r.nextRotation) <= week).length,
     keystoneCredentials: keystone ? [...keystone.values()].reduce((n, ids) => n + ids.length, 0) : undefined,
@@ -189,6 +227,7 @@ export const STATUS_COLUMNS = [
   "lastDelivery",
   "nextRotation",
   "mfaEnforced",
+  "posture",
   "keystoneCredentials",
   "retiring",
   "unmanaged",
@@ -205,6 +244,7 @@ export function flatRow(r: StatusRow): string[] {
     t(r.lastDelivery),
     t(r.nextRotation),
     r.mfaEnforced ? "yes" : "no",
+    r.posture ?? "-",
     r.keystoneCredentialIds === undefined ? "?" : String(r.keystoneCredentialIds.length),
     String(r.retiring.length),
     String(r.unmanagedIds.length),
@@ -221,6 +261,7 @@ export function formatTable(rows: readonly StatusRow[]): string {
     "LAST DELIVERY",
     "NEXT ROTATION",
     "MFA",
+    "POSTURE",
     "KS",
     "RETIRING",
     "UNMGD",
@@ -236,4 +277,27 @@ export function formatTable(rows: readonly StatusRow[]): string {
         .trimEnd(),
     )
     .join("\n")}\n`;
+}
+
+/** The report as CSV (see report/csv.ts: safe to open in a spreadsheet), with the IDs. */
+export function statusCsv(rows: readonly StatusRow[]): string {
+  return toCsv(
+    [...STATUS_COLUMNS, "userId", "credentialId", "retireAfter"],
+    rows.map((r) => [
+      r.user,
+      r.state,
+      r.enrolledSince,
+      r.lastDelivery,
+      r.nextRotation,
+      r.mfaEnforced,
+      r.posture,
+      r.keystoneCredentialIds?.length,
+      r.retiring.length,
+      r.unmanagedIds.length,
+      r.email,
+      r.userId,
+      r.credentialId,
+      r.retireAfter,
+    ]),
+  );
 }

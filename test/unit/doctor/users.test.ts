@@ -40,6 +40,33 @@ describe("mfaFacts", () => {
   });
 });
 
+describe("mfaFacts with multi_factor_auth_enabled unset", () => {
+  const RULES_ONLY = { multi_factor_auth_rules: [["password", "totp"]] };
+
+  it("treats unset as on, as Keystone does: only false turns the rules off", () => {
+    expect(mfaFacts({ options: RULES_ONLY })).toMatchObject({ enabled: true, requiresTotp: true });
+    expect(mfaFacts({ options: { ...RULES_ONLY, multi_factor_auth_enabled: false } })).toMatchObject({
+      enabled: false,
+      requiresTotp: false,
+    });
+  });
+
+  it("counts a user with rules but no enabled flag and no credential as locked out", () => {
+    const counts = countEnrollment(
+      [user("unset-no-cred", RULES_ONLY), user("unset-cred", RULES_ONLY)],
+      new Map([["unset-cred", 1]]),
+    );
+    expect(counts.mfaWithoutCredential).toEqual(["unset-no-cred@Default"]);
+    expect(counts.credentialWithoutMfa).toEqual([]);
+  });
+
+  it("does not count a rule of methods Keystone lacks as requiring TOTP (LP#2102096 lets any login in)", () => {
+    const options = { multi_factor_auth_rules: [["totp", "application_credential"]] };
+    expect(mfaFacts({ options }, ["password", "token", "application_credential"]).requiresTotp).toBe(false);
+    expect(mfaFacts({ options }, ["password", "token", "totp", "application_credential"]).requiresTotp).toBe(true);
+  });
+});
+
 describe("countEnrollment", () => {
   it("counts credentials, MFA without credential, credential without MFA, and disabled users", () => {
     const users = [

@@ -332,6 +332,15 @@ describe("enrollment posture (the MFA rules around the credential)", () => {
     expect(outs.mfa).toEqual({ posture: "staged", rules: staged });
   });
 
+  it("the message says what holds: password alone still works when staged, password + code when enforced", async () => {
+    const s = setup();
+    await create(alice, s.ctx);
+    await create({ ...alice, userId: "u2", email: "bob@example.com", enforceMfa: true }, s.ctx);
+    expect(s.mail.sent[0]?.text).toContain("For now your password alone still logs you in");
+    expect(s.mail.sent[1]?.text).toContain("logging in with your password needs the 6-digit code");
+    expect(s.mail.sent[1]?.text).not.toContain("password alone still logs you in");
+  });
+
   it("a refused message withdraws the credential but keeps the rules (they change no other login)", async () => {
     const s = setup();
     s.mail.state.refuse = true;

@@ -175,6 +175,42 @@ describe("composeEnrollment", () => {
     expectNotIn(fresh.text, "replace the old entry");
   });
 
+  it("says, by default, that the password alone still works for now, and claims nothing about a code alone", async () => {
+    for (const msg of [
+      await composeEnrollment(enrollmentInput()),
+      await composeEnrollment(enrollmentInput({ enforced: false })),
+      await composeEnrollment(enrollmentInput({ reason: "rotation" })),
+    ]) {
+      for (const part of [msg.text, msg.html]) {
+        expectIn(part, "For now your password alone still logs you in");
+        expectIn(part, "You can already log in with your password and a 6-digit code");
+        expectIn(part, "your administrators may later require the code at every login");
+        // Untrue where a stack sets allowTotpOnlyLogin: the message does not say it.
+        expectNotIn(part, "code alone");
+        expectNotIn(part, "From now on you log in with your password");
+        expectNotIn(part, "needs the 6-digit code from the app as well");
+      }
+    }
+  });
+
+  it("says, when enforced, that the password needs the code once the message arrived, and app credentials keep working", async () => {
+    for (const reason of ["new", "rotation"] as const) {
+      const msg = await composeEnrollment(enrollmentInput({ reason, enforced: true }));
+      for (const part of [msg.text, msg.html]) {
+        expectIn(part, "Once this message has reached you, logging in with your password needs the 6-digit code");
+        expectNotIn(part, "code alone");
+        expectIn(part, "log in with an application credential keep working");
+        expectNotIn(part, "password alone still logs you in");
+        expectNotIn(part, "{{");
+      }
+    }
+  });
+
+  it("refuses an enforced that is not a boolean", async () => {
+    const input = { ...enrollmentInput(), enforced: "yes" } as unknown as Parameters<typeof composeEnrollment>[0];
+    await expect(composeEnrollment(input)).rejects.toMatchObject({ property: "enforced", code: "E_INPUT" });
+  });
+
   it("uses a new Content-ID and Message-ID for every message", async () => {
     const input = enrollmentInput();
     const a = await composeEnrollment(input);
@@ -213,6 +249,19 @@ describe("loadTemplate", () => {
     expect(rotated.subject).toBe("New key, {{groupedKey}} <i> (ACME Cloud)");
   });
 
+  it("keeps only the {{#staged}} or only the {{#enforced}} blocks of a custom template", async () => {
+    const staged = good.replace(
+      "Link: {{otpauthUri}}",
+      "{{#staged}}S-{{issuer}}{{/staged}}{{#enforced}}E-{{issuer}}{{/enforced}}",
+    );
+    const template = loadTemplate(templateFile("stages.template", staged));
+    const input = enrollmentInput();
+    expect((await composeEnrollment(input, template)).text).toBe(`Key: ${groupSecret(input.secret)}\nS-ACME Cloud\n`);
+    expect((await composeEnrollment({ ...input, enforced: true }, template)).text).toBe(
+      `Key: ${groupSecret(input.secret)}\nE-ACME Cloud\n`,
+    );
+  });
+
   it.each([
     ["html without {{qrCid}}", good.replace('<img src="cid:{{qrCid}}" width="{{qrSizePx}}">', ""), /qrCid/],
     ["text without {{groupedKey}}", good.replace("Key: {{groupedKey}}", "Key: see HTML"), /text.*groupedKey/],
@@ -221,6 +270,12 @@ describe("loadTemplate", () => {
       good.replace("Key: {{groupedKey}}", "{{#new}}Key: {{groupedKey}}{{/new}}"),
       /groupedKey.*rotation/,
     ],
+    [
+      "a required placeholder only in the staged block",
+      good.replace("Key: {{groupedKey}}", "{{#staged}}Key: {{groupedKey}}{{/staged}}"),
+      /groupedKey.*enforced/,
+    ],
+    ["an unbalanced staged block", good.replace("Key: {{groupedKey}}", "{{#staged}}Key: {{groupedKey}}"), /block/],
     ["an unknown placeholder", good.replace("{{issuer}}", "{{isuer}}"), /unknown placeholder \{\{isuer\}\}/],
     ["an unclosed tag", good.replace("{{otpauthUri}}", "{{otpauthUri}"), /not closed/],
     ["an unbalanced block", good.replace("{{/new}}", ""), /block/],

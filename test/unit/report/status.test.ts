@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
+import { MARKER_ATTRIBUTE } from "../../../providers/mfa/posture.ts";
 import { enrollmentSeries, esc, renderStatusHtml, rotationSeries } from "../../../providers/report/html.ts";
-import { buildStatus, countStatus, formatTable, type StateResource } from "../../../providers/report/status.ts";
+import {
+  buildStatus,
+  countStatus,
+  formatTable,
+  type PostureSource,
+  type StateResource,
+  statusCsv,
+} from "../../../providers/report/status.ts";
 
 const T = "pulumi-nodejs:dynamic/keystone-totp";
 const urn = (type: string, name: string) => `urn:pulumi:dev::keystone-totp::${T}:${type}::${name}`;
@@ -118,5 +126,93 @@ describe("HTML report", () => {
     const weeks = rotationSeries(rows, new Date("2027-01-20T00:00:00Z"));
     expect(weeks[2]?.[1]).toBe(2); // 2027-02-09 is in the third week
     expect(weeks.reduce((n, [, v]) => n + v, 0)).toBe(2); // 120 days on is beyond 12 weeks
+  });
+});
+
+describe("posture column", () => {
+  const METHODS = ["external", "password", "token", "oauth1", "totp", "application_credential"];
+  const marker = { v: 1, previous: { enabled: null, rules: null } };
+  const staged = [["external"], ["password"], ["oauth1"], ["application_credential"]];
+  const enforced = [["external"], ["password", "totp"], ["oauth1"], ["application_credential"]];
+  const resources = [
+    ...user("alice"),
+    ...user("bob"),
+    ...user("carol"),
+    ...user("dave"),
+    ...user("erin"),
+    ...user("=HYPERLINK(1)"),
+    ...user("<b>x</b>"),
+  ];
+  const keystone = new Map<string, string[]>(
+    ["alice", "bob", "carol", "dave", "=HYPERLINK(1)", "<b>x</b>"].map((n) => [`u-${n}`, [`c-${n}`]]),
+  );
+  const on = (rules: string[][]) => ({ multi_factor_auth_enabled: true, multi_factor_auth_rules: rules });
+  const postures: PostureSource = {
+    methods: METHODS,
+    accounts: new Map([
+      ["u-alice", { options: on(staged), marker }],
+      ["u-bob", { options: {} }],
+      // Rules with the enabled flag unset apply, as in Keystone.
+      ["u-carol", { options: { multi_factor_auth_rules: enforced }, marker }],
+      ["u-dave", { options: on([["password", "totp"]]) }],
+      ["u-erin", { options: {} }],
+      ["u-=HYPERLINK(1)", { options: { ...on([["password", "totp"]]), multi_factor_auth_enabled: false } }],
+      ["u-<b>x</b>", { options: on(staged), marker }],
+    ]),
+  };
+  const rows = buildStatus(resources, keystone, ["frank"], postures);
+  const posture = Object.fromEntries(rows.map((r) => [r.user, r.posture]));
+
+  it("shows open, staged, enforced or own from each user's options and the tool's marker", () => {
+    expect(posture).toEqual({
+      alice: "staged",
+      bob: "open",
+      carol: "enforced",
+      dave: "own",
+      // No TOTP credential in Keystone: no code can log erin in; frank is not enrolled.
+      erin: undefined,
+      frank: undefined,
+      "=HYPERLINK(1)": "open",
+      "<b>x</b>": "staged",
+    });
+    expect(countStatus(rows, new Date("2027-01-20T00:00:00Z"), keystone).byPosture).toEqual({
+      open: 2,
+      staged: 2,
+      enforced: 1,
+      own: 1,
+    });
+    // The marker attribute is the one the client reads (the report does not name it itself).
+    expect(MARKER_ATTRIBUTE).toBe("keystone_totp");
+  });
+
+  it("is empty without Keystone, and a column of the table", () => {
+    expect(buildStatus(resources, undefined).every((r) => r.posture === undefined)).toBe(true);
+    const table = formatTable(rows).split("\n");
+    expect(table[0]).toMatch(/ MFA +POSTURE +KS /);
+    expect(table.find((l) => l.startsWith("bob "))).toMatch(/ no +open +1 /);
+    expect(table.find((l) => l.startsWith("erin "))).toMatch(/ no +- +0 /);
+  });
+
+  it("is a CSV column, with formula cells still neutralised", () => {
+    const csv = statusCsv(rows).split("\r\n");
+    const header = csv[0]?.split(",") ?? [];
+    const col = header.indexOf("posture");
+    expect(col).toBeGreaterThan(0);
+    const cells = (name: string) => csv.find((l) => l.startsWith(name))?.split(",") ?? [];
+    expect(cells("alice")[col]).toBe("staged");
+    expect(cells("erin")[col]).toBe("");
+    expect(cells("'=HYPERLINK(1)")[col]).toBe("open");
+    expect(csv.some((l) => l.startsWith("=HYPERLINK"))).toBe(false);
+  });
+
+  it("is an HTML column that marks open users, with names still escaped", () => {
+    const at = new Date("2027-01-20T00:00:00Z");
+    const html = renderStatusHtml("status", rows, countStatus(rows, at, keystone), at);
+    expect(html).toContain("<th>Login posture</th>");
+    expect(html).toContain('<td class="p-open">Open: a TOTP code alone logs in</td>');
+    expect(html).toContain('<td class="p-enforced">Enforced: password + TOTP</td>');
+    expect(html).toContain("<b>2</b>TOTP alone logs in (open)");
+    expect(html).not.toContain("<b>x</b>");
+    expect(html).toContain(esc("<b>x</b>"));
   });
 });
