@@ -27,7 +27,14 @@
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../keystone/client.ts";
-import { applyPosture, type MfaState, POSTURE_KEYS, postureSettings, releasePosture } from "../mfa/apply.ts";
+import {
+  applyPosture,
+  type MfaState,
+  POSTURE_KEYS,
+  postureSettings,
+  releasePosture,
+  storedPosture,
+} from "../mfa/apply.ts";
 import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../mfa/posture.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
@@ -329,12 +336,8 @@ async function createImpl(
   // user in. Rules without a credential change no login, so a failure after this is harmless.
   const settings = await postureSettings(inputs, ctx.client());
   const previous = await previousOf(ctx, inputs, userId, user);
-  const mfa = await applyPosture(
-    ctx.client(),
-    { id: userId, key: userLabel(inputs, userId) },
-    previous,
-    "staged",
-    settings,
+  const mfa = storedPosture(
+    await applyPosture(ctx.client(), { id: userId, key: userLabel(inputs, userId) }, previous, "staged", settings),
   );
   const cred = await ctx.client().createTotpCredential(userId, secret);
   const at = ctx.now().toISOString();
@@ -428,12 +431,14 @@ async function updateImpl(
   const kept = { retiring: olds.retiring ?? [], unmanagedIds: olds.unmanagedIds ?? [] };
   // The posture before anything else: a rotation below adds a credential.
   const mfa = postureDue(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)
-    ? await applyPosture(
-        ctx.client(),
-        { id: olds.resolvedUserId, key: userLabel(news, olds.resolvedUserId) },
-        await previousOf(ctx, news, olds.resolvedUserId),
-        "staged",
-        await postureSettings(news, ctx.client()),
+    ? storedPosture(
+        await applyPosture(
+          ctx.client(),
+          { id: olds.resolvedUserId, key: userLabel(news, olds.resolvedUserId) },
+          await previousOf(ctx, news, olds.resolvedUserId),
+          "staged",
+          await postureSettings(news, ctx.client()),
+        ),
       )
     : olds.mfa;
   const inPlace =

@@ -52,8 +52,16 @@ export interface MfaState {
   readonly posture: Posture;
   /** The options before, when the tool wrote its own (absent: none were set). */
   readonly previous?: MfaOptions | undefined;
-  /** The rules the tool wrote; absent when it wrote none. */
+  /** The rules the tool wrote; absent when it wrote none (not stored by the credential: derivable). */
   readonly rules?: readonly MfaRule[] | undefined;
+}
+
+/**
+ * What a credential keeps of a posture in its state: every byte is stored per user and
+ * rewritten at every checkpoint, and the rules follow from the methods and the posture.
+ */
+export function storedPosture(st: MfaState): MfaState {
+  return defined({ posture: st.posture, previous: st.previous });
 }
 
 /** The posture inputs' keys: a change of any of them re-applies the posture. */
@@ -132,7 +140,8 @@ export async function releasePosture(client: KeystoneClient, userId: string, sto
   const marker = markerOf(user.marker);
   if (marker) {
     await client.writeUserMfa(userId, marker.previous, null);
-  } else if (stored?.rules !== undefined) {
+  } else if (stored?.posture === "staged" || stored?.posture === "enforced") {
+    // The marker was removed by hand: the state's record is the next best.
     await client.writeUserMfa(userId, stored.previous ?? NO_OPTIONS, null);
   }
 }
