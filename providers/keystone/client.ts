@@ -171,7 +171,10 @@ interface CallOptions {
 const sharedClients = new Map<string, KeystoneClient>();
 
 function sleepReal(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref?.());
+  // The timer must keep the process alive: a program whose only pending work is this retry
+  // would otherwise exit 0 in the middle of it, and the engine would take "no users" for the
+  // fleet (a preview of nothing, an up that deletes every enrollment).
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** A Keystone v3 client bound to one set of operator credentials. */
