@@ -222,7 +222,13 @@ describe("faults during up, through the real engine", () => {
     for (const p of removed) expect(await admin.listTotpCredentials(p.user.id)).toEqual([]);
     for (const p of people) {
       const u = await admin.getUser(p.user.id);
-      expect(u?.options.multi_factor_auth_rules, p.user.name).toEqual([["password", "totp"]]);
+      // Password logins need TOTP; application credentials and the other enabled methods keep working.
+      expect(u?.options.multi_factor_auth_rules, p.user.name).toEqual([
+        ["external"],
+        ["password", "totp"],
+        ["oauth1"],
+        ["application_credential"],
+      ]);
     }
     // Bounded: each fault costs one retry, never a storm. Requests that got a 2xx, per route, are
     // what the work needs; everything else is one per fault fired.
