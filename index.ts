@@ -190,6 +190,11 @@ async function main(options: ProgramOptions) {
       mfaEnforced: settings.enforceMfa,
       shard: settings.shard === undefined ? "all" : formatShard(settings.shard),
     },
+    // Users whose replaced credentials Keystone would not delete (still valid): the operator
+    // commands end with exit 3 on them (scripts/lib/retire-failed.ts).
+    retireFailed: pulumi
+      .all(enrollments.map((e) => e.retireFailed))
+      .apply((fs) => fs.flatMap((f, i) => (f ? [{ user: members[i]?.name ?? "", ...f }] : []))),
     deliveries: pulumi
       .all(enrollments.map((d) => d.deliveredAt))
       .apply((at) => at.filter((a) => typeof a === "string" && a !== "").length),

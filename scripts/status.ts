@@ -23,6 +23,7 @@ import {
 } from "../providers/report/status.ts";
 import { now } from "../providers/util/clock.ts";
 import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "./lib/engine.ts";
+import { formatRetireFailure } from "./lib/retire-failed.ts";
 
 const HELP = `usage: npm run status -- [options]
 
@@ -35,10 +36,12 @@ posture (how the user may log in now): open (a TOTP code alone logs in: run
 but TOTP alone), enforced (password + TOTP), own (the user's own rules, kept); '-' when
 Keystone was not asked, or for a user with neither a TOTP credential nor rules
 
-states: ok, retiring (an old credential still valid in its grace window), unmanaged
-(Keystone holds TOTP credentials the stack does not manage), not-delivered (the next up
-sends the message), not-enrolled (in the CSV, not yet applied), missing (the managed
-credential is gone from Keystone: run 'npm run provision -- refresh', then up)
+states: ok, retiring (an old credential still valid in its grace window), retire-failed
+(Keystone refused to delete an old credential past its grace window: still valid; the next
+up tries again), unmanaged (Keystone holds TOTP credentials the stack does not manage),
+not-delivered (the next up sends the message), not-enrolled (in the CSV, not yet applied),
+missing (the managed credential is gone from Keystone: run 'npm run provision -- refresh',
+then up)
 
 options:
   --stack NAME           stack (default: dev)
@@ -51,7 +54,7 @@ options:
   --help                 this text
 
 exit codes: 0 every user ok or retiring, 1 some user needs attention (missing,
-not-delivered, unmanaged, not-enrolled, or posture open without
+not-delivered, retire-failed, unmanaged, not-enrolled, or posture open without
 keystone-totp:allowTotpOnlyLogin), 2 bad config, 3 Keystone, 64 usage
 `;
 
@@ -156,7 +159,8 @@ async function main(): Promise<number> {
     process.stdout.write(formatTable(rows));
     const s = counts.byState;
     process.stdout.write(
-      `\n${counts.users} users: ${s.ok} ok, ${s.retiring} retiring, ${s.unmanaged} unmanaged, ` +
+      `\n${counts.users} users: ${s.ok} ok, ${s.retiring} retiring, ${s["retire-failed"]} retire failed, ` +
+        `${s.unmanaged} unmanaged, ` +
         `${s["not-delivered"]} not delivered, ${s["not-enrolled"]} not enrolled, ${s.missing} missing; ` +
         `${counts.mfaEnforced} with MFA enforced; ${counts.rotationsDueIn7Days} rotation(s) due within 7 days\n`,
     );
@@ -169,6 +173,8 @@ async function main(): Promise<number> {
         );
       }
     }
+    for (const r of rows)
+      if (r.retireFailed) process.stdout.write(`${formatRetireFailure({ user: r.user, ...r.retireFailed })}\n`);
   }
   if (o.html) {
     writePrivate(o.html, renderStatusHtml(`keystone-totp status: stack ${o.stack}`, rows, counts, at));

@@ -13,7 +13,8 @@
  *           and the next run sends it once
  *   read    nothing to read back: a sent message cannot be observed
  *   update  record the new labels; sends nothing; past the grace window,
- *           DELETE /v3/credentials/{id} for each retiring credential (404 counts as done)
+ *           DELETE /v3/credentials/{id} for each retiring credential (404 counts as done); a
+ *           failure is recorded in `retireFailed` and tried again by the next run
  *   delete  nothing: a message cannot be unsent
  */
 import { ConfigError, KeystoneTotpError, withErrorCodes } from "../errors.ts";
@@ -28,6 +29,7 @@ import { defined, sameValue } from "../util/props.ts";
 import {
   DEFAULT_GRACE_HOURS,
   type DeliveredCredential,
+  type RetireFailure,
   type TotpDeliveryInputs,
   type TotpDeliveryOutputs,
 } from "./types.ts";
@@ -36,6 +38,8 @@ import {
 const RESEND_KEYS = ["fingerprint", "credentialId", "resendTrigger"] as const;
 /** Properties recorded without sending. */
 const LABEL_KEYS = ["issuer", "account", "displayName"] as const;
+/** Most characters of a failed retirement's error kept in the state (Keystone's text can be long). */
+const MAX_RETIRE_ERROR_CHARS = 500;
 
 /** Where the handlers get their mailer, Keystone client and clock; tests substitute their own. */
 export interface DeliveryContext {
@@ -162,35 +166,75 @@ export function diff(
   return { changes: replaces.length > 0 || changed.length > 0, replaces, deleteBeforeReplace: false };
 }
 
+/** What {@link retire} did. */
+export interface RetireResult {
+  /** The credentials that could not be deleted: still retiring, tried again by the next run. */
+  readonly left: string[];
+  /** Why they could not, to record in the outputs; absent when every deletion succeeded. */
+  readonly failure?: RetireFailure;
+}
+
 /**
- * Deletes retiring credentials (never `current`). Returns those that could not be deleted, to
- * try again on the next run: a message already sent must not be sent again because Keystone
- * failed afterwards.
+ * Deletes retiring credentials (never `current`). Those that could not be deleted stay
+ * retiring, to try again on the next run, and the failure is returned rather than thrown: a
+ * message already sent must not be sent again because Keystone failed afterwards, and a
+ * thrown update would lose the record of it. The caller records the failure in the outputs,
+ * where the operator commands and `status` find it.
  */
 export async function retire(
   ids: readonly string[],
   current: string,
-  ctx: Pick<DeliveryContext, "keystone">,
-): Promise<string[]> {
+  ctx: Pick<DeliveryContext, "keystone" | "now">,
+): Promise<RetireResult> {
   const left: string[] = [];
+  let first: unknown;
   const client = ctx.keystone?.();
   for (const id of ids) {
     if (id === current) continue;
     try {
       if (!client) throw new ConfigError("no Keystone client to retire credentials with");
       await client.deleteCredential(id);
-    } catch {
+    } catch (e) {
       left.push(id);
+      first ??= e;
     }
   }
-  return left;
+  if (left.length === 0) return { left };
+  return { left, failure: retireFailure(left, first, ctx.now()) };
+}
+
+/** The record of a failed retirement: which credentials, when, and the error (no secret in it). */
+function retireFailure(ids: readonly string[], e: unknown, at: Date): RetireFailure {
+  const code = e instanceof KeystoneTotpError ? e.code : undefined;
+  const text = e instanceof Error ? e.message : String(e);
+  // The code travels apart; a message that went through withErrorCodes carries it in front too.
+  const error = (code ? text.replace(`[${code}] `, "") : text).slice(0, MAX_RETIRE_ERROR_CHARS);
+  return { ids: [...ids], at: at.toISOString(), ...(code ? { code } : {}), error };
+}
+
+/**
+ * A failure recorded earlier, kept while no retirement was tried: only for the credentials
+ * still retiring (one deleted meanwhile, e.g. by hand, is no longer a failure).
+ */
+export function carriedFailure(old: RetireFailure | undefined, retiring: readonly string[]): RetireFailure | undefined {
+  if (!old || !Array.isArray(old.ids)) return undefined;
+  const ids = old.ids.filter((id) => retiring.includes(id));
+  return ids.length > 0 ? { ...old, ids } : undefined;
 }
 
 function record(
   i: TotpDeliveryInputs,
 ): Omit<
   TotpDeliveryOutputs,
-  "deliveredTo" | "deliveredAt" | "transport" | "messageId" | "reason" | "retiring" | "graceHours" | "retiredAt"
+  | "deliveredTo"
+  | "deliveredAt"
+  | "transport"
+  | "messageId"
+  | "reason"
+  | "retiring"
+  | "graceHours"
+  | "retiredAt"
+  | "retireFailed"
 > {
   return {
     userKey: i.userKey,
@@ -293,17 +337,19 @@ async function createImpl(
 
 /**
  * Right after a delivery: deletes `pending` when the grace window is 0, else keeps them for a
- * later run. Returns what is left and, when everything went, the time.
+ * later run. Returns what is left, when everything went the time, and when something could
+ * not be deleted the failure (see {@link retire}).
  */
 export async function retireAtDelivery(
   pending: readonly string[],
   current: string,
   graceHours: unknown,
   ctx: Pick<DeliveryContext, "keystone" | "now">,
-): Promise<{ retiring: string[]; retiredAt?: string }> {
+): Promise<{ retiring: string[]; retiredAt?: string; retireFailed?: RetireFailure }> {
   if (pending.length === 0 || graceHoursOf(graceHours) > 0) return { retiring: [...pending] };
-  const left = await retire(pending, current, ctx);
-  return { retiring: left, ...(left.length === 0 ? { retiredAt: ctx.now().toISOString() } : {}) };
+  const { left, failure } = await retire(pending, current, ctx);
+  if (failure) return { retiring: left, retireFailed: failure };
+  return { retiring: left, retiredAt: ctx.now().toISOString() };
 }
 
 /**
@@ -320,7 +366,8 @@ async function updateImpl(
   const at = ctx.now();
   const due = retireAfter(olds as unknown as Record<string, unknown>, news.graceHours);
   const pending = olds.retiring ?? [];
-  const left = due && at.getTime() >= due.getTime() ? await retire(pending, news.credentialId, ctx) : [...pending];
+  const tried = due && at.getTime() >= due.getTime() ? await retire(pending, news.credentialId, ctx) : undefined;
+  const left = tried ? tried.left : [...pending];
   return {
     outs: defined({
       ...olds,
@@ -330,6 +377,7 @@ async function updateImpl(
       retiring: left,
       graceHours: graceHoursOf(news.graceHours),
       retiredAt: pending.length > 0 && left.length === 0 ? at.toISOString() : olds.retiredAt,
+      retireFailed: tried ? tried.failure : carriedFailure(olds.retireFailed, left),
     }),
   };
 }

@@ -9,6 +9,23 @@ export const DEFAULT_GRACE_HOURS = 24;
 /** Largest grace window, in hours (a year; a larger value is surely a typo). */
 export const MAX_GRACE_HOURS = 8760;
 
+/**
+ * The last failed attempt to delete retiring credentials, kept in the resource's outputs until
+ * a later attempt deletes them (the next run retries): a leaked secret that is still valid must
+ * not pass for a healthy "retiring" one. Plain data, no secret; no field is ever undefined (the
+ * engine refuses undefined inside a property).
+ */
+export interface RetireFailure {
+  /** The credentials that could not be deleted, still valid in Keystone. */
+  readonly ids: readonly string[];
+  /** When the attempt failed (ISO 8601, the run's clock). */
+  readonly at: string;
+  /** Our error code (`E_KEYSTONE_HTTP`, ...), when the failure was one of ours. */
+  readonly code?: string;
+  /** What failed, as the error said it (method, path, status, Keystone's request id). */
+  readonly error: string;
+}
+
 /** The credential part of the inputs, as one secret value (see `TotpDeliveryArgs.credential`). */
 export interface DeliveredCredential {
   readonly id: string;
@@ -85,4 +102,6 @@ export interface TotpDeliveryOutputs {
   readonly graceHours: number;
   /** When the retiring credentials were deleted (ISO 8601); absent while they are pending. */
   readonly retiredAt?: string | undefined;
+  /** The last failed retirement, until one succeeds; absent when none failed. */
+  readonly retireFailed?: RetireFailure | undefined;
 }

@@ -14,8 +14,10 @@
  *   update  as TotpCredential (PATCH in place, or POST a new credential beside the old one),
  *           then send the new secret; a new credential whose message fails is deleted again,
  *           so the old one stays current and keeps working (an in-place secret is PATCHed
- *           back). Past the grace window after the delivery (the window the rotation was
- *           given), DELETE each retiring credential
+ *           back; if that undoing fails too, the error says so). Past the grace window after
+ *           the delivery (the window the rotation was given), DELETE each retiring credential;
+ *           a failed DELETE is recorded in `retireFailed` (not thrown: the update's record of
+ *           a message already sent must be kept) and tried again by the next run
  *   delete  DELETE the current and every retiring credential (404 = done), then give the user
  *           back the MFA options it had before (from the marker written with the rules)
  *
@@ -28,7 +30,7 @@
 import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
 import * as delivery from "../delivery/handlers.ts";
-import { MAX_GRACE_HOURS } from "../delivery/types.ts";
+import { MAX_GRACE_HOURS, type RetireFailure } from "../delivery/types.ts";
 import { withErrorCodes } from "../errors.ts";
 import type { ConfigGetter } from "../keystone/auth.ts";
 import { userKey } from "../users/csv.ts";
@@ -179,7 +181,13 @@ export function diff(
 function outputs(
   i: TotpEnrollmentInputs,
   c: TotpCredentialOutputs,
-  d: { deliveredAt: string; messageId?: string | undefined; retiring: readonly string[]; retiredAt?: string },
+  d: {
+    deliveredAt: string;
+    messageId?: string | undefined;
+    retiring: readonly string[];
+    retiredAt?: string;
+    retireFailed?: RetireFailure | undefined;
+  },
 ): TotpEnrollmentOutputs {
   return defined({
     userId: i.userId,
@@ -202,6 +210,7 @@ function outputs(
     messageId: d.messageId,
     graceHours: delivery.graceHoursOf(i.graceHours),
     retiredAt: d.retiredAt,
+    retireFailed: d.retireFailed,
     authMethods: i.authMethods,
     allowTotpOnlyLogin: i.allowTotpOnlyLogin,
     replaceOwnRules: i.replaceOwnRules,
@@ -213,23 +222,67 @@ function outputs(
  * Puts the previous secret back after a new one was written in place (an address change) but
  * could not be delivered: the state keeps the previous secret, so Keystone must too, or the
  * user would hold a secret that works nowhere and Keystone one that nobody holds. The next run
- * tries the change again. A failure here is left for that run, which writes a new secret anyway.
+ * tries the change again.
+ *
+ * @returns undefined when it was put back; else what the operator must be told, added to the
+ *   message's error (see {@link withUndoFailure}): the next run writes and sends a new secret,
+ *   but until then the user's codes are refused.
  */
-async function restore(before: TotpCredentialOutputs, ctx: EnrollmentContext): Promise<void> {
+async function restore(
+  user: string,
+  before: TotpCredentialOutputs,
+  ctx: EnrollmentContext,
+): Promise<string | undefined> {
   try {
     await ctx.client().updateCredentialBlob(before.credentialId, before.secret);
-  } catch {
-    // see above
+    return undefined;
+  } catch (e) {
+    return (
+      `the previous secret of ${user} could not be put back in credential ${before.credentialId} ` +
+      `(${reasonOf(e)}): Keystone holds a secret nobody received, so ${user}'s codes are refused until one is ` +
+      `delivered. Run 'up' again once mail works (it issues and sends a new secret), or 'npm run rotate -- ${user}'`
+    );
   }
 }
 
-/** Deletes a credential whose secret could not be delivered; a failure leaves an unmanaged one. */
-async function withdraw(id: string, ctx: EnrollmentContext): Promise<void> {
+/**
+ * Deletes a credential whose secret could not be delivered.
+ *
+ * @returns undefined when it is gone; else what the operator must be told, added to the
+ *   message's error: the credential stays, unknown to the state, with a secret nobody holds.
+ */
+async function withdraw(user: string, id: string, ctx: EnrollmentContext): Promise<string | undefined> {
   try {
     await ctx.client().deleteCredential(id);
-  } catch {
+    return undefined;
+  } catch (e) {
     // The next run finds it among the user's credentials that nobody manages (see `unmanaged`).
+    return (
+      `the undelivered credential ${id} of ${user} could not be deleted (${reasonOf(e)}): nobody holds its ` +
+      "secret. The next 'up' retires it as a credential the stack does not manage (unmanagedCredentials " +
+      `'remove', the default, after the grace window); under 'keep' delete it by hand: openstack credential delete ${id}`
+    );
   }
+}
+
+/** An error's message without our code in front (the message it joins carries its own). */
+function reasonOf(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.replace(/^\[E_[A-Z_]+\] /, "");
+}
+
+/**
+ * The message's error, saying also what could not be undone: the code stays the message's
+ * (`E_SMTP`, exit 4), because the mail is what the operator must fix first and the run after
+ * that repairs Keystone too; the text names the user and the credential left behind.
+ */
+function withUndoFailure(e: unknown, undo: string | undefined): unknown {
+  if (undo === undefined) return e;
+  if (e instanceof Error) {
+    e.message = `${e.message}; and ${undo}`;
+    return e;
+  }
+  return new Error(`${String(e)}; and ${undo}`);
 }
 
 async function send(
@@ -261,7 +314,8 @@ async function send(
  *
  * @throws {KeystoneError} when Keystone fails after retries (nothing was created).
  * @throws {MailError} `E_SMTP` / `E_OUTBOX` when the message fails; the credential is deleted
- *   again, so the next run enrolls the user from scratch.
+ *   again, so the next run enrolls the user from scratch (if that DELETE fails, the message
+ *   also names the credential left behind).
  */
 async function createImpl(
   inputs: TotpEnrollmentInputs,
@@ -272,8 +326,7 @@ async function createImpl(
   try {
     sent = await send(inputs, c, "new", ctx);
   } catch (e) {
-    await withdraw(c.credentialId, ctx);
-    throw e;
+    throw withUndoFailure(e, await withdraw(userKey(inputs.domain, inputs.username), c.credentialId, ctx));
   }
   const at = ctx.now().toISOString();
   const retired = await delivery.retireAtDelivery(c.retiring, c.credentialId, inputs.graceHours, ctx);
@@ -286,7 +339,9 @@ async function createImpl(
  *
  * @throws {KeystoneError} when Keystone fails (the stored state stays as it was).
  * @throws {MailError} when the new secret's message fails; a new credential is deleted again
- *   and the old one stays current.
+ *   and the old one stays current (a secret written in place is put back); when that undoing
+ *   fails, the message says so too, naming the credential. A failed retirement is not thrown:
+ *   it is recorded in `retireFailed`.
  */
 async function updateImpl(
   id: string,
@@ -310,9 +365,13 @@ async function updateImpl(
     try {
       sent = await send(news, c, newSecret || c.createdAt !== c.rotatedAt ? "rotation" : "new", ctx);
     } catch (e) {
-      if (newCredential) await withdraw(c.credentialId, ctx);
-      else if (newSecret) await restore(before, ctx);
-      throw e;
+      const user = userKey(news.domain, news.username);
+      const undo = newCredential
+        ? await withdraw(user, c.credentialId, ctx)
+        : newSecret
+          ? await restore(user, before, ctx)
+          : undefined;
+      throw withUndoFailure(e, undo);
     }
     // After the send: the grace window starts when the message went, not when the run began.
     const at = ctx.now().toISOString();
@@ -323,6 +382,8 @@ async function updateImpl(
         messageId: sent.messageId,
         ...(olds.retiredAt ? { retiredAt: olds.retiredAt } : {}),
         ...retired,
+        // Nothing tried (a grace window): a failure of an earlier run stands until a retry.
+        retireFailed: retired.retireFailed ?? delivery.carriedFailure(olds.retireFailed, retired.retiring),
       }),
     };
   }
@@ -330,8 +391,9 @@ async function updateImpl(
   const grace = pendingGrace(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   const deliveredAt = deliveredAtOf(olds as unknown as Record<string, unknown>) ?? at.toISOString();
   const due = retireAfter({ retiring: c.retiring, deliveredAt }, grace);
-  const left =
-    due && at.getTime() >= due.getTime() ? await delivery.retire(c.retiring, c.credentialId, ctx) : c.retiring;
+  const tried =
+    due && at.getTime() >= due.getTime() ? await delivery.retire(c.retiring, c.credentialId, ctx) : undefined;
+  const left = tried ? tried.left : c.retiring;
   const retiredAt = left.length < c.retiring.length ? at.toISOString() : olds.retiredAt;
   return {
     outs: outputs({ ...news, graceHours: grace as number | undefined }, c, {
@@ -339,6 +401,7 @@ async function updateImpl(
       messageId: olds.messageId,
       retiring: left,
       ...(retiredAt ? { retiredAt } : {}),
+      retireFailed: tried ? tried.failure : delivery.carriedFailure(olds.retireFailed, left),
     }),
   };
 }
@@ -362,6 +425,7 @@ async function readImpl(
       messageId: props.messageId,
       retiring: r.props.retiring,
       ...(props.retiredAt ? { retiredAt: props.retiredAt } : {}),
+      retireFailed: delivery.carriedFailure(props.retireFailed, r.props.retiring),
     }),
   };
 }

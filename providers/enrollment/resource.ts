@@ -17,13 +17,14 @@
  *                requested rotation; the old credential stays valid, listed in `retiring`)
  *             -> SMTP only (resend trigger); nothing for a label change
  *             -> DELETE /v3/credentials/{id}     each retiring one, once the new secret was
- *                delivered `graceHours` ago
+ *                delivered `graceHours` ago (a failure is recorded in `retireFailed`, not thrown)
  *             -> PATCH  /v3/users/{id}           (a 0.1/0.2 state, or new posture settings)
  *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done),
  *                then GET + PATCH /v3/users/{id} (back to the options before; marker cleared)
  */
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
+import type { RetireFailure } from "../delivery/types.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
 
 /** Arguments of {@link TotpEnrollment}. */
@@ -91,6 +92,8 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
   declare readonly deliveredAt: pulumi.Output<string>;
   /** Replaced credentials still valid until the grace window after delivery ends. */
   declare readonly retiring: pulumi.Output<string[]>;
+  /** The last failed deletion of retiring credentials, until one succeeds; undefined when none. */
+  declare readonly retireFailed: pulumi.Output<RetireFailure | undefined>;
 
   constructor(name: string, args: TotpEnrollmentArgs, opts: pulumi.CustomResourceOptions = {}) {
     // The outputs the provider fills in, declared so that the engine tracks them.
@@ -105,6 +108,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
       deliveredAt: undefined,
       messageId: undefined,
       retiredAt: undefined,
+      retireFailed: undefined,
       mfa: undefined,
     };
     super(

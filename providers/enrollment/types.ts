@@ -8,6 +8,7 @@
  * fleet scale that, not Keystone, was most of the time of a run (see README, Benchmarks).
  */
 import type { UnmanagedPolicy } from "../credential/types.ts";
+import type { RetireFailure } from "../delivery/types.ts";
 import type { MfaState, PostureInputs } from "../mfa/apply.ts";
 
 /** Resolved inputs, as the engine hands them to the provider. */
@@ -76,6 +77,11 @@ export interface TotpEnrollmentOutputs
   readonly graceHours: number;
   /** When retiring credentials were last deleted (ISO 8601). */
   readonly retiredAt?: string | undefined;
+  /**
+   * The last failed attempt to delete retiring credentials, until one succeeds (the next run
+   * retries); the program lists these users in its `retireFailed` stack output.
+   */
+  readonly retireFailed?: RetireFailure | undefined;
   /** The login posture given to the user before its credential existed (see mfa/posture.ts). */
   readonly mfa?: MfaState | undefined;
 }

@@ -18,6 +18,7 @@ const PAD = { left: 44, right: 12, top: 12, bottom: 36 } as const;
 const STATE_LABEL: Readonly<Record<UserState, string>> = {
   ok: "OK",
   retiring: "Old credential in grace window",
+  "retire-failed": "Old credential could not be deleted",
   unmanaged: "Unmanaged credentials",
   "not-delivered": "Enrollment not delivered",
   "not-enrolled": "Not enrolled yet",

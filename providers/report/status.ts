@@ -22,11 +22,31 @@ export interface StateResource {
  * - `missing`: the stack's current credential is not in Keystone (deleted by hand: run refresh, then up)
  * - `not-enrolled`: in the CSV, not yet in the stack (the next up enrolls them)
  * - `not-delivered`: enrolled, but the enrollment message did not go out (the next up sends it)
+ * - `retire-failed`: Keystone refused to delete an old credential past its grace window: it is
+ *   still valid (a leaked secret, after `rotate --grace-hours 0`); the next up tries again
  * - `unmanaged`: Keystone holds TOTP credentials for the user that the stack does not manage
  * - `retiring`: an old credential still works until its grace window ends
  * - `ok`: exactly the managed credential, delivered
  */
-export type UserState = "missing" | "not-enrolled" | "not-delivered" | "unmanaged" | "retiring" | "ok";
+export type UserState =
+  | "missing"
+  | "not-enrolled"
+  | "not-delivered"
+  | "retire-failed"
+  | "unmanaged"
+  | "retiring"
+  | "ok";
+
+/** A failed deletion of old credentials, as the state records it (no secret). */
+export interface RetireFailedRecord {
+  /** The credentials still valid that should have been deleted. */
+  readonly ids: readonly string[];
+  /** When the DELETE failed (ISO 8601). */
+  readonly at: string;
+  /** Our error code, when it was one of ours. */
+  readonly code?: string;
+  readonly error: string;
+}
 
 /** Every posture, in the order reports list them (the weakest first). */
 export const POSTURES: readonly Posture[] = ["open", "staged", "enforced", "own"];
@@ -63,6 +83,8 @@ export interface StatusRow {
   /** Old credentials still valid, deleted by the first run after `retireAfter`. */
   readonly retiring: readonly string[];
   readonly retireAfter: string | undefined;
+  /** The last failed deletion of `retiring` credentials still held; undefined when none. */
+  readonly retireFailed: RetireFailedRecord | undefined;
   /** What Keystone holds for the user; undefined when Keystone was not asked. */
   readonly keystoneCredentialIds: readonly string[] | undefined;
   /** Credentials in Keystone that the stack neither uses nor retires. */
@@ -100,6 +122,20 @@ function str(v: unknown): string | undefined {
 
 function strings(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+}
+
+/** A recorded retirement failure, for the credentials still retiring (and held) only. */
+function failureOf(v: unknown, retiring: readonly string[]): RetireFailedRecord | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const f = v as Record<string, unknown>;
+  const ids = strings(f.ids).filter((id) => retiring.includes(id));
+  if (ids.length === 0) return undefined;
+  return {
+    ids,
+    at: String(f.at ?? ""),
+    ...(typeof f.code === "string" ? { code: f.code } : {}),
+    error: String(f.error ?? ""),
+  };
 }
 
 /**
@@ -154,17 +190,20 @@ export function buildStatus(
     const unmanagedIds = held ? held.filter((id) => !known.has(id)) : strings(co.unmanagedIds);
     const inKeystone = held === undefined || (credentialId !== undefined && held.includes(credentialId));
     const liveRetiring = held ? retiring.filter((id) => held.includes(id)) : retiring;
+    const retireFailed = failureOf(dout.retireFailed, liveRetiring);
     const state: UserState = !c
       ? "not-enrolled"
       : !inKeystone
         ? "missing"
         : !d || !delivered || dout.credentialId !== credentialId
           ? "not-delivered"
-          : unmanagedIds.length > 0
-            ? "unmanaged"
-            : liveRetiring.length > 0
-              ? "retiring"
-              : "ok";
+          : retireFailed
+            ? "retire-failed"
+            : unmanagedIds.length > 0
+              ? "unmanaged"
+              : liveRetiring.length > 0
+                ? "retiring"
+                : "ok";
     const account = userId ? postures?.accounts.get(userId) : undefined;
     const found = account ? postureOf(account, postures?.methods ?? []) : undefined;
     // "open" for a user Keystone holds no TOTP credential for means nothing: no code matches.
@@ -183,6 +222,7 @@ export function buildStatus(
       credentialId,
       retiring: liveRetiring,
       retireAfter: liveRetiring.length > 0 ? retireAfter : undefined,
+      retireFailed,
       keystoneCredentialIds: held,
       unmanagedIds,
       state,
@@ -201,6 +241,7 @@ export function countStatus(
     missing: 0,
     "not-enrolled": 0,
     "not-delivered": 0,
+    "retire-failed": 0,
     unmanaged: 0,
     retiring: 0,
     ok: 0,

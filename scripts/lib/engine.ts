@@ -17,6 +17,7 @@ import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
 import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
 import { useLocalKeystoneWithNote } from "./local-keystone.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
+import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Exit codes, shared with every script: see README, Exit codes. */
@@ -306,6 +307,7 @@ export async function runVerb(
   };
   let exitCode: number = EXIT.ok;
   let failure = "";
+  let retireFailed: RetireFailedUser[] = [];
   try {
     switch (verb) {
       case "preview":
@@ -324,7 +326,13 @@ export async function runVerb(
             return { exitCode: EXIT.ok, summary: undefined };
           }
         }
-        await stack.up({ ...common, expectNoChanges: o.expectNoChanges, continueOnError: o.continueOnError });
+        const result = await stack.up({
+          ...common,
+          expectNoChanges: o.expectNoChanges,
+          continueOnError: o.continueOnError,
+        });
+        // Old credentials Keystone would not delete: the run kept its record, but is not a success.
+        retireFailed = retireFailuresOf(result.outputs);
         break;
       }
       case "refresh":
@@ -369,5 +377,7 @@ export async function runVerb(
     log.stream.end();
     process.stderr.write(`engine output: ${log.path}\n`);
   }
+  for (const f of retireFailed) process.stderr.write(`${formatRetireFailure(f)}\n`);
+  if (retireFailed.length > 0 && exitCode === EXIT.ok) exitCode = retireFailedExitCode(retireFailed);
   return { exitCode, summary };
 }

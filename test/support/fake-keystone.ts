@@ -3,6 +3,7 @@
  * the handlers' logic and error paths. It is never the evidence that a feature works: the
  * e2e tests run against a real Keystone.
  */
+import { KeystoneError } from "../../providers/errors.ts";
 import type { KeystoneClient } from "../../providers/keystone/client.ts";
 
 /** A Keystone holding TOTP credentials in memory; records deletions. */
@@ -62,7 +63,14 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
       return c ? { ...c, type: "totp", projectId: undefined } : undefined;
     },
     deleteCredential: async (id: string) => {
-      if (failDeletes) throw new Error("Keystone down");
+      if (failDeletes) {
+        // As the real client fails once its retries are spent.
+        throw new KeystoneError(
+          "E_KEYSTONE_HTTP",
+          { method: "DELETE", path: `/v3/credentials/${id}`, status: 503, attempts: 6 },
+          "Keystone is unavailable: run again later",
+        );
+      }
       deleted.push(id);
       return creds.delete(id);
     },

@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import type { EnrollmentContext } from "../../../providers/enrollment/handlers.ts";
 import { check, create, diff, read, remove, update } from "../../../providers/enrollment/handlers.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../providers/enrollment/types.ts";
-import { MailError } from "../../../providers/errors.ts";
+import { KeystoneError, MailError } from "../../../providers/errors.ts";
+import type { KeystoneClient } from "../../../providers/keystone/client.ts";
 import { resolveMailConfig } from "../../../providers/mail/config.ts";
 import type { ComposedMessage } from "../../../providers/mail/message.ts";
 import type { Mailer } from "../../../providers/mail/send.ts";
@@ -388,5 +389,120 @@ describe("enrollment posture (the MFA rules around the credential)", () => {
     expect(after.mfa?.posture).toBe("staged");
     expect(s.ks.options("u1")).toMatchObject({ multi_factor_auth_rules: staged });
     expect(diff(stored(after), alice, new Date(T0)).changes).toBe(false);
+  });
+});
+
+describe("failures after the message went, and failures to undo a message that did not", () => {
+  /** A Keystone whose credential PATCHes fail after the first `ok` of them. */
+  function failPatchesAfter(s: ReturnType<typeof setup>, ok: number): EnrollmentContext {
+    let n = 0;
+    const client = {
+      ...s.ks.client,
+      updateCredentialBlob: async (id: string, blob: string) => {
+        if (++n > ok) {
+          throw new KeystoneError(
+            "E_KEYSTONE_HTTP",
+            { method: "PATCH", path: `/v3/credentials/${id}`, status: 503, attempts: 6 },
+            "Keystone is unavailable: run again later",
+          );
+        }
+        return s.ks.client.updateCredentialBlob(id, blob);
+      },
+    } as KeystoneClient;
+    return { ...s.ctx, client: () => client, keystone: () => client };
+  }
+
+  it("rotate with grace 0 whose DELETE fails: the delivery is kept and the failure recorded (which credential, when, why)", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const news = { ...alice, rotateRequest: "leak", graceHours: 0 };
+    s.ks.failDeletes(true);
+    s.at(HOUR);
+    const rotated = (await update(id, outs, news, s.ctx)).outs;
+    // The message went once and is on record: the next run must not send it again.
+    expect(s.mail.sent).toHaveLength(2);
+    expect(rotated.deliveredAt).toBe(new Date(T0 + HOUR).toISOString());
+    // The leaked secret is still valid, and the outputs say so.
+    expect(s.ks.ids("u1")).toContain(outs.credentialId);
+    expect(rotated.retiring).toEqual([outs.credentialId]);
+    expect(rotated.retiredAt).toBeUndefined();
+    expect(rotated.retireFailed).toEqual({
+      ids: [outs.credentialId],
+      at: new Date(T0 + HOUR).toISOString(),
+      code: "E_KEYSTONE_HTTP",
+      error: expect.stringMatching(new RegExp(`^DELETE /v3/credentials/${outs.credentialId} failed: 503`)),
+    });
+    expect(JSON.stringify(rotated.retireFailed)).not.toContain(rotated.secret);
+    // The next run retries; once it succeeds the record is gone, nothing is sent, and a no-op run stays one.
+    expect(diff(stored(rotated), news, new Date(T0 + 2 * HOUR)).changes).toBe(true);
+    s.ks.failDeletes(false);
+    s.at(2 * HOUR);
+    const retired = (await update(id, rotated, news, s.ctx)).outs;
+    expect(s.ks.ids("u1")).toEqual([rotated.credentialId]);
+    expect(retired.retiring).toEqual([]);
+    expect(retired.retireFailed).toBeUndefined();
+    expect(Object.keys(retired)).not.toContain("retireFailed");
+    expect(s.mail.sent).toHaveLength(2);
+    expect(diff(stored(retired), news, new Date(T0 + 3 * HOUR)).changes).toBe(false);
+  });
+
+  it("a retirement past the grace window whose DELETE fails is recorded, and kept by a refresh until it succeeds", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const news = { ...alice, rotateRequest: "r1" };
+    const rotated = (await update(id, outs, news, s.ctx)).outs;
+    s.ks.failDeletes(true);
+    s.at(25 * HOUR);
+    const failed = (await update(id, rotated, news, s.ctx)).outs;
+    expect(failed.retiring).toEqual([outs.credentialId]);
+    expect(failed.retireFailed?.ids).toEqual([outs.credentialId]);
+    expect(failed.retireFailed?.at).toBe(new Date(T0 + 25 * HOUR).toISOString());
+    const refreshed = await read(id, failed, s.ctx);
+    expect(refreshed.props?.retireFailed).toEqual(failed.retireFailed);
+  });
+
+  it("a new address whose message fails and whose previous secret cannot be put back: the error says both", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    s.mail.state.refuse = true;
+    // The first PATCH writes the new secret; the second, putting the previous one back, fails.
+    const err = await update(id, outs, { ...alice, email: "a2@example.com" }, failPatchesAfter(s, 1)).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(MailError);
+    expect((err as MailError).code).toBe("E_SMTP");
+    const text = (err as Error).message;
+    expect(text).toMatch(/^\[E_SMTP\] enrollment message for alice@Default to a2@example.com not delivered: 550/);
+    expect(text).toContain(`the previous secret of alice@Default could not be put back in credential ${id}`);
+    expect(text).toContain(`PATCH /v3/credentials/${id} failed: 503`);
+    expect(text).toContain("npm run rotate -- alice@Default");
+    expect(text).not.toContain(outs.secret);
+  });
+
+  it("a rotation whose message fails and whose new credential cannot be deleted: the error names the leftover", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    s.mail.state.refuse = true;
+    s.ks.failDeletes(true);
+    const err = await update(id, outs, { ...alice, rotateRequest: "r1" }, s.ctx).catch((e: unknown) => e as Error);
+    const leftover = s.ks.ids("u1").find((c) => c !== outs.credentialId) as string;
+    expect(leftover).toBeDefined();
+    expect((err as MailError).code).toBe("E_SMTP");
+    const text = (err as Error).message;
+    expect(text).toMatch(/^\[E_SMTP\] enrollment message for alice@Default to alice@example.com not delivered/);
+    expect(text).toContain(`the undelivered credential ${leftover} of alice@Default could not be deleted`);
+    expect(text).toContain(`openstack credential delete ${leftover}`);
+  });
+
+  it("a first enrollment whose message fails and whose credential cannot be deleted: the error names the leftover", async () => {
+    const s = setup();
+    s.mail.state.refuse = true;
+    s.ks.failDeletes(true);
+    const err = await create(alice, s.ctx).catch((e: unknown) => e as Error);
+    const [leftover] = s.ks.ids("u1");
+    expect((err as MailError).code).toBe("E_SMTP");
+    expect((err as Error).message).toContain(
+      `the undelivered credential ${leftover} of alice@Default could not be deleted`,
+    );
   });
 });

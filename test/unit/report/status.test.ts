@@ -15,7 +15,14 @@ const urn = (type: string, name: string) => `urn:pulumi:dev::keystone-totp::${T}
 
 function user(
   name: string,
-  o: { cred?: string; delivered?: boolean; retiring?: string[]; days?: number; mfa?: boolean } = {},
+  o: {
+    cred?: string;
+    delivered?: boolean;
+    retiring?: string[];
+    days?: number;
+    mfa?: boolean;
+    retireFailed?: Record<string, unknown>;
+  } = {},
 ) {
   const out: StateResource[] = [
     {
@@ -42,6 +49,7 @@ function user(
         deliveredTo: `${name}@example.com`,
         retiring: o.retiring ?? [],
         graceHours: 24,
+        ...(o.retireFailed ? { retireFailed: o.retireFailed } : {}),
       },
     });
   }
@@ -99,6 +107,30 @@ describe("status rows", () => {
     expect(c.rotationsDueIn7Days).toBe(5);
     expect(formatTable(rows)).not.toContain("ciphertext");
     expect(JSON.stringify(rows)).not.toContain("ciphertext");
+  });
+});
+
+describe("status of a failed retirement", () => {
+  const failure = {
+    ids: ["c-gus-old"],
+    at: "2027-01-10T01:00:00.000Z",
+    code: "E_KEYSTONE_HTTP",
+    error: "DELETE /v3/credentials/c-gus-old failed: 503",
+  };
+  const resources = user("gus", { retiring: ["c-gus-old"], retireFailed: failure });
+
+  it("an old credential Keystone would not delete is not a healthy 'retiring': the row says which and why", () => {
+    const rows = buildStatus(resources, new Map([["u-gus", ["c-gus", "c-gus-old"]]]));
+    expect(rows[0]?.state).toBe("retire-failed");
+    expect(rows[0]?.retireFailed).toEqual(failure);
+    expect(formatTable(rows)).toMatch(/^gus +retire-failed /m);
+    expect(countStatus(rows, new Date("2027-01-11T00:00:00Z")).byState["retire-failed"]).toBe(1);
+  });
+
+  it("once Keystone no longer holds it (deleted by hand), the failure is over", () => {
+    const rows = buildStatus(resources, new Map([["u-gus", ["c-gus"]]]));
+    expect(rows[0]?.state).toBe("ok");
+    expect(rows[0]?.retireFailed).toBeUndefined();
   });
 });
 
