@@ -7,7 +7,13 @@
 # (PulumiCommand.install / PulumiCommand.get) look for a cached CLI.
 # The dynamic-provider shim `pulumi-resource-pulumi-nodejs` (from the
 # @pulumi/pulumi npm package) is put beside it, and so is the Node language
-# host `pulumi-language-nodejs` when its Go module can be had (see below).
+# host `pulumi-language-nodejs` (what plain `pulumi up` runs index.ts with) when it
+# can be had: from beside a `pulumi` found on PATH, else built by
+# ../shared/tools/build-pulumi-language-nodejs.sh (the repo's parent folder holds
+# that tool and the upstream source on these machines and in CI), else from its
+# Go module (see PULUMI_LANGUAGE_NODEJS_MODULE_VERSION). It is built only when
+# missing. Without it only the Automation API (`npm run provision`) runs the
+# program. With CI=true and ../shared present, failing to build it is an error.
 #
 # Usage:
 #   scripts/get-pulumi.sh                  # logs on stderr, last line on stdout: PULUMI_BIN_DIR=<dir>
@@ -21,9 +27,10 @@
 #   PULUMI_LANGUAGE_NODEJS_MODULE_VERSION
 #                        version (a pseudo-version) of the Go module
 #                        github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3
-#                        to build the Node language host from; that module has no tags, and
-#                        without this no language host is built (inline Automation API
-#                        programs do not need one).
+#                        to build the Node language host from when ../shared does not
+#                        provide it; that module has no tags, and the module proxy used
+#                        here does not serve it (inline Automation API programs do not
+#                        need the language host).
 set -euo pipefail
 
 DEFAULT_PULUMI_VERSION=3.276.0
@@ -61,6 +68,10 @@ bin_dir="$pulumi_home/versions/$version/bin"
 build_dir="$pulumi_home/build/$version"
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 project_dir="$(dirname "$script_dir")"
+# Builds the language host from the upstream source kept in ../shared/vendor (a build
+# input: read only, nothing is copied out of it but the binary the tool writes).
+lang_builder="$(dirname "$project_dir")/shared/tools/build-pulumi-language-nodejs.sh"
+[[ -f "$lang_builder" ]] || lang_builder=""
 
 export PULUMI_SKIP_UPDATE_CHECK=true
 
@@ -117,12 +128,23 @@ check_cached_cli() {
     cli_stamp "$(cli_version "$bin_dir/pulumi")" >"$build_dir/cli.ok"
 }
 
-# The language host is done when it is there, or when building it was given up
-# for this module version (recorded in $build_dir/language-nodejs.skipped).
+# What $build_dir/language-nodejs.skipped holds when building the language host was
+# given up for the current source of it (so that later runs stay fast).
+lang_skip_key() {
+    if [[ -n "$lang_builder" ]]; then
+        printf '%s\n' "shared-build-failed"
+    else
+        printf '%s\n' "${lang_mod_version:-none}"
+    fi
+}
+
+# The language host is done when it is there, or when building it was given up for
+# its current source; in CI, where ../shared is always there, only when it is there.
 lang_done() {
     [[ -x "$bin_dir/pulumi-language-nodejs" ]] && return 0
+    [[ -n "$lang_builder" && "${CI:-}" == "true" ]] && return 1
     [[ -f "$build_dir/language-nodejs.skipped" ]] &&
-        [[ "$(cat "$build_dir/language-nodejs.skipped")" == "${lang_mod_version:-none}" ]]
+        [[ "$(cat "$build_dir/language-nodejs.skipped")" == "$(lang_skip_key)" ]]
 }
 
 all_done() {
@@ -209,12 +231,35 @@ build_cli() {
     log "built pulumi v$version in $((SECONDS - start))s"
 }
 
+# build_shared_language_host: runs ../shared's build tool into $bin_dir (it writes
+# the binary under a temporary name and renames it, so a reader never sees half a file).
+build_shared_language_host() {
+    local start=$SECONDS logf="$build_dir/build-language-nodejs.log"
+    log "building pulumi-language-nodejs with $lang_builder (warm: under a minute, cold: a few minutes)"
+    if ! bash "$lang_builder" "$bin_dir" >"$logf" 2>&1; then
+        tail -n 20 "$logf" >&2
+        [[ "${CI:-}" == "true" ]] && die "building pulumi-language-nodejs failed (log: $logf); CI needs it for the plain-CLI tests"
+        log "warning: building pulumi-language-nodejs failed (log: $logf); going on without it:"
+        log "  plain \`pulumi up\` cannot run the program, \`npm run provision\` can. To retry:"
+        log "  rm $build_dir/language-nodejs.skipped"
+        lang_skip_key >"$build_dir/language-nodejs.skipped"
+        return 0
+    fi
+    rm -f "$build_dir/language-nodejs.skipped"
+    log "built $bin_dir/pulumi-language-nodejs in $((SECONDS - start))s"
+}
+
 build_language_host() {
     local dir="$build_dir/language-nodejs" start tmp
+    if [[ -n "$lang_builder" ]]; then
+        build_shared_language_host
+        return 0
+    fi
     if [[ -z "$lang_mod_version" ]]; then
         log "skipping pulumi-language-nodejs: its Go module has no version tags (a pseudo-version is needed) and"
         log "  the module proxy used here does not serve that module. Set PULUMI_LANGUAGE_NODEJS_MODULE_VERSION=<pseudo-version>"
-        log "  to try one. Inline Automation API programs do not need the language host."
+        log "  to try one, or put the tool shared/tools/build-pulumi-language-nodejs.sh beside this"
+        log "  repository. Inline Automation API programs (npm run provision) do not need the language host."
         printf '%s\n' none >"$build_dir/language-nodejs.skipped"
         return 0
     fi
@@ -276,7 +321,8 @@ if ! check_cached_cli; then
     fi
 fi
 if ! lang_done; then
-    setup_go
+    # ../shared's tool finds Go by itself; the module path needs the Go set-up.
+    [[ -n "$lang_builder" ]] || setup_go
     build_language_host
 fi
 [[ -x "$bin_dir/$SHIM" ]] || install_shim

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (`npm test`). On a fresh machine it installs and starts all the
 # tests need: npm packages (with a supported Node.js), Debian's Keystone and PostgreSQL on
-# loopback, and the Pulumi CLI built from its Go modules. Then it runs every test (unit,
+# loopback, the Pulumi CLI built from its Go modules and, when ../shared can build it, its Node.js
+# language host (for plain `pulumi up`). Then it runs every test (unit,
 # integration against the real Keystone, end-to-end through the real Pulumi CLI) and finally
 # scans the whole test output and logs for any secret the tests handled.
 #
@@ -39,6 +40,13 @@ PULUMI_BIN_DIR="$(bash scripts/get-pulumi.sh --print-bin-dir)"
 export PULUMI_BIN_DIR
 export PATH="$PULUMI_BIN_DIR:$PATH"
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+# get-pulumi.sh put the Node language host beside the CLI when ../shared can build it;
+# test/e2e/plain-cli.test.ts runs plain `pulumi up` with it, and skips (never in CI) without.
+if [ -x "$PULUMI_BIN_DIR/pulumi-language-nodejs" ]; then
+  log "plain pulumi CLI tests: language host $PULUMI_BIN_DIR/pulumi-language-nodejs"
+else
+  log "plain pulumi CLI tests will be skipped: no pulumi-language-nodejs beside the CLI (see README, Development)"
+fi
 
 mkdir -p .local/logs
 chmod 700 .local

@@ -1,6 +1,8 @@
 /**
  * Drives the real Pulumi CLI on this repository's program (index.ts), one throwaway stack per
  * test file: a file backend in a temp folder, passphrase secrets, and its own config file.
+ * The program runs through `scripts/provision.ts` (the Automation API) unless a stack is made
+ * with `engine: "plain"`: then plain `pulumi up` runs it through the Node.js language host.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -13,6 +15,13 @@ import { registerSecrets } from "./secrets.ts";
 
 /** Verbs that run the program. */
 const ENGINE_VERBS = new Set(["up", "preview", "refresh", "destroy"]);
+
+/**
+ * What runs the program for the engine verbs: `provision` (scripts/provision.ts, the program
+ * served inline by the Automation API) or `plain` (the `pulumi` CLI itself, which starts the
+ * Node.js language host on index.ts; see test/support/language-host.ts).
+ */
+export type Engine = "provision" | "plain";
 
 /** Folder holding the pulumi binary, from scripts/get-pulumi.sh (built once, cached). */
 export function pulumiBinDir(): string {
@@ -44,9 +53,11 @@ export class TestStack {
   readonly dir: string;
   readonly configFile: string;
   readonly logFile: string;
+  readonly engine: Engine;
   private readonly env: Record<string, string>;
 
-  constructor(prefix: string, extraEnv: Record<string, string> = {}) {
+  constructor(prefix: string, extraEnv: Record<string, string> = {}, o: { engine?: Engine } = {}) {
+    this.engine = o.engine ?? "provision";
     this.name = `${prefix}-${randomBytes(3).toString("hex")}`;
     this.dir = mkdtempSync(join(tmpdir(), `kt-${prefix}-`));
     this.configFile = join(this.dir, `Pulumi.${this.name}.yaml`);
@@ -87,8 +98,8 @@ export class TestStack {
     const full = dashes < 0 ? [...args, ...flags] : [...args.slice(0, dashes), ...flags, ...args.slice(dashes)];
     return new Promise((resolvePromise, reject) => {
       // Commands that run the program go through scripts/provision.ts (the Automation API,
-      // program inline): the Node.js language host cannot be had here (see README).
-      const viaProvision = ENGINE_VERBS.has(args[0] ?? "");
+      // program inline), which needs no Node.js language host, unless this stack is plain.
+      const viaProvision = this.engine === "provision" && ENGINE_VERBS.has(args[0] ?? "");
       const [cmd, cmdArgs] = viaProvision
         ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
         : ["pulumi", full];
