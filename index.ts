@@ -16,6 +16,7 @@ import { TotpEnrollment } from "./providers/enrollment/resource.ts";
 import { ConfigError, KeystoneTotpError } from "./providers/errors.ts";
 import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
 import { KeystoneClient } from "./providers/keystone/client.ts";
+import { admitsTotpAlone, enforcedRules, type MfaOptions } from "./providers/mfa/posture.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { clashesWithFleet, loadCredentialSpecs } from "./providers/program/credentials.ts";
 import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
@@ -73,6 +74,42 @@ async function main(options: ProgramOptions) {
   if (clashes.length > 0) throw new ConfigError(`a user is declared twice:\n  ${clashes.join("\n  ")}`);
   const members = planFleet(resolved, settings, options.rotate);
 
+  // Keystone's [auth] methods, probed once per run: the rules the providers write name only
+  // enabled methods (before Keystone 28, a rule of missing methods would admit any login).
+  const methods = client && members.length > 0 ? await client.authMethods() : undefined;
+  const authMethods = methods?.join(",");
+  const posture = {
+    ...(settings.allowTotpOnlyLogin ? { allowTotpOnlyLogin: true } : {}),
+    ...(settings.replaceOwnRules ? { replaceOwnRules: true } : {}),
+  };
+  if (client && methods && settings.enforceMfa) {
+    try {
+      enforcedRules({ methods, ...settingsForRules(settings) });
+    } catch (e) {
+      throw new ConfigError(`keystone-totp:enforceMfa: ${(e as Error).message}`);
+    }
+    // Enforcement on the account the tool logs in with would lock the tool out of Keystone.
+    const me = (await client.whoami()).userId;
+    const self = members.find((m) => m.userId === me);
+    if (self) {
+      throw new ConfigError(
+        `user ${self.name} is the account keystone-totp logs in with: enforcing MFA on it would lock the tool out. ` +
+          "Remove it from the users CSV, or log in as another administrator.",
+      );
+    }
+  }
+  if (methods && !settings.allowTotpOnlyLogin && !settings.replaceOwnRules) {
+    const open = members.filter(
+      (m) => m.previousMfa && hasOwnRules(m.previousMfa) && admitsTotpAlone(m.previousMfa, methods),
+    );
+    if (open.length > 0) {
+      pulumi.log.warn(
+        `keystone-totp: ${open.length} user(s) have MFA rules of their own that let a TOTP code alone log in and ` +
+          `are not enrolled (set keystone-totp:replaceOwnRules to replace them): ${open.map((m) => m.name).join(", ")}`,
+      );
+    }
+  }
+
   if (members.length > 0 && !settings.smtp) {
     pulumi.log.info(`keystone-totp: no smtpUrl configured: enrollment messages are written to ${settings.outboxDir}`);
   }
@@ -102,10 +139,23 @@ async function main(options: ProgramOptions) {
       ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),
       ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
       ...(graceHours !== DEFAULT_GRACE_HOURS ? { graceHours } : {}),
+      ...(authMethods ? { authMethods } : {}),
+      ...posture,
+      ...(m.previousMfa ? { previousMfa: asInput(m.previousMfa) } : {}),
+      ...(settings.enforceMfa ? { enforceMfa: true } : {}),
     });
     enrollments.push(enrollment);
     if (settings.enforceMfa) {
-      new MfaEnforcement(m.name, { userId: m.userId, userKey: m.name, deliveredAt: enrollment.deliveredAt });
+      new MfaEnforcement(m.name, {
+        userId: m.userId,
+        userKey: m.name,
+        deliveredAt: enrollment.deliveredAt,
+        userChecked: true,
+        ...(authMethods ? { authMethods } : {}),
+        ...posture,
+        ...(settings.refuseApplicationCredentials ? { refuseApplicationCredentials: true } : {}),
+        ...(m.previousMfa ? { previousMfa: asInput(m.previousMfa) } : {}),
+      });
     }
   }
 
@@ -118,6 +168,8 @@ async function main(options: ProgramOptions) {
         issuer: s.args.issuer ?? settings.issuer,
         // Nothing delivers these accounts' secrets, so nothing could retire a replaced one.
         unmanaged: "keep",
+        ...(authMethods ? { authMethods } : {}),
+        ...posture,
         ...(s.secretConfigKey ? { secret: config.requireSecret(s.secretConfigKey) } : {}),
       }),
   );
@@ -136,4 +188,23 @@ async function main(options: ProgramOptions) {
     fingerprints: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.fingerprint])),
     credentialIds: Object.fromEntries(ownSpecs.map((s, i) => [s.name, extra[i]?.credentialId])),
   };
+}
+
+/** The settings that shape the rules, as posture.ts takes them. */
+function settingsForRules(s: ReturnType<typeof resolveFleetSettings>) {
+  return {
+    allowTotpOnlyLogin: s.allowTotpOnlyLogin,
+    refuseApplicationCredentials: s.refuseApplicationCredentials,
+    replaceOwnRules: s.replaceOwnRules,
+  };
+}
+
+/** Whether a user has MFA rules in force of its own. */
+function hasOwnRules(o: MfaOptions): boolean {
+  return o.enabled !== false && (o.rules?.length ?? 0) > 0;
+}
+
+/** MFA options as a resource input (mutable arrays, as Pulumi's Input types want them). */
+function asInput(o: MfaOptions): { enabled: boolean | null; rules: string[][] | null } {
+  return { enabled: o.enabled, rules: o.rules ? o.rules.map((r) => [...r]) : null };
 }

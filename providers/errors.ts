@@ -38,7 +38,9 @@ export type ErrorCode =
   /** The mail server refused a connection, a login, the sender or a recipient. */
   | "E_SMTP"
   /** Writing a message to the outbox folder failed. */
-  | "E_OUTBOX";
+  | "E_OUTBOX"
+  /** A user cannot be given a login posture that refuses a TOTP code alone (own rules, LDAP). */
+  | "E_POSTURE";
 
 /** Options accepted by every error constructor. */
 export interface KeystoneTotpErrorOptions {
@@ -150,6 +152,22 @@ export class UserNotFoundError extends KeystoneTotpError {
 }
 
 /**
+ * A user cannot be given a login posture that refuses a TOTP code alone (`E_POSTURE`): its own
+ * MFA rules let TOTP alone in, its options cannot be written (LDAP), or enforcement is
+ * impossible on this Keystone. The user is not enrolled; the message says which setting allows it.
+ */
+export class PostureError extends KeystoneTotpError {
+  /** The user, as `name@domain` or the key the resource has. */
+  readonly user: string;
+
+  constructor(user: string, reason: string, options: KeystoneTotpErrorOptions = {}) {
+    super("E_POSTURE", `user ${user}: ${reason}`, options);
+    this.name = "PostureError";
+    this.user = user;
+  }
+}
+
+/**
  * Process exit codes by error code, for the scripts in `scripts/`.
  * 2 = bad input or configuration, 3 = Keystone, 4 = mail, 1 = anything else.
  */
@@ -168,6 +186,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   E_KEYSTONE_TIMEOUT: 3,
   E_SMTP: 4,
   E_OUTBOX: 4,
+  E_POSTURE: 2,
 };
 
 /** The exit code for any thrown value: 1 unless it is a {@link KeystoneTotpError}. */

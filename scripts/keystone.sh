@@ -7,7 +7,7 @@
 #       apt-get install what is needed (keystone, PostgreSQL, uWSGI, oathtool,
 #       zbar-tools). Fast no-op when everything is already installed.
 #   scripts/keystone.sh start [--name NAME] [--port PORT] [--methods LIST]
-#                             [--token-expiration SECONDS]
+#                             [--token-expiration SECONDS] [--list-limit N]
 #       Start instance NAME (default "default") on http://127.0.0.1:PORT/v3 and
 #       wait until GET /v3 answers 200. The first start of an instance creates
 #       its PostgreSQL role and database and bootstraps Keystone (about 20 s);
@@ -16,9 +16,12 @@
 #       $KEYSTONE_PORT or 5000 ($KEYSTONE_PORT, when set, also overrides the
 #       previous port), methods
 #       external,password,token,oauth1,totp,application_credential and
-#       Keystone's default token expiration (3600 s). Methods without "totp"
-#       give a "TOTP not enabled" Keystone. Starting a running instance with
-#       the same settings does nothing.
+#       Keystone's default token expiration (3600 s) and no list limit.
+#       Methods without "totp" give a "TOTP not enabled" Keystone. --list-limit
+#       N writes `[DEFAULT] list_limit = N` (lists longer than N come back cut
+#       short with "truncated": true, as on many production clouds); 0 removes
+#       the limit. Starting a running instance with the same settings does
+#       nothing.
 #   scripts/keystone.sh stop [--name NAME | --all]
 #   scripts/keystone.sh destroy [--name NAME]   stop, drop its database, remove its files
 #   scripts/keystone.sh status                  list instances and whether they answer
@@ -31,7 +34,7 @@
 #   openrc          exports OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ... (admin)
 #   instance.json   {"authUrl","username","password","projectName",
 #                    "userDomainName","projectDomainName","port","name",
-#                    "methods","totpEnabled","tokenExpiration"}
+#                    "methods","totpEnabled","tokenExpiration","listLimit"}
 #   admin-password, keystone.conf, settings (port, methods, ..., DB password),
 #   uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's own logs),
 #   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
@@ -51,6 +54,8 @@ DB_SUFFIX="$(printf '%s' "$STATE_ROOT" | sha256sum | cut -c1-8)"
 readonly DB_SUFFIX
 readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_credential"
 readonly DEFAULT_TOKEN_EXPIRATION=3600
+# Entries per list answer; 0 means Keystone's default, no limit.
+readonly DEFAULT_LIST_LIMIT=0
 readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
 readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
 readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
@@ -147,7 +152,7 @@ psql_admin() {
 
 # ---------------------------------------------------------------- instances --
 
-NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" ALL=0
+NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" LIST_LIMIT="" ALL=0
 
 parse_opts() {
   while (($#)); do
@@ -160,6 +165,8 @@ parse_opts() {
       --methods=*) METHODS=${1#*=}; shift ;;
       --token-expiration) TOKEN_EXPIRATION=${2:?--token-expiration needs a value}; shift 2 ;;
       --token-expiration=*) TOKEN_EXPIRATION=${1#*=}; shift ;;
+      --list-limit) LIST_LIMIT=${2:?--list-limit needs a value}; shift 2 ;;
+      --list-limit=*) LIST_LIMIT=${1#*=}; shift ;;
       --all) ALL=1; shift ;;
       -h|--help) usage 0 ;;
       *) die "unknown option: $1" ;;
@@ -171,6 +178,8 @@ parse_opts() {
   [[ -z $METHODS || $METHODS =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]] || die "bad --methods '$METHODS'"
   [[ -z $TOKEN_EXPIRATION || $TOKEN_EXPIRATION =~ ^[1-9][0-9]*$ ]] \
     || die "bad --token-expiration '$TOKEN_EXPIRATION'"
+  [[ -z $LIST_LIMIT || $LIST_LIMIT =~ ^(0|[1-9][0-9]{0,5})$ ]] \
+    || die "bad --list-limit '$LIST_LIMIT' (0 for none, else 1..999999)"
 }
 
 instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
@@ -178,11 +187,12 @@ instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
 # Reads key=value lines of the instance's settings file into SETTING_<key>.
 read_settings() {
   local file="$1/settings" key value
-  SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_DB_PASSWORD=""
+  SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_LIST_LIMIT=""
+  SETTING_DB_PASSWORD=""
   [[ -f $file ]] || return 0
   while IFS='=' read -r key value; do
     case $key in
-      PORT|METHODS|TOKEN_EXPIRATION|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
+      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
     esac
   done <"$file"
 }
@@ -222,6 +232,7 @@ write_config() {
 [DEFAULT]
 log_dir = $dir/log
 use_stderr = false
+$( ((LIST_LIMIT > 0)) && printf 'list_limit = %s\n' "$LIST_LIMIT")
 
 [database]
 connection = postgresql://$db_user:$db_password@127.0.0.1:$PG_PORT/$db_name
@@ -251,6 +262,7 @@ EOF
 PORT=$PORT
 METHODS=$METHODS
 TOKEN_EXPIRATION=$TOKEN_EXPIRATION
+LIST_LIMIT=$LIST_LIMIT
 DB_PASSWORD=$db_password
 EOF
 }
@@ -284,7 +296,8 @@ EOF
   "port": $PORT,
   "methods": [${methods_json%,}],
   "totpEnabled": $totp,
-  "tokenExpiration": $TOKEN_EXPIRATION
+  "tokenExpiration": $TOKEN_EXPIRATION,
+  "listLimit": $LIST_LIMIT
 }
 EOF
 }
@@ -338,12 +351,14 @@ cmd_start() {
   PORT=${PORT:-${KEYSTONE_PORT:-${SETTING_PORT:-5000}}}
   METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
   TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
+  LIST_LIMIT=${LIST_LIMIT:-${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}}
   local url="http://127.0.0.1:$PORT/v3"
 
   local pid; pid=$(instance_pid "$dir")
   if [[ -n $pid ]]; then
     if [[ $PORT == "${SETTING_PORT}" && $METHODS == "${SETTING_METHODS}" &&
-          $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" && $(http_status "$url") == 200 ]]; then
+          $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" &&
+          $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" && $(http_status "$url") == 200 ]]; then
       log "instance $NAME already running at $url (pid $pid)"
       return
     fi

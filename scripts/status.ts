@@ -135,7 +135,15 @@ async function main(): Promise<number> {
     const config = await stack.getAllConfig();
     try {
       const client = new KeystoneClient(resolveKeystoneAuth({ config: (k) => config[k]?.value }));
-      keystone = new Map([...(await client.listAllTotpCredentials())].map(([u, cs]) => [u, cs.map((c) => c.id)]));
+      const index = await client.listAllTotpCredentials();
+      // Where Keystone's list_limit cut the fleet-wide list short, the stack's users are listed
+      // one by one (and the total counts only theirs): a partial list would show false "missing".
+      const userIds = index.all
+        ? [...index.all.keys()]
+        : [...new Set(buildStatus(resources, undefined).flatMap((r) => (r.userId ? [r.userId] : [])))];
+      keystone = new Map(
+        await Promise.all(userIds.map(async (u) => [u, (await index.of(u)).map((c) => c.id)] as const)),
+      );
       client.close();
     } catch (e) {
       if (!(e instanceof KeystoneTotpError)) throw e;

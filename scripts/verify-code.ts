@@ -53,7 +53,7 @@ function keystoneSettings(): { auth: KeystoneAuth | undefined; authUrl: string; 
     if (!(e instanceof ConfigError) || !url) throw e;
     return {
       auth: undefined,
-      authUrl: normaliseAuthUrl(url),
+      authUrl: normaliseAuthUrl(url, "OS_AUTH_URL"),
       insecure: /^(1|true|yes)$/i.test(process.env.OS_INSECURE ?? ""),
     };
   }

@@ -9,19 +9,26 @@
  *           credential beside the old one); issuer or account -> update (new URI only);
  *           anything else, including the provider's own code -> no change
  *   create  GET /v3/credentials?type=totp (once per provider process, for the whole fleet:
- *           finds credentials Pulumi does not manage), then POST /v3/credentials (exactly once,
- *           see KeystoneClient.createTotpCredential)
- *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift)
+ *           finds credentials Pulumi does not manage), PATCH /v3/users/{id} (the staged MFA
+ *           rules and their marker, BEFORE the credential exists: a TOTP code alone never logs
+ *           the user in; see mfa/apply.ts), then POST /v3/credentials (exactly once, see
+ *           KeystoneClient.createTotpCredential)
+ *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift);
+ *           GET /v3/users/{id}            (options that let a TOTP code alone in -> drift)
  *   update  in place: PATCH /v3/credentials/{id};
  *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials; the old
  *           credential is listed in `retiring` and stays valid until the delivery of the new
  *           one is older than the grace window (see delivery/handlers.ts), so nobody is locked
  *           out by a message still in transit
- *   delete  DELETE /v3/credentials/{id}   for the current and every retiring one (404 = done)
+ *           a state without a posture (0.1, 0.2) or changed posture settings: PATCH the rules
+ *   delete  DELETE /v3/credentials/{id}   for the current and every retiring one (404 = done),
+ *           then GET + PATCH /v3/users/{id} giving back the options the user had before
  */
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
-import { KeystoneClient } from "../keystone/client.ts";
+import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../keystone/client.ts";
+import { applyPosture, type MfaState, POSTURE_KEYS, postureSettings, releasePosture } from "../mfa/apply.ts";
+import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../mfa/posture.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
 import { otpauthUri, validateLabel } from "../totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../util/clock.ts";
@@ -72,7 +79,7 @@ export interface HandlerContext {
 }
 
 let configGetter: ConfigGetter = () => undefined;
-let snapshot: Promise<Map<string, readonly string[]>> | undefined;
+let snapshot: Promise<TotpCredentialIndex> | undefined;
 
 /** The default context: the process-wide client from the stack config and `OS_*`. */
 export const defaultContext: HandlerContext = {
@@ -81,14 +88,13 @@ export const defaultContext: HandlerContext = {
   existing: async (userId) => {
     // One list for the whole fleet, taken before this process creates anything: whatever it
     // holds was not created by this run. A failed list is not kept, so the next call retries.
-    snapshot ??= defaultContext
-      .client()
-      .listAllTotpCredentials()
-      .then((m) => new Map([...m].map(([u, cs]) => [u, cs.map((c) => c.id)])));
+    // Where Keystone's list_limit cut that list short, each user is listed when first asked
+    // about, which is before this process creates that user's credential.
+    snapshot ??= defaultContext.client().listAllTotpCredentials();
     snapshot.catch(() => {
       snapshot = undefined;
     });
-    return (await snapshot).get(userId) ?? [];
+    return (await (await snapshot).of(userId)).map((c) => c.id);
   },
 };
 
@@ -219,25 +225,57 @@ export function diff(olds: Record<string, unknown>, news: Record<string, unknown
   });
   const rotate = replaces.length === 0 && rotationReason(olds, news, at) !== undefined;
   return {
-    changes: replaces.length > 0 || changed.length > 0 || rotate,
+    changes: replaces.length > 0 || changed.length > 0 || rotate || postureDue(olds, news),
     replaces: [...replaces],
     deleteBeforeReplace: false,
   };
 }
 
-async function resolveUserId(ctx: HandlerContext, i: TotpCredentialInputs): Promise<string> {
+/** The user, and the Keystone record when one was read (not when the caller just listed it). */
+async function resolveUser(
+  ctx: HandlerContext,
+  i: TotpCredentialInputs,
+): Promise<{ id: string; user: KeystoneUser | undefined }> {
   const client = ctx.client();
   // The fleet program has just resolved the ID from Keystone's user list: skip a GET per user.
-  if (i.userId && i.userChecked === true) return i.userId;
+  if (i.userId && i.userChecked === true) return { id: i.userId, user: undefined };
   if (i.userId) {
     const u = await client.getUser(i.userId);
     if (!u) throw new UserNotFoundError([i.userId]);
-    return u.id;
+    return { id: u.id, user: u };
   }
   const domain = i.userDomain ?? DEFAULT_DOMAIN;
   const u = await client.findUser(i.userName ?? "", domain);
   if (!u) throw new UserNotFoundError([`${i.userName}@${domain}`]);
-  return u.id;
+  return { id: u.id, user: u };
+}
+
+/** How errors name the user: `name@domain` when known, else the ID. */
+function userLabel(i: TotpCredentialInputs, userId: string): string {
+  return i.userName ? `${i.userName}@${i.userDomain ?? DEFAULT_DOMAIN}` : userId;
+}
+
+/**
+ * The user's options before the tool: as the fleet program just listed them (`userChecked`),
+ * else from the user record (read now when not at hand). The marker, when present, holds them.
+ */
+async function previousOf(ctx: HandlerContext, i: TotpCredentialInputs, userId: string, user?: KeystoneUser) {
+  if (i.userChecked === true) return i.previousMfa ?? NO_OPTIONS;
+  const u = user ?? (await ctx.client().getUser(userId));
+  if (!u) throw new UserNotFoundError([userLabel(i, userId)]);
+  return previousOptions(u);
+}
+
+/**
+ * Whether the user's posture must be (re)applied at this update: a state written before
+ * postures existed, changed posture settings, or a refresh that found the user open to a TOTP
+ * code alone.
+ */
+export function postureDue(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
+  const mfa = olds.mfa as MfaState | undefined;
+  if (mfa === undefined) return true;
+  if (POSTURE_KEYS.some((k) => !sameValue(olds[k], news[k]))) return true;
+  return mfa.posture === "open" && news.allowTotpOnlyLogin !== true;
 }
 
 function outputs(
@@ -248,10 +286,14 @@ function outputs(
   createdAt: string,
   rotatedAt: string,
   others: { readonly retiring: readonly string[]; readonly unmanagedIds: readonly string[] },
+  mfa: MfaState | undefined,
 ): TotpCredentialOutputs {
   const account = accountLabel(i);
+  // What the program observed is used once, at the write; keeping it would only grow the state.
+  const { previousMfa: _observed, ...kept } = i;
   return defined({
-    ...i,
+    ...kept,
+    mfa,
     credentialId,
     retiring: [...others.retiring],
     unmanagedIds: [...others.unmanagedIds],
@@ -276,23 +318,43 @@ async function createImpl(
   inputs: TotpCredentialInputs,
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id: string; outs: TotpCredentialOutputs }> {
-  const userId = await resolveUserId(ctx, inputs);
+  const { id: userId, user } = await resolveUser(ctx, inputs);
   // Anything the user already holds was not created by this resource: a crash leftover, or
   // enrolled by hand. It stays valid until the new credential is delivered (see `retiring`).
   const before = ctx.existing
     ? await ctx.existing(userId)
     : (await ctx.client().listTotpCredentials(userId)).map((c) => c.id);
   const secret = inputs.secret ? normaliseSecret(inputs.secret) : generateSecret();
+  // The rules first: from the moment the credential exists, a TOTP code alone must not log the
+  // user in. Rules without a credential change no login, so a failure after this is harmless.
+  const settings = await postureSettings(inputs, ctx.client());
+  const previous = await previousOf(ctx, inputs, userId, user);
+  const mfa = await applyPosture(
+    ctx.client(),
+    { id: userId, key: userLabel(inputs, userId) },
+    previous,
+    "staged",
+    settings,
+  );
   const cred = await ctx.client().createTotpCredential(userId, secret);
   const at = ctx.now().toISOString();
   const others = before.filter((id) => id !== cred.id);
   const remove = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
   return {
     id: cred.id,
-    outs: outputs(inputs, cred.id, userId, secret, at, at, {
-      retiring: remove ? others : [],
-      unmanagedIds: remove ? [] : others,
-    }),
+    outs: outputs(
+      inputs,
+      cred.id,
+      userId,
+      secret,
+      at,
+      at,
+      {
+        retiring: remove ? others : [],
+        unmanagedIds: remove ? [] : others,
+      },
+      mfa,
+    ),
   };
 }
 
@@ -328,8 +390,22 @@ async function readImpl(
       props.createdAt,
       changed ? ctx.now().toISOString() : props.rotatedAt,
       { retiring, unmanagedIds },
+      await readPosture(ctx, props, cred.userId),
     ),
   };
+}
+
+/**
+ * The posture as Keystone has it now: a user whose options let a TOTP code alone in (rules
+ * removed by hand, say) is recorded as `open`, which the next update repairs.
+ */
+async function readPosture(ctx: HandlerContext, props: TotpCredentialOutputs, userId: string) {
+  const mfa = props.mfa;
+  if (!mfa || mfa.posture === "open") return mfa;
+  const user = await ctx.client().getUser(userId);
+  if (!user) return mfa;
+  const settings = await postureSettings(props, ctx.client());
+  return admitsTotpAlone(optionsOf(user.options), settings.methods) ? { ...mfa, posture: "open" as const } : mfa;
 }
 
 /**
@@ -350,6 +426,16 @@ async function updateImpl(
   // The last rotate request applied is remembered, so that the same request never rotates twice.
   const inputs: TotpCredentialInputs = { ...news, rotateRequest: news.rotateRequest ?? olds.rotateRequest };
   const kept = { retiring: olds.retiring ?? [], unmanagedIds: olds.unmanagedIds ?? [] };
+  // The posture before anything else: a rotation below adds a credential.
+  const mfa = postureDue(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)
+    ? await applyPosture(
+        ctx.client(),
+        { id: olds.resolvedUserId, key: userLabel(news, olds.resolvedUserId) },
+        await previousOf(ctx, news, olds.resolvedUserId),
+        "staged",
+        await postureSettings(news, ctx.client()),
+      )
+    : olds.mfa;
   const inPlace =
     !sameValue(olds.rotationTrigger, news.rotationTrigger) ||
     (news.secret !== undefined && news.secret !== olds.secret);
@@ -357,13 +443,15 @@ async function updateImpl(
     const secret = news.secret ? normaliseSecret(news.secret) : generateSecret();
     await ctx.client().updateCredentialBlob(current, secret);
     return {
-      outs: outputs(inputs, current, olds.resolvedUserId, secret, olds.createdAt, at.toISOString(), kept),
+      outs: outputs(inputs, current, olds.resolvedUserId, secret, olds.createdAt, at.toISOString(), kept, mfa),
     };
   }
   if (rotationReason(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>, at)) {
-    return { outs: await rotate(olds, inputs, current, at, ctx) };
+    return { outs: await rotate(olds, inputs, current, at, ctx, mfa) };
   }
-  return { outs: outputs(inputs, current, olds.resolvedUserId, olds.secret, olds.createdAt, olds.rotatedAt, kept) };
+  return {
+    outs: outputs(inputs, current, olds.resolvedUserId, olds.secret, olds.createdAt, olds.rotatedAt, kept, mfa),
+  };
 }
 
 /**
@@ -378,6 +466,7 @@ async function rotate(
   current: string,
   at: Date,
   ctx: HandlerContext,
+  mfa: MfaState | undefined,
 ): Promise<TotpCredentialOutputs> {
   const client = ctx.client();
   const userId = olds.resolvedUserId;
@@ -387,14 +476,25 @@ async function rotate(
   const managed = new Set([current, ...(olds.retiring ?? [])]);
   const removeUnmanaged = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
   const others = held.filter((h) => h !== cred.id);
-  return outputs(inputs, cred.id, userId, secret, olds.createdAt, at.toISOString(), {
-    retiring: others.filter((h) => removeUnmanaged || managed.has(h)),
-    unmanagedIds: others.filter((h) => !removeUnmanaged && !managed.has(h)),
-  });
+  return outputs(
+    inputs,
+    cred.id,
+    userId,
+    secret,
+    olds.createdAt,
+    at.toISOString(),
+    {
+      retiring: others.filter((h) => removeUnmanaged || managed.has(h)),
+      unmanagedIds: others.filter((h) => !removeUnmanaged && !managed.has(h)),
+    },
+    mfa,
+  );
 }
 
 /**
- * Deletes the current credential and every retiring one; one already gone counts as deleted.
+ * Deletes the current credential and every retiring one (one already gone counts as deleted),
+ * THEN gives the user back the options it had before the tool (see mfa/apply.ts): released
+ * earlier, the rules would let a TOTP code alone in while a credential still exists.
  * Unmanaged credentials left alone under the `keep` policy stay.
  */
 async function removeImpl(
@@ -404,6 +504,7 @@ async function removeImpl(
 ): Promise<void> {
   const ids = new Set([props?.credentialId ?? id, ...(props?.retiring ?? [])]);
   for (const c of ids) await ctx.client().deleteCredential(c);
+  if (props?.resolvedUserId) await releasePosture(ctx.client(), props.resolvedUserId, props.mfa);
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

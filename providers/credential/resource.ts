@@ -7,13 +7,16 @@
  *   diff      -> none; user changed = replace, secret/trigger = new secret, labels = new URI,
  *                rotation due (clock) or a new rotate request = new credential
  *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
- *             -> POST   /v3/credentials
+ *             -> GET    /v3/users/{id} (unless userChecked), PATCH /v3/users/{id} (MFA rules
+ *                that refuse a TOTP code alone, and their marker), then POST /v3/credentials
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
  *   update    -> PATCH  /v3/credentials/{id}     (rotation trigger: new secret in place)
  *             -> GET    /v3/credentials?user_id=, POST /v3/credentials (scheduled or requested
  *                rotation: a new credential; the old one is listed in `retiring`)
  *             -> nothing for a label change
- *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done)
+ *             -> PATCH  /v3/users/{id}           (a state without a posture, or new settings)
+ *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done),
+ *                then GET + PATCH /v3/users/{id} (the options the user had before)
  *
  * Pulumi serialises the provider object into every resource's state. To keep that small and
  * free of machine paths, the provider's methods capture nothing but `h`,
@@ -59,6 +62,28 @@ export interface TotpCredentialArgs {
    * `GET /v3/users/{id}` per credential. Default false.
    */
   readonly userChecked?: pulumi.Input<boolean>;
+  /**
+   * Let a TOTP code alone log the user in: no MFA rules are written. Default false: before the
+   * credential exists the user gets rules that refuse a TOTP code alone and keep every other
+   * login working (password, application credentials, federation), restored on delete.
+   * @see README.md, Security model
+   */
+  readonly allowTotpOnlyLogin?: pulumi.Input<boolean>;
+  /**
+   * Replace the user's own MFA rules when they let a TOTP code alone in. Default false: such a
+   * user is refused (E_POSTURE).
+   */
+  readonly replaceOwnRules?: pulumi.Input<boolean>;
+  /**
+   * Keystone's `[auth] methods`, comma-separated, when the caller probed them (the fleet
+   * program does, once per run). Default: probed by the provider, once per process.
+   */
+  readonly authMethods?: pulumi.Input<string>;
+  /**
+   * The user's MFA options before keystone-totp, as just listed (only read with `userChecked`;
+   * never compared, so it never causes a change). Default: none.
+   */
+  readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
 }
 
 /**
@@ -107,6 +132,12 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       rotateRequest: args.rotateRequest,
       unmanaged: args.unmanaged,
       userChecked: args.userChecked,
+      authMethods: args.authMethods,
+      allowTotpOnlyLogin: args.allowTotpOnlyLogin,
+      replaceOwnRules: args.replaceOwnRules,
+      refuseApplicationCredentials: undefined,
+      previousMfa: args.previousMfa,
+      mfa: undefined,
       retiring: undefined,
       unmanagedIds: undefined,
       credentialId: undefined,

@@ -4,6 +4,8 @@
  * without the engine.
  */
 
+import type { MfaState, PostureInputs } from "../mfa/apply.ts";
+
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";
 /** Default Keystone domain for users given by name. */
@@ -18,7 +20,7 @@ export type UnmanagedPolicy = "remove" | "keep";
 export const DEFAULT_UNMANAGED: UnmanagedPolicy = "remove";
 
 /** Resolved inputs, as the engine hands them to the provider. */
-export interface TotpCredentialInputs {
+export interface TotpCredentialInputs extends PostureInputs {
   /** Keystone user ID; when set, no name lookup is made. */
   readonly userId?: string | undefined;
   /** Keystone user name, looked up in `userDomain` when `userId` is not given. */
@@ -82,4 +84,10 @@ export interface TotpCredentialOutputs extends TotpCredentialInputs {
   readonly createdAt: string;
   /** When the current secret was issued, ISO 8601 UTC. */
   readonly rotatedAt: string;
+  /**
+   * The login posture given to the user (see mfa/posture.ts): the tool's staged rules before
+   * the credential existed, or the user's own rules kept. Absent in states of 0.1 and 0.2,
+   * whose next update applies it.
+   */
+  readonly mfa?: MfaState | undefined;
 }

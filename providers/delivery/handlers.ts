@@ -208,7 +208,11 @@ function record(
 export type EnrollmentMessage = Pick<
   TotpDeliveryInputs,
   "userKey" | "username" | "domain" | "email" | "displayName" | "issuer" | "account" | "secret" | "fingerprint"
-> & { readonly reason: "new" | "rotation" };
+> & {
+  readonly reason: "new" | "rotation";
+  /** Whether password + TOTP will be required once this message is delivered (what it tells the user). */
+  readonly enforced?: boolean;
+};
 
 /**
  * Composes the enrollment message (QR inline) and sends it over SMTP, or writes it to the

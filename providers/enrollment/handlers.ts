@@ -6,15 +6,18 @@
  *   check   credential inputs as for TotpCredential, plus a valid address (no network)
  *   diff    user changed -> replace; new secret (address changed, rotation due, rotate request),
  *           resend trigger, labels, or retiring credentials past the grace window -> update
- *   create  POST the credential, then send its message; if the message fails, DELETE the
- *           credential again and fail: nothing half-done stays, the next run starts over
+ *   create  PATCH the user's MFA rules (staged: a TOTP code alone never logs in), POST the
+ *           credential, then send its message; if the message fails, DELETE the credential
+ *           again and fail (the rules stay: they change no other login, and the rerun needs
+ *           them): nothing half-done stays, the next run starts over
  *   read    GET the credential (as TotpCredential); the delivery record is kept as it is
  *   update  as TotpCredential (PATCH in place, or POST a new credential beside the old one),
  *           then send the new secret; a new credential whose message fails is deleted again,
  *           so the old one stays current and keeps working (an in-place secret is PATCHed
  *           back). Past the grace window after the delivery (the window the rotation was
  *           given), DELETE each retiring credential
- *   delete  DELETE the current and every retiring credential (404 = done)
+ *   delete  DELETE the current and every retiring credential (404 = done), then give the user
+ *           back the MFA options it had before (from the marker written with the rules)
  *
  * A state written by 0.1 (a TotpCredential plus a TotpDelivery, moved here by an alias) has
  * no delivery record: its secret counts as delivered when it was issued, and the first update
@@ -67,6 +70,9 @@ function triggerOf(o: { readonly rotationTrigger?: unknown; readonly email?: unk
 function credentialInputs(i: TotpEnrollmentInputs): TotpCredentialInputs {
   return defined({
     userId: i.userId,
+    // For messages only (`userChecked`: no lookup by name is made).
+    userName: i.username,
+    userDomain: i.domain,
     issuer: i.issuer,
     account: i.account,
     rotationTrigger: triggerOf(i),
@@ -74,6 +80,10 @@ function credentialInputs(i: TotpEnrollmentInputs): TotpCredentialInputs {
     rotateRequest: i.rotateRequest,
     unmanaged: i.unmanaged,
     userChecked: true,
+    authMethods: i.authMethods,
+    allowTotpOnlyLogin: i.allowTotpOnlyLogin,
+    replaceOwnRules: i.replaceOwnRules,
+    previousMfa: i.previousMfa,
   });
 }
 
@@ -192,6 +202,10 @@ function outputs(
     messageId: d.messageId,
     graceHours: delivery.graceHoursOf(i.graceHours),
     retiredAt: d.retiredAt,
+    authMethods: i.authMethods,
+    allowTotpOnlyLogin: i.allowTotpOnlyLogin,
+    replaceOwnRules: i.replaceOwnRules,
+    mfa: c.mfa,
   });
 }
 
@@ -236,6 +250,7 @@ async function send(
       secret: c.secret,
       fingerprint: c.fingerprint,
       reason,
+      enforced: i.enforceMfa === true,
     },
     ctx,
   );

@@ -8,7 +8,8 @@
  *   diff      -> none; user changed = replace; new address, rotation due (clock), rotate request,
  *                resend trigger, labels, or the end of a grace window = update
  *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
- *             -> POST   /v3/credentials, then SMTP (or the outbox): the QR code;
+ *             -> PATCH  /v3/users/{id} (MFA rules refusing a TOTP code alone, with the marker
+ *                recording the options before), then POST /v3/credentials, then SMTP (or the outbox): the QR code;
  *                if the message fails: DELETE /v3/credentials/{id}, and the resource fails
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
  *   update    -> PATCH  /v3/credentials/{id}     (new address: new secret in place), then SMTP
@@ -17,7 +18,9 @@
  *             -> SMTP only (resend trigger); nothing for a label change
  *             -> DELETE /v3/credentials/{id}     each retiring one, once the new secret was
  *                delivered `graceHours` ago
- *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done)
+ *             -> PATCH  /v3/users/{id}           (a 0.1/0.2 state, or new posture settings)
+ *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done),
+ *                then GET + PATCH /v3/users/{id} (back to the options before; marker cleared)
  */
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
@@ -49,6 +52,16 @@ export interface TotpEnrollmentArgs {
   readonly resendTrigger?: pulumi.Input<unknown>;
   /** Hours replaced credentials stay valid after delivery of the new secret; default 24, 0 = at once. */
   readonly graceHours?: pulumi.Input<number>;
+  /** Keystone's `[auth] methods`, comma-separated, as probed by the program; default: probed by the provider. */
+  readonly authMethods?: pulumi.Input<string>;
+  /** Let a TOTP code alone log the user in (no staged MFA rules). Default false. */
+  readonly allowTotpOnlyLogin?: pulumi.Input<boolean>;
+  /** Replace the user's own MFA rules when they let a TOTP code alone in. Default false (refused). */
+  readonly replaceOwnRules?: pulumi.Input<boolean>;
+  /** The user's MFA options before keystone-totp, as just listed; never compared. Default: none. */
+  readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
+  /** Whether an MfaEnforcement follows delivery (the message says so); never compared. */
+  readonly enforceMfa?: pulumi.Input<boolean>;
 }
 
 /**
@@ -92,6 +105,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
       deliveredAt: undefined,
       messageId: undefined,
       retiredAt: undefined,
+      mfa: undefined,
     };
     super(
       provider,

@@ -8,9 +8,10 @@
  * fleet scale that, not Keystone, was most of the time of a run (see README, Benchmarks).
  */
 import type { UnmanagedPolicy } from "../credential/types.ts";
+import type { MfaState, PostureInputs } from "../mfa/apply.ts";
 
 /** Resolved inputs, as the engine hands them to the provider. */
-export interface TotpEnrollmentInputs {
+export interface TotpEnrollmentInputs extends Omit<PostureInputs, "refuseApplicationCredentials"> {
   /** Keystone user ID, as the fleet program has just listed it (no GET per user). */
   readonly userId: string;
   /** The user's name and domain, for the message and the user key in messages. */
@@ -38,6 +39,11 @@ export interface TotpEnrollmentInputs {
   readonly resendTrigger?: unknown;
   /** Hours replaced credentials stay valid after the new secret is delivered; default 24. */
   readonly graceHours?: number | undefined;
+  /**
+   * Whether password + TOTP will be enforced once the message is delivered (an `MfaEnforcement`
+   * follows): only what the message tells the user; never a change by itself.
+   */
+  readonly enforceMfa?: boolean | undefined;
 }
 
 /**
@@ -45,7 +51,10 @@ export interface TotpEnrollmentInputs {
  * URI, the message and the copied labels are not (the URI is rebuilt from the secret).
  */
 export interface TotpEnrollmentOutputs
-  extends Omit<TotpEnrollmentInputs, "username" | "domain" | "displayName" | "graceHours"> {
+  extends Omit<
+    TotpEnrollmentInputs,
+    "username" | "domain" | "displayName" | "graceHours" | "previousMfa" | "enforceMfa"
+  > {
   /** Keystone ID of the current credential (the resource ID is that of the first one). */
   readonly credentialId: string;
   /** The TOTP secret Keystone holds (always a Pulumi secret). */
@@ -67,4 +76,6 @@ export interface TotpEnrollmentOutputs
   readonly graceHours: number;
   /** When retiring credentials were last deleted (ISO 8601). */
   readonly retiredAt?: string | undefined;
+  /** The login posture given to the user before its credential existed (see mfa/posture.ts). */
+  readonly mfa?: MfaState | undefined;
 }

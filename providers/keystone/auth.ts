@@ -7,6 +7,11 @@
  *    in the standard search paths;
  * 3. the `OS_*` environment variables.
  *
+ * Keys that are alternatives to each other (a token or a user; a user's ID or name; a
+ * project's ID or name; a domain's ID or name) are taken together from the highest layer that
+ * sets any of them (see {@link ALTERNATIVES}): the token request prefers a token and IDs, so
+ * mixing layers would let a stray `OS_TOKEN` or `OS_PROJECT_ID` beat the stack's settings.
+ *
  * @see https://docs.openstack.org/openstacksdk/latest/user/config/configuration.html
  */
 import { readFileSync } from "node:fs";
@@ -73,6 +78,18 @@ const CONFIG_KEYS: Readonly<Record<keyof Layer, readonly string[]>> = {
   cacert: ["cacertFile"],
   insecure: ["insecure"],
 };
+
+/**
+ * Keys that stand for one choice: the highest layer that sets any of them sets them all, and
+ * lower layers' values for them are ignored. The password is not among them: a user named in
+ * the stack config may take its password from `OS_PASSWORD` or secure.yaml.
+ */
+const ALTERNATIVES: readonly (readonly (keyof Layer)[])[] = [
+  ["token", "userId", "userName"],
+  ["userDomainId", "userDomainName"],
+  ["projectId", "projectName"],
+  ["projectDomainId", "projectDomainName"],
+];
 
 /** `OS_*` environment variables, by our field. */
 const ENV_KEYS: Readonly<Record<keyof Layer, readonly string[]>> = {
@@ -187,16 +204,20 @@ function truthy(v: string | undefined): boolean {
 /**
  * Normalises an identity endpoint to its v3 root (`https://host:5000/v3`).
  *
+ * @param setting - where the URL came from (e.g. `OS_AUTH_URL`), for messages: an unparsable
+ *   URL is never echoed, as it may hold a user name, password or token.
  * @throws {ConfigError} if it is not an http(s) URL or names identity v2.
  */
-export function normaliseAuthUrl(raw: string): string {
+export function normaliseAuthUrl(raw: string, setting = "the auth URL setting"): string {
   let url: URL;
   try {
     url = new URL(raw.trim());
-  } catch (cause) {
-    throw new ConfigError(`auth URL '${raw}' is not a URL; expected e.g. https://keystone.example.com:5000/v3`, {
-      cause,
-    });
+  } catch {
+    // Not the parser's error as a cause either: Node.js puts the whole input in it.
+    throw new ConfigError(
+      `the auth URL in ${setting} is not a URL (its value is not shown: it may hold credentials); ` +
+        "expected e.g. https://keystone.example.com:5000/v3",
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ConfigError(`auth URL '${url.origin}' must be http:// or https://`);
@@ -246,6 +267,20 @@ export function resolveKeystoneAuth(options: ResolveAuthOptions = {}): KeystoneA
   if (Object.keys(fromConfig).length > 0) sources.unshift("stack config openstack:*");
   if (Object.keys(fromEnv).length > 0) sources.push("OS_* environment");
   const merged: Layer = { ...fromEnv, ...fromCloud, ...fromConfig };
+  const layers = [fromConfig, fromCloud, fromEnv]; // highest first
+  for (const keys of ALTERNATIVES) {
+    const top = layers.find((l) => keys.some((k) => l[k] !== undefined)) ?? {};
+    for (const k of keys) {
+      if (top[k] === undefined) delete merged[k];
+      else merged[k] = top[k];
+    }
+  }
+  const authUrlSetting =
+    fromConfig.authUrl !== undefined
+      ? "openstack:authUrl"
+      : fromCloud.authUrl !== undefined
+        ? `auth_url of cloud '${cloud}'`
+        : "OS_AUTH_URL";
 
   if (!merged.authUrl) {
     throw new ConfigError(
@@ -277,7 +312,7 @@ export function resolveKeystoneAuth(options: ResolveAuthOptions = {}): KeystoneA
     merged.projectDomainName = "Default";
   }
   return {
-    authUrl: normaliseAuthUrl(merged.authUrl),
+    authUrl: normaliseAuthUrl(merged.authUrl, authUrlSetting),
     userId: merged.userId,
     userName: merged.userName,
     userDomainId: merged.userDomainId,

@@ -37,6 +37,12 @@ export const RETRY_AFTER_MAX_MS = 60_000;
 export const TOKEN_RENEW_MARGIN_MS = 5 * 60_000;
 /** Requests in flight per client; Keystone on 2 cores peaks at 4-8 concurrent writes. */
 export const MAX_IN_FLIGHT = 8;
+/**
+ * Most pages followed through `links.next` for one list (Keystone 27.0+ paging), so that a
+ * Keystone whose next link never ends cannot keep a run busy for ever: at Keystone's smallest
+ * sensible page this is far more entries than any fleet has.
+ */
+export const MAX_LIST_PAGES = 10_000;
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
@@ -63,6 +69,20 @@ export interface KeystoneUser {
   readonly options: Readonly<Record<string, unknown>>;
   /** The user's `keystone_totp` attribute as Keystone returns it: keystone-totp's marker, if any. */
   readonly marker?: unknown;
+}
+
+/**
+ * TOTP credentials by user, as one fleet-wide list gives them when Keystone answers it whole,
+ * else (the list was cut short at Keystone's `list_limit`) one list per user asked about.
+ */
+export interface TotpCredentialIndex {
+  /**
+   * Every user's TOTP credentials when one list held them all; undefined when Keystone cut the
+   * fleet-wide list short, so that nobody mistakes a partial list for "no credentials".
+   */
+  readonly all: ReadonlyMap<string, readonly Credential[]> | undefined;
+  /** One user's TOTP credentials; with `all` undefined, listed once per user on first ask. */
+  of(userId: string): Promise<readonly Credential[]>;
 }
 
 /** Counters of requests sent, for benchmarks and tests. */
@@ -303,13 +323,16 @@ export class KeystoneClient {
       this.inFlight++;
       return;
     }
+    // release() hands its slot straight to us: inFlight already counts this request.
     await new Promise<void>((r) => this.waiters.push(r));
-    this.inFlight++;
   }
 
   private release(): void {
-    this.inFlight--;
-    this.waiters.shift()?.();
+    const next = this.waiters.shift();
+    // Handing the slot over (instead of freeing it and letting the waiter take it later) keeps
+    // a caller that arrives before the waiter resumes from taking the same slot.
+    if (next) next();
+    else this.inFlight--;
   }
 
   /** Full jitter: a random delay up to base * 2^attempt, capped. */
@@ -391,6 +414,43 @@ export class KeystoneClient {
     return new KeystoneError(code, details, hint);
   }
 
+  /**
+   * GETs a list, following `links.next` where Keystone pages (27.0+). `truncated` is true when
+   * Keystone cut the list at its `list_limit` and offered no next page (Keystone before 27.0):
+   * the caller must then narrow its filters, never take the part for the whole.
+   */
+  private async list(path: string, key: string): Promise<{ items: unknown[]; truncated: boolean }> {
+    const items: unknown[] = [];
+    const seen = new Set<string>();
+    let next: string | undefined = path;
+    for (let page = 1; next !== undefined; page++) {
+      if (page > MAX_LIST_PAGES || seen.has(next)) throw truncatedError(path, "its next links did not end");
+      seen.add(next);
+      const body = asRecord((await this.call("GET", next, { retry: true })).body);
+      const list = body[key];
+      if (Array.isArray(list)) items.push(...list);
+      next = this.nextPage(asRecord(body.links).next);
+      if (next === undefined && body.truncated === true) return { items, truncated: true };
+    }
+    return { items, truncated: false };
+  }
+
+  /**
+   * The path under /v3 of a `links.next` URL. Only the path and query are kept: the token is
+   * only ever sent to the configured auth URL, whatever host Keystone names in its links.
+   */
+  private nextPage(link: unknown): string | undefined {
+    if (typeof link !== "string" || link === "") return undefined;
+    let url: URL;
+    try {
+      url = new URL(link, this.auth.authUrl);
+    } catch {
+      return undefined;
+    }
+    const at = url.pathname.lastIndexOf("/v3/");
+    return at < 0 ? undefined : `${url.pathname.slice(at + 3)}${url.search}`;
+  }
+
   // ---------------------------------------------------------------- credentials
 
   /**
@@ -401,29 +461,48 @@ export class KeystoneClient {
    */
   async listTotpCredentials(userId: string): Promise<Credential[]> {
     const q = new URLSearchParams({ user_id: userId, type: "totp" });
-    const res = await this.call("GET", `/credentials?${q}`, { retry: true });
-    const list = asRecord(res.body).credentials;
-    return Array.isArray(list) ? list.map(toCredential).filter((c) => c.userId === userId) : [];
+    const path = `/credentials?${q}`;
+    const list = await this.list(path, "credentials");
+    // No narrower filter exists than one user's TOTP credentials.
+    if (list.truncated) throw truncatedError(path, `user ${userId} holds more TOTP credentials than that`);
+    return list.items.map(toCredential).filter((c) => c.userId === userId && c.type === "totp");
   }
 
   /**
-   * Lists every TOTP credential in Keystone, grouped by user ID: one request for a whole fleet,
-   * where a per-user list would cost one request per user.
+   * Every TOTP credential in Keystone, by user ID: one request for a whole fleet, where a
+   * per-user list costs one request per user. When Keystone cuts that list short at its
+   * `list_limit` (Keystone 22 has no paging), each user is listed on its own when first asked
+   * about, so no credential is ever missed; where Keystone pages (27.0+), the pages are followed.
    *
    * @see https://docs.openstack.org/api-ref/identity/v3/#list-credentials
    * @throws {KeystoneError}
    */
-  async listAllTotpCredentials(): Promise<Map<string, Credential[]>> {
-    const res = await this.call("GET", "/credentials?type=totp", { retry: true });
-    const list = asRecord(res.body).credentials;
+  async listAllTotpCredentials(): Promise<TotpCredentialIndex> {
+    const list = await this.list("/credentials?type=totp", "credentials");
+    if (list.truncated) {
+      const perUser = new Map<string, Promise<readonly Credential[]>>();
+      return {
+        all: undefined,
+        of: (userId) => {
+          let p = perUser.get(userId);
+          if (!p) {
+            p = this.listTotpCredentials(userId);
+            // A failed list is not kept, so that the next ask tries again.
+            p.catch(() => perUser.delete(userId));
+            perUser.set(userId, p);
+          }
+          return p;
+        },
+      };
+    }
     const byUser = new Map<string, Credential[]>();
-    for (const c of Array.isArray(list) ? list.map(toCredential) : []) {
+    for (const c of list.items.map(toCredential)) {
       if (c.type !== "totp") continue;
       const mine = byUser.get(c.userId);
       if (mine) mine.push(c);
       else byUser.set(c.userId, [c]);
     }
-    return byUser;
+    return { all: byUser, of: async (userId) => byUser.get(userId) ?? [] };
   }
 
   /**
@@ -534,9 +613,11 @@ export class KeystoneClient {
   async domainIdByName(name: string): Promise<string | undefined> {
     let p = this.domainIds.get(name);
     if (!p) {
-      p = this.call("GET", `/domains?${new URLSearchParams({ name })}`, { retry: true }).then((res) => {
-        const list = asRecord(res.body).domains;
-        const d = Array.isArray(list) ? asRecord(list[0]) : {};
+      const path = `/domains?${new URLSearchParams({ name })}`;
+      p = this.list(path, "domains").then((list) => {
+        // Domain names are unique, so a cut-short answer can only be a Keystone fault.
+        if (list.truncated) throw truncatedError(path, `domain names are unique, yet the list for '${name}' was cut`);
+        const d = list.items.map(asRecord).find((x) => x.name === name) ?? asRecord(list.items[0]);
         return typeof d.id === "string" ? d.id : undefined;
       });
       p.catch(() => this.domainIds.delete(name));
@@ -563,19 +644,42 @@ export class KeystoneClient {
   async findUser(name: string, domainName: string): Promise<KeystoneUser | undefined> {
     const domainId = await this.domainIdByName(domainName);
     if (!domainId) return undefined;
-    const res = await this.call("GET", `/users?${new URLSearchParams({ name, domain_id: domainId })}`, {
-      retry: true,
-    });
-    const list = asRecord(res.body).users;
-    const users = Array.isArray(list) ? list.map(toUser) : [];
-    return users.find((u) => u.name === name);
+    return this.findUserInDomain(name, domainId);
   }
 
-  /** Every user of a domain in one request: far cheaper than one lookup per user for fleets. */
-  async listUsers(domainId: string): Promise<KeystoneUser[]> {
-    const res = await this.call("GET", `/users?${new URLSearchParams({ domain_id: domainId })}`, { retry: true });
-    const list = asRecord(res.body).users;
-    return Array.isArray(list) ? list.map(toUser) : [];
+  /** A user by name in a domain (by domain ID): one request, whatever Keystone's list_limit. */
+  private async findUserInDomain(name: string, domainId: string): Promise<KeystoneUser | undefined> {
+    const path = `/users?${new URLSearchParams({ name, domain_id: domainId })}`;
+    const list = await this.list(path, "users");
+    // Names are unique in a domain, so a cut-short answer can only be a Keystone fault.
+    if (list.truncated)
+      throw truncatedError(path, `user names are unique in a domain, yet the list for '${name}' was cut`);
+    return list.items.map(toUser).find((u) => u.name === name);
+  }
+
+  /**
+   * The users of a domain: one request when Keystone gives the whole list, far cheaper than
+   * one lookup per user for fleets. When Keystone cuts the list short at its `list_limit`
+   * (Keystone 22 has no paging), each of `names` not in the part received is looked up on its
+   * own (`GET /v3/users?domain_id=&name=`), so every user asked for is found; where Keystone
+   * pages (27.0+), the pages are followed instead.
+   *
+   * @param names - the user names the caller needs; without them a cut-short list is an error.
+   * @returns every user of the domain, or (list cut short) those received plus those of
+   *   `names` that exist.
+   * @throws {KeystoneError} `E_KEYSTONE_HTTP` when the list was cut short and no names were given.
+   */
+  async listUsers(domainId: string, names?: Iterable<string>): Promise<KeystoneUser[]> {
+    const path = `/users?${new URLSearchParams({ domain_id: domainId })}`;
+    const list = await this.list(path, "users");
+    const users = list.items.map(toUser);
+    if (!list.truncated) return users;
+    if (names === undefined) throw truncatedError(path, "this caller cannot narrow it by user name");
+    const have = new Set(users.map((u) => u.name));
+    const more = await Promise.all(
+      [...new Set(names)].filter((n) => !have.has(n)).map((n) => this.findUserInDomain(n, domainId)),
+    );
+    return [...users, ...more.filter((u): u is KeystoneUser => u !== undefined)];
   }
 
   /**
@@ -683,6 +787,20 @@ function statusHint(status: number, path: string): [ErrorCode, string] {
   if (status === 409) return ["E_KEYSTONE_HTTP", "Keystone reports a conflict; run again after checking the object."];
   if (status >= 500) return ["E_KEYSTONE_HTTP", "Keystone failed; check its logs for the request id, then run again."];
   return ["E_KEYSTONE_HTTP", "Keystone refused the request."];
+}
+
+/**
+ * A list Keystone cut short at its `list_limit` that no narrower request can complete.
+ *
+ * @param why - why it cannot be narrowed further, for the operator.
+ */
+function truncatedError(path: string, why: string): KeystoneError {
+  return new KeystoneError(
+    "E_KEYSTONE_HTTP",
+    { method: "GET", path: `/v3${path.split("?")[0]}`, status: 200 },
+    `Keystone cut the list short at its list_limit and ${why}; raise [DEFAULT] list_limit ` +
+      "(or the [identity] / [credential] list_limit) in keystone.conf, then run again.",
+  );
 }
 
 function transportToKeystoneError(method: string, path: string, e: TransportError, attempts: number): KeystoneError {

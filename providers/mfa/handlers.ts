@@ -1,38 +1,66 @@
 /**
- * The logic behind the `MfaEnforcement` dynamic provider: Keystone's per-user MFA rules.
+ * The logic behind the `MfaEnforcement` dynamic provider: password + TOTP required for one
+ * user, once its enrollment message was delivered (see posture.ts for the rules).
  *
- *   create  GET /v3/users/{id} (remember the options the user had), then PATCH /v3/users/{id}
- *           options.multi_factor_auth_enabled = true, multi_factor_auth_rules = rules
- *   read    GET /v3/users/{id} (rules changed out of band show as drift; a deleted user is gone)
- *   update  PATCH with the new rules
- *   delete  PATCH the options back to what the user had before (null removes an option)
+ *   create  PATCH /v3/users/{id}  the enforced rules (`["password","totp"]` plus one rule per
+ *           other enabled login method: application credentials and federation keep working)
+ *           and the marker recording the user's options before keystone-totp
+ *   read    GET /v3/users/{id}    rules changed out of band show as drift; a deleted user is gone
+ *   update  PATCH /v3/users/{id}  the rules for new settings (also a 0.1/0.2 state, whose rules
+ *           `[["password","totp"]]` refused application credentials)
+ *   delete  GET + PATCH /v3/users/{id}  back to the enrollment's staged rules, never to options
+ *           that let a TOTP code alone in while the user still holds a credential; the
+ *           enrollment's own delete then restores the options from before
  *
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
-import { withErrorCodes } from "../errors.ts";
+import { UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient } from "../keystone/client.ts";
+import { now as clockNow } from "../util/clock.ts";
 import { defined, sameValue } from "../util/props.ts";
+import { applyPosture, POSTURE_KEYS, type PostureInputs, postureSettings } from "./apply.ts";
+import {
+  decidePosture,
+  effectiveRules,
+  MARKER_VERSION,
+  type MfaOptions,
+  type MfaRule,
+  markerOf,
+  NO_OPTIONS,
+  optionsOf,
+  type Posture,
+  previousOptions,
+  sameRules,
+} from "./posture.ts";
 
-/** The rule that makes password + TOTP both required. */
-export const PASSWORD_AND_TOTP: readonly (readonly string[])[] = [["password", "totp"]];
+/** The rule 0.1 and 0.2 wrote (it refused application credentials); kept for their states. */
+export const PASSWORD_AND_TOTP: readonly MfaRule[] = [["password", "totp"]];
 
 /** Resolved inputs. */
-export interface MfaInputs {
+export interface MfaInputs extends PostureInputs {
   readonly userId: string;
+  /** The user as `name@domain`, for messages. */
   readonly userKey: string;
-  readonly rules: readonly (readonly string[])[];
   /** When the enrollment this depends on was delivered (ISO 8601); enforcement waits for it. */
   readonly deliveredAt: string;
+  /** The program has just listed the user (`previousMfa` is then what it found). */
+  readonly userChecked?: boolean | undefined;
 }
 
 /** Outputs: what was set, and what to restore. */
-export interface MfaOutputs extends MfaInputs {
-  /** `multi_factor_auth_enabled` before enforcement (null when unset). */
+export interface MfaOutputs extends Omit<MfaInputs, "previousMfa"> {
+  /** `multi_factor_auth_enabled` before keystone-totp (null when unset). */
   readonly previousEnabled: boolean | null;
-  /** `multi_factor_auth_rules` before enforcement (null when unset). */
-  readonly previousRules: unknown;
+  /** `multi_factor_auth_rules` before keystone-totp (null when unset). */
+  readonly previousRules: readonly MfaRule[] | null;
   readonly enforcedAt: string;
+  /** `enforced`, or `own` when the user's own rules already required it (absent in 0.1/0.2 states). */
+  readonly posture?: Posture | undefined;
+  /** The rules in force for the user: those written, or the user's own. */
+  readonly rules?: readonly MfaRule[] | undefined;
+  /** A refresh found other rules on the user: the next update writes them again. */
+  readonly drift?: boolean | undefined;
 }
 
 /** Where the handlers get their Keystone client; tests substitute their own. */
@@ -45,7 +73,7 @@ let configGetter: ConfigGetter = () => undefined;
 
 export const defaultContext: MfaContext = {
   client: () => KeystoneClient.shared(resolveKeystoneAuth({ config: configGetter })),
-  now: () => new Date(),
+  now: () => clockNow(),
 };
 
 /** Receives the stack configuration. */
@@ -53,62 +81,105 @@ export function configure(get: ConfigGetter): void {
   configGetter = get;
 }
 
-/** User changed -> replace (restore the old user, enforce on the new one); rules -> update. */
+/** Settings whose change rewrites the rules. */
+const RULE_KEYS = [...POSTURE_KEYS, "refuseApplicationCredentials"] as const;
+
+/**
+ * User changed -> replace (the old user back to staged, the new one enforced); new settings,
+ * a 0.1/0.2 state, or rules changed out of band -> update.
+ */
 export function diff(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const replaces = sameValue(olds.userId, news.userId) ? [] : ["userId"];
-  const changes = replaces.length > 0 || !sameValue(olds.rules, news.rules);
+  const changes =
+    replaces.length > 0 ||
+    olds.posture === undefined ||
+    olds.drift === true ||
+    RULE_KEYS.some((k) => !sameValue(olds[k], news[k]));
   return { changes, replaces, deleteBeforeReplace: false };
 }
 
-/** Enforces the rules, remembering the user's previous options. */
-async function createImpl(i: MfaInputs, ctx: MfaContext = defaultContext): Promise<{ id: string; outs: MfaOutputs }> {
-  const client = ctx.client();
-  const user = await client.getUser(i.userId);
-  if (!user) throw new Error(`user ${i.userKey} (${i.userId}) no longer exists in Keystone`);
-  const prevEnabled = user.options.multi_factor_auth_enabled;
-  const prevRules = user.options.multi_factor_auth_rules;
-  await client.updateUserOptions(i.userId, {
-    multi_factor_auth_enabled: true,
-    multi_factor_auth_rules: i.rules,
-  });
-  return {
-    id: i.userId,
-    outs: defined({
-      ...i,
-      previousEnabled: typeof prevEnabled === "boolean" ? prevEnabled : null,
-      previousRules: prevRules ?? null,
-      enforcedAt: ctx.now().toISOString(),
-    }),
-  };
+function previousOf(o: { previousEnabled?: unknown; previousRules?: unknown }): MfaOptions {
+  return optionsOf({ multi_factor_auth_enabled: o.previousEnabled, multi_factor_auth_rules: o.previousRules });
 }
 
-/** Reads the user's current MFA options back. */
+function outputs(
+  i: MfaInputs,
+  previous: MfaOptions,
+  posture: Posture,
+  rules: readonly MfaRule[] | undefined,
+  at: string,
+) {
+  const { previousMfa: _observed, ...kept } = i;
+  return defined({
+    ...kept,
+    previousEnabled: previous.enabled,
+    previousRules: previous.rules,
+    enforcedAt: at,
+    posture,
+    rules,
+  }) as MfaOutputs;
+}
+
+async function enforceOn(i: MfaInputs, previous: MfaOptions, ctx: MfaContext) {
+  const client = ctx.client();
+  const s = await postureSettings(i, client);
+  const st = await applyPosture(client, { id: i.userId, key: i.userKey }, previous, "enforced", s);
+  return { st, rules: st.rules ?? effectiveRules(previous) };
+}
+
+/** Enforces the rules, remembering the user's options from before keystone-totp. */
+async function createImpl(i: MfaInputs, ctx: MfaContext = defaultContext): Promise<{ id: string; outs: MfaOutputs }> {
+  let previous: MfaOptions;
+  if (i.userChecked === true) {
+    previous = i.previousMfa ?? NO_OPTIONS;
+  } else {
+    const user = await ctx.client().getUser(i.userId);
+    if (!user) throw new UserNotFoundError([`${i.userKey} (${i.userId})`]);
+    previous = previousOptions(user);
+  }
+  const { st, rules } = await enforceOn(i, previous, ctx);
+  return { id: i.userId, outs: outputs(i, previous, st.posture, rules, ctx.now().toISOString()) };
+}
+
+/** Reads the user's rules back: other rules than those in force are drift. */
 async function readImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext) {
   const user = await ctx.client().getUser(id);
   if (!user) return {};
-  return {
-    id,
-    props: {
-      ...props,
-      rules: user.options.multi_factor_auth_enabled === true ? (user.options.multi_factor_auth_rules ?? []) : [],
-    },
-  };
+  const now = effectiveRules(optionsOf(user.options));
+  const drift = props.rules !== undefined && !sameRules(now, props.rules);
+  return { id, props: defined({ ...props, drift: drift || undefined }) };
 }
 
-/** Sets new rules. */
+/** Writes the rules for new settings; the options from before stay those recorded at create. */
 async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
-  await ctx.client().updateUserOptions(id, { multi_factor_auth_enabled: true, multi_factor_auth_rules: news.rules });
-  return { outs: defined({ ...olds, ...news }) };
+  const previous = previousOf(olds);
+  const { st, rules } = await enforceOn({ ...news, userId: id }, previous, ctx);
+  if (st.rules === undefined) {
+    // The user's own rules suffice: take back the tool's rules an earlier run wrote.
+    await ctx.client().writeUserMfa(id, previous, { v: MARKER_VERSION, previous });
+  }
+  return { outs: outputs(news, previous, st.posture, rules, olds.enforcedAt ?? ctx.now().toISOString()) };
 }
 
-/** Restores the options the user had before enforcement. A deleted user counts as done. */
+/**
+ * Takes enforcement back: the user returns to the enrollment's posture (staged rules, or its
+ * own), with the marker kept, so that a TOTP code alone never logs in while the user still
+ * holds a credential; the enrollment's delete restores the options from before. A deleted user
+ * counts as done.
+ */
 async function removeImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext): Promise<void> {
   const client = ctx.client();
-  if (!(await client.getUser(id))) return;
-  await client.updateUserOptions(id, {
-    multi_factor_auth_enabled: props.previousEnabled,
-    multi_factor_auth_rules: props.previousRules ?? null,
-  });
+  const user = await client.getUser(id);
+  if (!user) return;
+  const previous = markerOf(user.marker)?.previous ?? previousOf(props);
+  const s = await postureSettings(props, client);
+  let target: MfaOptions = previous;
+  try {
+    target = decidePosture(previous, "staged", s).write ?? previous;
+  } catch {
+    // The user's own rules let TOTP alone in: they are what the user had, and get them back.
+  }
+  await client.writeUserMfa(id, target, { v: MARKER_VERSION, previous });
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

@@ -2,10 +2,12 @@
  * `MfaEnforcement`: Keystone MFA rules on one user, as a Pulumi dynamic resource.
  *
  * Provider method -> Keystone call (the logic is in `handlers.ts`):
- *   create -> GET /v3/users/{id}, PATCH /v3/users/{id} {options: {multi_factor_auth_*}}
+ *   create -> GET /v3/users/{id} (unless userChecked), PATCH /v3/users/{id}
+ *             {options: {multi_factor_auth_*}, keystone_totp: marker}
  *   read   -> GET /v3/users/{id}
  *   update -> PATCH /v3/users/{id}
- *   delete -> PATCH /v3/users/{id} restoring the options the user had before
+ *   delete -> GET + PATCH /v3/users/{id}: back to the enrollment's staged rules (the
+ *             enrollment's delete restores the options from before)
  */
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
@@ -13,11 +15,22 @@ import * as pulumi from "@pulumi/pulumi";
 /** Arguments of {@link MfaEnforcement}. */
 export interface MfaEnforcementArgs {
   readonly userId: pulumi.Input<string>;
+  /** The user as `name@domain`, for messages. */
   readonly userKey: pulumi.Input<string>;
-  /** Default `[["password","totp"]]`. */
-  readonly rules?: pulumi.Input<readonly (readonly string[])[]>;
-  /** The delivery this waits for: pass the delivery's `deliveredAt`. */
+  /** The delivery this waits for: pass the enrollment's `deliveredAt`. */
   readonly deliveredAt: pulumi.Input<string>;
+  /** Keystone's `[auth] methods`, comma-separated; default: probed by the provider. */
+  readonly authMethods?: pulumi.Input<string>;
+  /** Refuse the user's application credentials too. Default false: they keep working. */
+  readonly refuseApplicationCredentials?: pulumi.Input<boolean>;
+  /** Admit a TOTP code alone as well. Default false. */
+  readonly allowTotpOnlyLogin?: pulumi.Input<boolean>;
+  /** Replace the user's own rules when they let TOTP alone in. Default false (refused). */
+  readonly replaceOwnRules?: pulumi.Input<boolean>;
+  /** The user's MFA options before keystone-totp, as just listed (with `userChecked`); never compared. */
+  readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
+  /** The program has just listed the user: no GET. Default false. */
+  readonly userChecked?: pulumi.Input<boolean>;
 }
 
 /**
@@ -28,7 +41,11 @@ export interface MfaEnforcementArgs {
  */
 const provider = createRequire(import.meta.url)("keystone-totp-runtime/mfa.cjs") as pulumi.dynamic.ResourceProvider;
 
-/** Password + TOTP required for one user, restored on delete. */
+/**
+ * Password + TOTP required for one user's password logins once its enrollment was delivered;
+ * application credentials and federation keep working unless refused. Back to the
+ * enrollment's staged rules on delete.
+ */
 export class MfaEnforcement extends pulumi.dynamic.Resource {
   declare readonly enforcedAt: pulumi.Output<string>;
   declare readonly previousEnabled: pulumi.Output<boolean | null>;
@@ -39,10 +56,11 @@ export class MfaEnforcement extends pulumi.dynamic.Resource {
       name,
       {
         ...args,
-        rules: args.rules ?? [["password", "totp"]],
         previousEnabled: undefined,
         previousRules: undefined,
         enforcedAt: undefined,
+        posture: undefined,
+        rules: undefined,
       },
       opts,
       "keystone-totp",

@@ -3,6 +3,7 @@
  * data out: index.ts declares the resources from it.
  */
 import type { KeystoneUser } from "../keystone/client.ts";
+import { isUnset, type MfaOptions, previousOptions } from "../mfa/posture.ts";
 import type { UserRow } from "../users/csv.ts";
 import type { FleetSettings } from "./settings.ts";
 import { inShard } from "./shard.ts";
@@ -24,6 +25,11 @@ export interface FleetMember {
   readonly rotationDays: number;
   /** A rotate request for this user in this run, if any. */
   readonly rotateRequest: string | undefined;
+  /**
+   * The user's MFA options before keystone-totp (from the marker of an earlier run, else as
+   * listed now); undefined when none are set.
+   */
+  readonly previousMfa: MfaOptions | undefined;
 }
 
 /** Users to rotate now, on demand (`npm run rotate`): their keys, or everyone. */
@@ -61,6 +67,7 @@ export function planFleet(
       resendTrigger: s.resendOnLabelChange ? JSON.stringify([s.issuer, displayName, account]) : undefined,
       rotationDays: row.rotationDays ?? s.rotationDays,
       rotateRequest: rotate && (rotate.users === "all" || rotate.users.has(row.key)) ? rotate.token : undefined,
+      previousMfa: isUnset(previousOptions(user)) ? undefined : previousOptions(user),
     };
   });
 }

@@ -30,6 +30,12 @@ export interface FleetSettings {
   readonly accountLabel: AccountLabelStyle;
   /** Enforce password + TOTP on users whose enrollment was delivered. Default false. */
   readonly enforceMfa: boolean;
+  /** Let a TOTP code alone log users in (no staged rules; the 0.2 behaviour). Default false. */
+  readonly allowTotpOnlyLogin: boolean;
+  /** Under enforcement, refuse users' application credentials too. Default false. */
+  readonly refuseApplicationCredentials: boolean;
+  /** Replace users' own MFA rules that let a TOTP code alone in. Default false (such users are refused). */
+  readonly replaceOwnRules: boolean;
   /** Send the message again when the issuer or display name changes. Default false. */
   readonly resendOnLabelChange: boolean;
   /** Whether mail goes over SMTP (else to the outbox folder). */
@@ -94,6 +100,9 @@ export function resolveFleetSettings(get: (key: string) => string | undefined, p
     issuer,
     accountLabel: label,
     enforceMfa: bool("enforceMfa", get("enforceMfa"), false),
+    allowTotpOnlyLogin: bool("allowTotpOnlyLogin", get("allowTotpOnlyLogin"), false),
+    refuseApplicationCredentials: bool("refuseApplicationCredentials", get("refuseApplicationCredentials"), false),
+    replaceOwnRules: bool("replaceOwnRules", get("replaceOwnRules"), false),
     resendOnLabelChange: bool("resendOnLabelChange", get("resendOnLabelChange"), false),
     smtp: (get("smtpUrl") ?? "") !== "",
     outboxDir: at(get("outboxDir") ?? "outbox"),

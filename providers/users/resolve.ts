@@ -1,8 +1,10 @@
 /**
  * Resolves the users of a CSV to Keystone user IDs with as few requests as possible: one
  * `GET /v3/domains?name=` per domain and one `GET /v3/users?domain_id=` per domain, then
- * `GET /v3/users/{id}` only for `user_id` rows not found in those lists. Users that do not
- * exist are all named in one error.
+ * `GET /v3/users/{id}` only for `user_id` rows not found in those lists. Where Keystone's
+ * `list_limit` cuts a domain's list short, the rows' names missing from it are looked up one
+ * by one (`GET /v3/users?domain_id=&name=`, exact names). Users that do not exist are all
+ * named in one error.
  *
  * @see https://docs.openstack.org/api-ref/identity/v3/#list-users
  */
@@ -52,7 +54,10 @@ export async function resolveUsers<R extends UserRef>(
   await Promise.all(
     domains.map(async (domain) => {
       const id = await client.domainIdByName(domain);
-      const users = id ? await client.listUsers(id) : [];
+      // The names let the client look users up one by one where Keystone's list_limit cuts
+      // the domain's list short; otherwise the domain's users come in one request.
+      const names = rows.filter((r) => r.domain === domain).map((r) => r.username);
+      const users = id ? await client.listUsers(id, names) : [];
       byDomain.set(domain, {
         exact: new Map(users.map((u) => [u.name, u])),
         folded: new Map(users.map((u) => [fold(u.name), u])),

@@ -12,13 +12,39 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
   for (const [userId, ids] of Object.entries(initial)) for (const id of ids) creds.set(id, { id, userId, blob: "X" });
   const deleted: string[] = [];
   let failDeletes = false;
+  /** Users' options and keystone-totp marker, as PATCHed; a user never written has none. */
+  const users = new Map<string, { options: Record<string, unknown>; marker: unknown }>();
+  /** Every MFA write, in order: what a test asserts about rules before credentials. */
+  const writes: { userId: string; options: unknown; marker: unknown; credentialsAtWrite: number }[] = [];
   const client = {
+    authMethods: async () => ["password", "token", "totp", "application_credential"],
+    getUser: async (id: string) => {
+      const u = users.get(id) ?? { options: {}, marker: undefined };
+      return { id, name: id, domainId: "default", email: undefined, enabled: true, ...u };
+    },
+    writeUserMfa: async (
+      userId: string,
+      o: { enabled: boolean | null; rules: readonly (readonly string[])[] | null },
+      marker: unknown,
+    ) => {
+      const options: Record<string, unknown> = {};
+      if (o.enabled !== null) options.multi_factor_auth_enabled = o.enabled;
+      if (o.rules !== null) options.multi_factor_auth_rules = o.rules;
+      users.set(userId, { options, marker: marker ?? undefined });
+      writes.push({
+        userId,
+        options,
+        marker,
+        credentialsAtWrite: [...creds.values()].filter((c) => c.userId === userId).length,
+      });
+      return client.getUser(userId);
+    },
     listTotpCredentials: async (userId: string) =>
       [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
     listAllTotpCredentials: async () => {
       const m = new Map<string, { id: string }[]>();
       for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
-      return m;
+      return { all: m, of: async (userId: string) => m.get(userId) ?? [] };
     },
     createTotpCredential: async (userId: string, blob: string) => {
       const c = { id: `new${++n}`, userId, blob };
@@ -45,6 +71,8 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
     client: client as unknown as KeystoneClient,
     ids: (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map((c) => c.id),
     deleted,
+    writes,
+    options: (userId: string) => users.get(userId)?.options ?? {},
     failDeletes: (v: boolean) => {
       failDeletes = v;
     },

@@ -36,6 +36,7 @@ describe("diff", () => {
     rotationTrigger: "1",
     secret: SECRET,
     credentialId: "c1",
+    mfa: { posture: "staged" },
     __provider: "old code",
   };
   const news = {
@@ -45,6 +46,21 @@ describe("diff", () => {
     rotationTrigger: "1",
     __provider: "new code",
   };
+
+  it("re-applies the posture for a state without one (0.1, 0.2), new posture settings, or a user found open", () => {
+    const { mfa: _none, ...earlier } = olds;
+    expect(diff(earlier, news).changes).toBe(true);
+    expect(diff(olds, { ...news, authMethods: "password,token,totp" }).changes).toBe(true);
+    expect(diff(olds, { ...news, allowTotpOnlyLogin: true }).changes).toBe(true);
+    expect(diff({ ...olds, mfa: { posture: "open" } }, news).changes).toBe(true);
+    // Opted in to TOTP-only logins, an open user is what was asked for.
+    expect(
+      diff({ ...olds, mfa: { posture: "open" }, allowTotpOnlyLogin: true }, { ...news, allowTotpOnlyLogin: true })
+        .changes,
+    ).toBe(false);
+    // What the program observed of the user is never compared.
+    expect(diff(olds, { ...news, previousMfa: { enabled: false, rules: [["password"]] } }).changes).toBe(false);
+  });
 
   it("sees no change when only the provider code changed", () => {
     expect(diff(olds, news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });

@@ -36,7 +36,7 @@ describe("when a rotation is due", () => {
   });
 
   it("diff: due only at or after the deadline, by the clock it is given", () => {
-    const olds = { ...base, rotatedAt: new Date(T0).toISOString(), secret: "S" };
+    const olds = { ...base, rotatedAt: new Date(T0).toISOString(), secret: "S", mfa: { posture: "staged" } };
     const news = { ...base, rotationDays: 30 };
     expect(diff(olds, news, new Date(T0 + 30 * DAY - 1)).changes).toBe(false);
     expect(diff(olds, news, new Date(T0 + 30 * DAY))).toEqual({

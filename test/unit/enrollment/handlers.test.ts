@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { EnrollmentContext } from "../../../providers/enrollment/handlers.ts";
-import { check, create, diff, read, update } from "../../../providers/enrollment/handlers.ts";
+import { check, create, diff, read, remove, update } from "../../../providers/enrollment/handlers.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../providers/enrollment/types.ts";
 import { MailError } from "../../../providers/errors.ts";
 import { resolveMailConfig } from "../../../providers/mail/config.ts";
@@ -293,5 +293,72 @@ describe("enrollment read and check", () => {
     expect(props({ username: "" })).toEqual(["username"]);
     expect(props({ graceHours: -1 })).toEqual(["graceHours"]);
     expect(props({ issuer: "a:b" })).toEqual(["issuer"]);
+  });
+});
+
+describe("enrollment posture (the MFA rules around the credential)", () => {
+  const staged = [["password"], ["application_credential"]];
+
+  it("writes the staged rules and the marker before the credential exists", async () => {
+    const s = setup();
+    const { outs } = await create(alice, s.ctx);
+    expect(s.ks.writes).toHaveLength(1);
+    expect(s.ks.writes[0]).toMatchObject({
+      userId: "u1",
+      credentialsAtWrite: 0,
+      options: { multi_factor_auth_enabled: true, multi_factor_auth_rules: staged },
+      marker: { v: 1, previous: { enabled: null, rules: null } },
+    });
+    expect(s.ks.ids("u1")).toHaveLength(1);
+    expect(outs.mfa).toEqual({ posture: "staged", rules: staged });
+  });
+
+  it("a refused message withdraws the credential but keeps the rules (they change no other login)", async () => {
+    const s = setup();
+    s.mail.state.refuse = true;
+    await expect(create(alice, s.ctx)).rejects.toThrow(/550/);
+    expect(s.ks.ids("u1")).toHaveLength(0);
+    expect(s.ks.options("u1")).toMatchObject({ multi_factor_auth_rules: staged });
+  });
+
+  it("a rerun after a crash between the rules and the state records the user's real options, from the marker", async () => {
+    const s = setup();
+    // The operator had turned rules off on this user; a first run wrote the tool's rules and died.
+    const before = { enabled: false, rules: [["password"]] };
+    await s.ks.client.writeUserMfa("u1", { enabled: true, rules: staged }, { v: 1, previous: before });
+    // The program reads the marker, not the options it finds now (see program/fleet.ts).
+    const { id, outs } = await create({ ...alice, previousMfa: before }, s.ctx);
+    expect(s.ks.writes.at(-1)?.marker).toEqual({ v: 1, previous: before });
+    await remove(id, outs, s.ctx);
+    expect(s.ks.ids("u1")).toHaveLength(0);
+    expect(s.ks.options("u1")).toEqual({ multi_factor_auth_enabled: false, multi_factor_auth_rules: [["password"]] });
+    expect(s.ks.writes.at(-1)).toMatchObject({ credentialsAtWrite: 0, marker: null });
+  });
+
+  it("own rules that refuse TOTP alone are kept; own rules that admit it refuse the user, naming it", async () => {
+    const s = setup();
+    const own = { enabled: true, rules: [["password", "totp"]] };
+    const { outs } = await create({ ...alice, previousMfa: own }, s.ctx);
+    expect(outs.mfa?.posture).toBe("own");
+    expect(s.ks.writes).toHaveLength(0);
+    const t = setup();
+    await expect(create({ ...alice, previousMfa: { enabled: true, rules: [["totp"]] } }, t.ctx)).rejects.toThrow(
+      /\[E_POSTURE\] user alice@Default: .*TOTP code alone/,
+    );
+    expect(t.ks.ids("u1")).toHaveLength(0);
+  });
+
+  it("a 0.2 state (no posture) is staged by its next update, sending nothing", async () => {
+    const s = setup();
+    const { id, outs } = await create(alice, s.ctx);
+    const { mfa: _none, ...earlier } = outs;
+    await s.ks.client.writeUserMfa("u1", { enabled: null, rules: null }, null);
+    expect(diff(stored(earlier as TotpEnrollmentOutputs), alice, new Date(T0)).changes).toBe(true);
+    const sent = s.mail.sent.length;
+    const { outs: after } = await update(id, earlier as TotpEnrollmentOutputs, alice, s.ctx);
+    expect(s.mail.sent.length).toBe(sent);
+    expect(after.mfa?.posture).toBe("staged");
+    expect(s.ks.options("u1")).toMatchObject({ multi_factor_auth_rules: staged });
+    expect(diff(stored(after), alice, new Date(T0)).changes).toBe(false);
   });
 });

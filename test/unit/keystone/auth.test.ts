@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../../providers/errors.ts";
 import { normaliseAuthUrl, resolveKeystoneAuth } from "../../../providers/keystone/auth.ts";
+import { tokenRequestBody } from "../../../providers/keystone/client.ts";
 
 const baseEnv = {
   OS_AUTH_URL: "http://127.0.0.1:5000",
@@ -125,5 +126,83 @@ describe("normaliseAuthUrl", () => {
     expect(() => normaliseAuthUrl("http://h:5000/v2.0")).toThrow(/v2/);
     expect(() => normaliseAuthUrl("ftp://h")).toThrow(ConfigError);
     expect(() => normaliseAuthUrl("http://u:p@h")).toThrow(/credentials/);
+  });
+});
+
+describe("settings layers: the highest layer's choice wins as a whole", () => {
+  const stack: Record<string, string> = {
+    "openstack:authUrl": "http://10.0.0.1:5000/v3",
+    "openstack:userName": "cfg-admin",
+    "openstack:password": "pw-cfg-5678",
+    "openstack:tenantName": "cfg-project",
+    "openstack:userDomainName": "Default",
+    "openstack:projectDomainName": "Default",
+  };
+  const fromStack = (env: Record<string, string>) =>
+    resolveKeystoneAuth({ env, cloudsYamlPaths: [], config: (k) => stack[k] });
+
+  it("a stray OS_TOKEN does not replace the stack's user and password", () => {
+    const a = fromStack({ OS_TOKEN: "tok-env-9999" });
+    expect(a.token).toBeUndefined();
+    expect(tokenRequestBody(a)).toMatchObject({
+      auth: { identity: { methods: ["password"], password: { user: { name: "cfg-admin", password: "pw-cfg-5678" } } } },
+    });
+  });
+
+  it("OS_USER_ID and OS_PROJECT_ID do not replace the stack's user and project names", () => {
+    const a = fromStack({ OS_USER_ID: "env-user-id", OS_PROJECT_ID: "env-project-id", OS_USER_DOMAIN_ID: "d-env" });
+    expect(a).toMatchObject({
+      userId: undefined,
+      userName: "cfg-admin",
+      projectId: undefined,
+      userDomainId: undefined,
+    });
+    const body = tokenRequestBody(a) as {
+      auth: { identity: { password: { user: unknown } }; scope: { project: unknown } };
+    };
+    expect(body.auth.identity.password.user).toMatchObject({ name: "cfg-admin", domain: { name: "Default" } });
+    expect(body.auth.scope.project).toEqual({ name: "cfg-project", domain: { name: "Default" } });
+  });
+
+  it("a token in the stack config beats a user and password from the environment", () => {
+    const a = resolveKeystoneAuth({
+      env: baseEnv,
+      cloudsYamlPaths: [],
+      config: (k) => ({ "openstack:token": "tok-cfg-1111", "openstack:tenantId": "p-cfg" })[k],
+    });
+    expect(a).toMatchObject({ token: "tok-cfg-1111", userName: undefined, projectId: "p-cfg", projectName: undefined });
+  });
+
+  it("keys the higher layer leaves unset still come from lower layers", () => {
+    const a = resolveKeystoneAuth({
+      env: { ...baseEnv, OS_USERNAME: "env-admin" },
+      cloudsYamlPaths: [],
+      config: (k) => ({ "openstack:userName": "cfg-admin" })[k],
+    });
+    expect(a).toMatchObject({ userName: "cfg-admin", password: "pw-env-1234", projectName: "admin" });
+  });
+});
+
+describe("an unparsable auth URL", () => {
+  const bad = "https://ops:pw-in-url-4321@keystone .example/v3?token=tok-in-query";
+
+  it("is never echoed: the error names the setting, not the value", () => {
+    for (const [env, config, setting] of [
+      [{ ...baseEnv, OS_AUTH_URL: bad }, () => undefined, "OS_AUTH_URL"],
+      [baseEnv, (k: string) => (k === "openstack:authUrl" ? bad : undefined), "openstack:authUrl"],
+    ] as const) {
+      const err = (() => {
+        try {
+          resolveKeystoneAuth({ env, cloudsYamlPaths: [], config });
+        } catch (e) {
+          return e as ConfigError;
+        }
+      })();
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(err?.message).toContain(`the auth URL in ${setting} is not a URL`);
+      const everything = `${err?.message} ${String(err?.cause)} ${JSON.stringify(err)}`;
+      for (const secret of ["pw-in-url-4321", "ops:", "tok-in-query"]) expect(everything).not.toContain(secret);
+    }
+    expect(() => normaliseAuthUrl(bad)).toThrow(/^(?!.*pw-in-url).*not a URL/);
   });
 });

@@ -171,14 +171,19 @@ describe("KeystoneClient retries", () => {
     expect(err.message).toMatch(/admin role/);
   });
 
-  it("never puts the password or token in an error", async () => {
-    const k = fakeKeystone([ok(500, { error: { message: "boom s3cret-password tok-1" } })]);
+  it("keeps the password, token and blob out of the error even when Keystone's own message echoes them", async () => {
+    const boom = ok(500, { error: { message: `boom s3cret-password tok-1 ${BLOB}` } });
+    // A 500 on create is ambiguous: before each new POST the user's credentials are searched
+    // for the blob (not there), until the attempts run out on Keystone's own error.
+    const k = fakeKeystone([boom, ...Array.from({ length: 5 }, () => [ok(200, list()), boom]).flat()]);
     const err = (await client(k.transport)
       .createTotpCredential("u1", BLOB)
-      .catch((e: unknown) => e)) as Error;
-    // a 500 on create is ambiguous: it looks the blob up next, and the script has run out
-    expect(String(err.message)).not.toContain("s3cret-password");
-    expect(String(err.message)).not.toContain("tok-1");
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err).toBeInstanceOf(KeystoneError);
+    expect(err.code).toBe("E_KEYSTONE_HTTP");
+    expect(err.keystoneMessage).toBe("boom [redacted] [redacted] [redacted]");
+    expect(err.message).toContain("POST /v3/credentials failed: 500; Keystone said: boom [redacted]");
+    for (const secret of ["s3cret-password", "tok-1", BLOB]) expect(err.message).not.toContain(secret);
   });
 });
 
@@ -248,5 +253,153 @@ describe("tuning from the environment", () => {
         KEYSTONE_TOTP_REQUEST_TIMEOUT_MS: "-5",
       }),
     ).toEqual({});
+  });
+});
+
+describe("KeystoneClient concurrency limit", () => {
+  it("never has more than maxInFlight requests in flight, even when callers arrive as one finishes", async () => {
+    const MAX = 2;
+    const pending: Array<() => void> = [];
+    let inFlight = 0;
+    let peak = 0;
+    const transport: Transport = {
+      send(req) {
+        if (req.url.includes("/auth/tokens")) {
+          return Promise.resolve({
+            status: 201,
+            headers: { "x-subject-token": "tok-1" },
+            body: { token: { expires_at: new Date(Date.now() + 3_600_000).toISOString(), roles: [] } },
+          });
+        }
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        // Answered when the test says so; returned as is, so that its resumption order is the client's.
+        return new Promise<HttpResponse>((resolve) =>
+          pending.push(() => {
+            inFlight--;
+            resolve({ status: 200, headers: {}, body: cred("c1", BLOB) });
+          }),
+        );
+      },
+      close() {},
+    };
+    const c = new KeystoneClient(auth, { transport, maxInFlight: MAX });
+    await c.whoami();
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < MAX + 2; i++) calls.push(c.getCredential("c1"));
+    // Finish one request at a time; right after each, a new caller arrives, as a fleet's next
+    // user does while earlier requests are still queued.
+    for (let round = 0; round < 20; round++) {
+      await new Promise((r) => setImmediate(r));
+      pending.shift()?.();
+      calls.push(c.getCredential("c1"));
+    }
+    while (pending.length > 0 || inFlight > 0) {
+      await new Promise((r) => setImmediate(r));
+      pending.shift()?.();
+    }
+    await Promise.all(calls);
+    expect(peak).toBe(MAX);
+  });
+});
+
+describe("KeystoneClient lists under Keystone's list_limit", () => {
+  /** A Keystone whose lists hold at most LIMIT entries, marked truncated as Keystone 22 does. */
+  const LIMIT = 5;
+  const users = Array.from({ length: 8 }, (_, i) => ({ id: `id${i}`, name: `user${i}`, domain_id: "d1" }));
+  const creds = users.flatMap((u, i) =>
+    Array.from({ length: i === 0 ? 2 : 1 }, (_, j) => ({ id: `c${i}-${j}`, user_id: u.id, type: "totp", blob: BLOB })),
+  );
+  function limitedKeystone(limit: number | undefined) {
+    const gets: string[] = [];
+    const cut = <T>(key: string, all: T[]) => {
+      const truncated = limit !== undefined && all.length > limit;
+      return { [key]: truncated ? all.slice(0, limit) : all, ...(truncated ? { truncated: true } : {}) };
+    };
+    const k = fakeKeystone([]);
+    const transport: Transport = {
+      async send(req) {
+        if (req.url.includes("/auth/tokens")) return k.transport.send(req);
+        const url = new URL(req.url);
+        gets.push(`${url.pathname}${url.search}`);
+        const q = url.searchParams;
+        if (url.pathname.endsWith("/users")) {
+          return {
+            status: 200,
+            headers: {},
+            body: cut(
+              "users",
+              users.filter((u) => !q.get("name") || u.name === q.get("name")),
+            ),
+          };
+        }
+        const mine = creds.filter((c) => !q.get("user_id") || c.user_id === q.get("user_id"));
+        return { status: 200, headers: {}, body: cut("credentials", mine) };
+      },
+      close() {},
+    };
+    return { client: new KeystoneClient(auth, { transport }), gets };
+  }
+
+  it("finds every user asked for in a domain whose list is cut short, with one lookup per user not received", async () => {
+    const { client: c, gets } = limitedKeystone(LIMIT);
+    const found = await c.listUsers("d1", ["user1", "user6", "user7", "nobody"]);
+    expect(found.map((u) => u.name)).toEqual(expect.arrayContaining(["user1", "user6", "user7"]));
+    expect(found.map((u) => u.name)).not.toContain("nobody");
+    // the domain's list, then user6, user7 and nobody by name (user1 came with the list)
+    expect(gets).toHaveLength(4);
+  });
+
+  it("lists a domain whose list is whole in one request, and refuses a cut list it cannot narrow", async () => {
+    const whole = limitedKeystone(undefined);
+    expect(await whole.client.listUsers("d1", ["user7"])).toHaveLength(users.length);
+    expect(whole.gets).toHaveLength(1);
+    const err = (await limitedKeystone(LIMIT)
+      .client.listUsers("d1")
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_HTTP");
+    expect(err.message).toMatch(/GET \/v3\/users failed.*list_limit/);
+  });
+
+  it("misses no TOTP credential when the fleet-wide list is cut short: each user is listed once, when asked", async () => {
+    const { client: c, gets } = limitedKeystone(LIMIT);
+    const index = await c.listAllTotpCredentials();
+    expect(index.all).toBeUndefined();
+    for (const u of users) {
+      const want = creds.filter((x) => x.user_id === u.id).map((x) => x.id);
+      expect((await index.of(u.id)).map((x) => x.id)).toEqual(want);
+    }
+    await index.of("id0");
+    expect(gets).toHaveLength(1 + users.length);
+    const whole = limitedKeystone(undefined);
+    const all = await whole.client.listAllTotpCredentials();
+    expect([...(all.all?.values() ?? [])].flat()).toHaveLength(creds.length);
+    expect((await all.of("id0")).map((x) => x.id)).toEqual(["c0-0", "c0-1"]);
+    expect(whole.gets).toHaveLength(1);
+  });
+
+  it("refuses a user's own credential list when it is cut short, naming list_limit", async () => {
+    const err = (await limitedKeystone(1)
+      .client.listTotpCredentials("id0")
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_HTTP");
+    expect(err.message).toMatch(/list_limit.*user id0 holds more TOTP credentials/);
+  });
+
+  it("follows links.next where Keystone pages, sending the token only to the configured auth URL", async () => {
+    const k = fakeKeystone([
+      ok(200, {
+        users: users.slice(0, 3),
+        links: { next: "https://elsewhere.example/v3/users?domain_id=d1&marker=id2" },
+      }),
+      ok(200, { users: users.slice(3), links: { next: null } }),
+    ]);
+    const found = await client(k.transport).listUsers("d1");
+    expect(found).toHaveLength(users.length);
+    const pages = k.log.filter((r) => r.method === "GET").map((r) => r.url);
+    expect(pages).toEqual([
+      "http://keystone.test/v3/users?domain_id=d1",
+      "http://keystone.test/v3/users?domain_id=d1&marker=id2",
+    ]);
   });
 });

@@ -1,0 +1,138 @@
+/**
+ * The Keystone side of a user's login posture (see `posture.ts` for the rules themselves):
+ * the settings a resource carries, writing the tool's rules with its marker, and giving the
+ * user's options back.
+ *
+ *   stage / enforce  PATCH /v3/users/{id}  options + `keystone_totp` marker, ONE request,
+ *                    before the first TOTP credential exists (stage) or after delivery (enforce)
+ *   release          GET /v3/users/{id}, then PATCH the options recorded in the marker back
+ *                    and clear the marker; only after the user's credentials are gone
+ *
+ * Order is what makes every crash safe: rules before the credential (a credential never exists
+ * without them; rules without a credential change no login), credentials deleted before the
+ * rules are released, and the marker written in the same PATCH as the rules (a rerun after a
+ * crash reads the real previous options from it, never the tool's own rules).
+ */
+import { KeystoneError, PostureError } from "../errors.ts";
+import type { KeystoneClient } from "../keystone/client.ts";
+import {
+  decidePosture,
+  MARKER_VERSION,
+  type MfaOptions,
+  type MfaRule,
+  markerOf,
+  NO_OPTIONS,
+  type Posture,
+  type PostureMarker,
+  PostureRefusal,
+  type PostureSettings,
+  parseMethods,
+} from "./posture.ts";
+
+/** Posture inputs of a resource (all optional; absent = the safe default). */
+export interface PostureInputs {
+  /** Keystone's `[auth] methods`, comma-separated, as the program probed them; absent: probed here. */
+  readonly authMethods?: string | undefined;
+  /** Let a TOTP code alone log the user in (no staged rules). Default false. */
+  readonly allowTotpOnlyLogin?: boolean | undefined;
+  /** Replace own rules that let TOTP alone in. Default false (the user is refused). */
+  readonly replaceOwnRules?: boolean | undefined;
+  /** Under enforcement, refuse application credentials too. Default false. */
+  readonly refuseApplicationCredentials?: boolean | undefined;
+  /**
+   * The user's options before the tool (the marker's record, else the options), as the fleet
+   * program just listed them; absent: none were set. Read only with `userChecked`.
+   */
+  readonly previousMfa?: MfaOptions | undefined;
+}
+
+/** What a resource records of the posture it gave its user. */
+export interface MfaState {
+  readonly posture: Posture;
+  /** The options before, when the tool wrote its own (absent: none were set). */
+  readonly previous?: MfaOptions | undefined;
+  /** The rules the tool wrote; absent when it wrote none. */
+  readonly rules?: readonly MfaRule[] | undefined;
+}
+
+/** The posture inputs' keys: a change of any of them re-applies the posture. */
+export const POSTURE_KEYS = ["authMethods", "allowTotpOnlyLogin", "replaceOwnRules"] as const;
+
+/** Normalises a resource's posture inputs, probing Keystone's methods when not given. */
+export async function postureSettings(i: PostureInputs, client: KeystoneClient): Promise<PostureSettings> {
+  const given = parseMethods(i.authMethods);
+  return {
+    methods: given.length > 0 ? given : await client.authMethods(),
+    allowTotpOnlyLogin: i.allowTotpOnlyLogin === true,
+    refuseApplicationCredentials: i.refuseApplicationCredentials === true,
+    replaceOwnRules: i.replaceOwnRules === true,
+  };
+}
+
+/** Whether options are worth recording (anything set). */
+function recorded(o: MfaOptions): MfaOptions | undefined {
+  return o.enabled === null && o.rules === null ? undefined : o;
+}
+
+/**
+ * Gives a user the posture `want` (see `decidePosture`), writing the tool's rules and the
+ * marker in one PATCH when the user's options must change.
+ *
+ * @param previous - the user's options before the tool ever touched them.
+ * @throws {PostureError} `E_POSTURE` naming the user when its own rules let TOTP alone in, or
+ *   enforcement is impossible on this Keystone.
+ * @throws {KeystoneError} `E_KEYSTONE_FORBIDDEN` naming the user when Keystone refuses the write
+ *   (an LDAP identity backend refuses option writes: such users cannot be staged).
+ */
+export async function applyPosture(
+  client: KeystoneClient,
+  user: { readonly id: string; readonly key: string },
+  previous: MfaOptions,
+  want: "staged" | "enforced",
+  s: PostureSettings,
+): Promise<MfaState> {
+  let d: ReturnType<typeof decidePosture>;
+  try {
+    d = decidePosture(previous, want, s);
+  } catch (e) {
+    throw new PostureError(user.key, e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  if (!d.write) return { posture: d.posture, previous: recorded(previous) };
+  const marker: PostureMarker = { v: MARKER_VERSION, previous };
+  try {
+    await client.writeUserMfa(user.id, d.write, marker);
+  } catch (e) {
+    if (e instanceof KeystoneError && e.code === "E_KEYSTONE_FORBIDDEN") {
+      throw new PostureError(
+        user.key,
+        "Keystone refused to write its MFA options (403): users of a read-only identity backend (LDAP) cannot " +
+          "be staged, so this user is not enrolled. Set keystone-totp:allowTotpOnlyLogin to enroll such users " +
+          "without rules (a TOTP code alone will then log them in)",
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+  return { posture: d.posture, previous: recorded(previous), rules: d.write.rules ?? undefined };
+}
+
+/**
+ * Gives the user back the options it had before the tool: those recorded in the marker (the
+ * truth, even after a crash or from another resource), else those the state recorded when the
+ * tool wrote rules. Call only once the user's TOTP credentials are gone. A deleted user, or
+ * one the tool never wrote rules on, counts as done.
+ *
+ * @throws {KeystoneError} when Keystone fails; the resource stays, and the next run retries.
+ */
+export async function releasePosture(client: KeystoneClient, userId: string, stored?: MfaState): Promise<void> {
+  const user = await client.getUser(userId);
+  if (!user) return;
+  const marker = markerOf(user.marker);
+  if (marker) {
+    await client.writeUserMfa(userId, marker.previous, null);
+  } else if (stored?.rules !== undefined) {
+    await client.writeUserMfa(userId, stored.previous ?? NO_OPTIONS, null);
+  }
+}
+
+export { PostureRefusal };
