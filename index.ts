@@ -126,36 +126,44 @@ async function main(options: ProgramOptions) {
       m.rotateRequest && options.graceHours !== undefined ? options.graceHours : settings.rotationGraceHours;
     // Values equal to the defaults are left out: every byte is stored once per user and rewritten
     // at every checkpoint of the run.
-    const enrollment = new TotpEnrollment(m.name, {
-      userId: m.userId,
-      username: m.username,
-      domain: m.domain,
-      email: m.email,
-      ...(m.displayName !== m.username ? { displayName: m.displayName } : {}),
-      issuer: m.issuer,
-      account: m.account,
-      ...(m.rotationDays > 0 ? { rotationDays: m.rotationDays } : {}),
-      ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
-      ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),
-      ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
-      ...(graceHours !== DEFAULT_GRACE_HOURS ? { graceHours } : {}),
-      ...(authMethods ? { authMethods } : {}),
-      ...posture,
-      ...(m.previousMfa ? { previousMfa: asInput(m.previousMfa) } : {}),
-      ...(settings.enforceMfa ? { enforceMfa: true } : {}),
-    });
-    enrollments.push(enrollment);
-    if (settings.enforceMfa) {
-      new MfaEnforcement(m.name, {
+    const enrollment = new TotpEnrollment(
+      m.name,
+      {
         userId: m.userId,
-        userKey: m.name,
-        deliveredAt: enrollment.deliveredAt,
-        userChecked: true,
+        username: m.username,
+        domain: m.domain,
+        email: m.email,
+        ...(m.displayName !== m.username ? { displayName: m.displayName } : {}),
+        issuer: m.issuer,
+        account: m.account,
+        ...(m.rotationDays > 0 ? { rotationDays: m.rotationDays } : {}),
+        ...(m.rotateRequest ? { rotateRequest: m.rotateRequest } : {}),
+        ...(settings.unmanagedCredentials !== DEFAULT_UNMANAGED ? { unmanaged: settings.unmanagedCredentials } : {}),
+        ...(m.resendTrigger ? { resendTrigger: m.resendTrigger } : {}),
+        ...(graceHours !== DEFAULT_GRACE_HOURS ? { graceHours } : {}),
         ...(authMethods ? { authMethods } : {}),
         ...posture,
-        ...(settings.refuseApplicationCredentials ? { refuseApplicationCredentials: true } : {}),
         ...(m.previousMfa ? { previousMfa: asInput(m.previousMfa) } : {}),
-      });
+        ...(settings.enforceMfa ? { enforceMfa: true } : {}),
+      },
+      { aliases: m.aliases.map((name) => ({ name })) },
+    );
+    enrollments.push(enrollment);
+    if (settings.enforceMfa) {
+      new MfaEnforcement(
+        m.name,
+        {
+          userId: m.userId,
+          userKey: m.name,
+          deliveredAt: enrollment.deliveredAt,
+          userChecked: true,
+          ...(authMethods ? { authMethods } : {}),
+          ...posture,
+          ...(settings.refuseApplicationCredentials ? { refuseApplicationCredentials: true } : {}),
+          ...(m.previousMfa ? { previousMfa: asInput(m.previousMfa) } : {}),
+        },
+        { aliases: m.aliases.map((name) => ({ name })) },
+      );
     }
   }
 

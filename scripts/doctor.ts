@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../providers/doctor/mail.ts";
 import { formatJson, formatText, runDoctor } from "../providers/doctor/run.ts";
 import type { ManagedCredentials } from "../providers/doctor/users.ts";
+import { useLocalKeystoneWithNote } from "./lib/local-keystone.ts";
 
 /** Exit codes, shared with every script: see README, Exit codes. */
 const EXIT = { ok: 0, failed: 1, usage: 64 } as const;
@@ -20,7 +21,9 @@ const HELP = `usage: npm run doctor -- [options]
 Checks, without changing anything, what would make TOTP enrollment or logins fail:
 Keystone reachable and TLS, the operator's token and roles, permission to manage
 credentials, the totp auth method, clock skew, the users CSV, and mail delivery.
-Keystone settings come from OS_* variables or OS_CLOUD (clouds.yaml), as for provision.
+Keystone settings come from OS_* variables or OS_CLOUD (clouds.yaml), as for provision;
+with none of them (and, with --stack, no openstack:* config), the local Keystone of
+'npm run demo' (.local/keystone/default).
 
 options:
   --csv FILE          also check the users CSV: valid, users found, credentials, MFA rules
@@ -89,11 +92,17 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A workspace of this project, for the commands given --stack (needs the Pulumi CLI). */
+async function workspace() {
+  const { LocalWorkspace } = await import("@pulumi/pulumi/automation/index.js");
+  return LocalWorkspace.create({ workDir: REPO });
+}
+
 /** Keystone credential IDs in a stack's state (`credentialId` outputs are not secret). */
 async function managedCredentials(stack: string): Promise<ManagedCredentials> {
-  const { LocalWorkspace } = await import("@pulumi/pulumi/automation/index.js");
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-  const ws = await LocalWorkspace.create({ workDir: repo });
+  const ws = await workspace();
   const state = await ws.exportStack(stack);
   const resources = (state.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] })
     .resources;
@@ -109,6 +118,9 @@ async function managedCredentials(stack: string): Promise<ManagedCredentials> {
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
+  // The stack's openstack:* config, when it has some, is the operator's choice of Keystone.
+  const configKeys = o.stack ? Object.keys(await (await workspace()).getAllConfig(o.stack)) : [];
+  useLocalKeystoneWithNote("doctor", { repo: REPO, configKeys });
   const report = await runDoctor({
     ...(o.stack && o.csv ? { managed: await managedCredentials(o.stack) } : {}),
     csvFile: o.csv,

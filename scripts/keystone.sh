@@ -14,7 +14,11 @@
 #       later starts keep its data and take about 10 s. Options not given keep
 #       the instance's previous values; a new instance gets port
 #       $KEYSTONE_PORT or 5000 ($KEYSTONE_PORT, when set, also overrides the
-#       previous port), methods
+#       previous port). When no port was given (or `--port auto`) and the
+#       previous or default port is taken (a devstack, another checkout's
+#       Keystone), the instance takes the first free port from
+#       ${KEYSTONE_DEFAULT_PORT:-5000} up and rewrites openrc and instance.json
+#       with it; a port given explicitly and taken is an error. Methods
 #       external,password,token,oauth1,totp,application_credential and
 #       Keystone's default token expiration (3600 s) and no list limit.
 #       Methods without "totp" give a "TOTP not enabled" Keystone. --list-limit
@@ -36,6 +40,7 @@
 #                    "userDomainName","projectDomainName","port","name",
 #                    "methods","totpEnabled","tokenExpiration","listLimit"}
 #   admin-password, keystone.conf, settings (port, methods, ..., DB password),
+#   port (the port it uses or is about to use, so that no other instance takes it),
 #   uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's own logs),
 #   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
 #
@@ -56,6 +61,10 @@ readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_creden
 readonly DEFAULT_TOKEN_EXPIRATION=3600
 # Entries per list answer; 0 means Keystone's default, no limit.
 readonly DEFAULT_LIST_LIMIT=0
+# Port a new instance asks for (Keystone's usual public port), and how many ports from it up
+# are tried when it is taken and no port was given.
+readonly DEFAULT_PORT=${KEYSTONE_DEFAULT_PORT:-5000}
+readonly AUTO_PORT_SPAN=100
 readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
 readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
 readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
@@ -174,6 +183,7 @@ parse_opts() {
   done
   [[ $NAME =~ ^[a-z0-9][a-z0-9_]{0,39}$ ]] \
     || die "bad --name '$NAME' (lower-case letters, digits, _; at most 40)"
+  [[ $PORT == auto ]] && PORT=""
   [[ -z $PORT || ($PORT =~ ^[0-9]+$ && PORT -ge 1 && PORT -le 65535) ]] || die "bad --port '$PORT'"
   [[ -z $METHODS || $METHODS =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]] || die "bad --methods '$METHODS'"
   [[ -z $TOKEN_EXPIRATION || $TOKEN_EXPIRATION =~ ^[1-9][0-9]*$ ]] \
@@ -210,6 +220,23 @@ instance_pid() {
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Prints the first port from DEFAULT_PORT up that nothing listens on and that no other instance
+# of this state folder uses or has claimed (one being set up does not listen yet, and a stopped
+# one keeps its port for its next start). Fails when none of AUTO_PORT_SPAN ports is free.
+free_port() {
+  local self=$1 other port claimed=" "
+  for other in "$STATE_ROOT"/*/; do
+    other=${other%/}
+    [[ $other == "$self" ]] && continue
+    claimed+="$(read_secret "$other/port") $(sed -n 's/^PORT=//p' "$other/settings" 2>/dev/null) "
+  done
+  for ((port = DEFAULT_PORT; port < DEFAULT_PORT + AUTO_PORT_SPAN && port <= 65535; port++)); do
+    [[ $claimed == *" $port "* ]] && continue
+    port_in_use "$port" || { printf '%s' "$port"; return 0; }
+  done
+  return 1
+}
 
 http_status() {
   if command -v curl >/dev/null; then
@@ -348,10 +375,16 @@ cmd_start() {
   flock 9
 
   read_settings "$dir"
-  PORT=${PORT:-${KEYSTONE_PORT:-${SETTING_PORT:-5000}}}
+  [[ $DEFAULT_PORT =~ ^[0-9]+$ && DEFAULT_PORT -ge 1 && DEFAULT_PORT -le 65535 ]] \
+    || die "bad KEYSTONE_DEFAULT_PORT '$DEFAULT_PORT'"
+  [[ ${KEYSTONE_PORT:-} == auto ]] && KEYSTONE_PORT=""
+  # Given explicitly, a taken port is an error; otherwise another free one is taken below.
+  local explicit_port=${PORT:-${KEYSTONE_PORT:-}}
+  PORT=${explicit_port:-${SETTING_PORT:-$DEFAULT_PORT}}
   METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
   TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
   LIST_LIMIT=${LIST_LIMIT:-${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}}
+  [[ $PORT =~ ^[0-9]+$ && PORT -ge 1 && PORT -le 65535 ]] || die "bad port '$PORT'"
   local url="http://127.0.0.1:$PORT/v3"
 
   local pid; pid=$(instance_pid "$dir")
@@ -365,7 +398,18 @@ cmd_start() {
     log "instance $NAME is running with other settings or not answering: restarting it"
     stop_instance "$dir"
   fi
-  port_in_use "$PORT" && die "port $PORT is already in use (by something else than instance $NAME)"
+  if port_in_use "$PORT"; then
+    [[ -z $explicit_port ]] || die "port $PORT is already in use (by something else than instance $NAME);" \
+      "give another --port, or none (or --port auto) to take a free one"
+    local taken=$PORT
+    PORT=$(free_port "$dir") \
+      || die "ports $DEFAULT_PORT to $((DEFAULT_PORT + AUTO_PORT_SPAN - 1)) are all in use; give a free --port"
+    url="http://127.0.0.1:$PORT/v3"
+    log "port $taken is in use: instance $NAME takes port $PORT (openrc and instance.json carry it)"
+  fi
+  # Claimed while the instances lock is held, so that another instance started meanwhile from
+  # this state folder does not pick the same port before this one listens.
+  printf '%s' "$PORT" >"$dir/port"
 
   pg_ensure_running
   flock -u 8    # PostgreSQL is up; roles and databases below are per instance

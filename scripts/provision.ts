@@ -70,7 +70,7 @@ function parseArgs(argv: string[]): { verb: Verb; o: EngineOptions } {
 async function main(): Promise<number> {
   const { verb, o } = parseArgs(process.argv.slice(2));
   const progress = new Progress(verb, o.stack);
-  const stack = await openStack(o.stack, () => ({ onPlan: (p) => progress.setPlan(p) }));
+  const stack = await openStack(o.stack, () => ({ onPlan: (p) => progress.setPlan(p) }), { configFile: o.configFile });
   return (await runVerb(stack, verb, o, progress)).exitCode;
 }
 

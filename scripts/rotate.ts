@@ -129,7 +129,7 @@ async function main(): Promise<number> {
       rotate,
       graceHours: r.graceHours,
     }),
-    { create: false },
+    { create: false, configFile: o.configFile },
   );
   let keys: string[];
   let shard: ReturnType<typeof parseShard>;

@@ -116,7 +116,7 @@ function csvOf(rows: readonly StatusRow[]): string {
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const engine = { ...defaultEngineOptions(), stack: o.stack, configFile: o.configFile };
-  const stack = await openStack(o.stack, () => ({}), { create: false });
+  const stack = await openStack(o.stack, () => ({}), { create: false, configFile: o.configFile });
   const exported = await stack.exportStack();
   const resources = ((exported.deployment as { resources?: StateResource[] } | undefined)?.resources ?? []).filter(
     (r) => typeof r.urn === "string" && typeof r.type === "string",

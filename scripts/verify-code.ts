@@ -7,6 +7,8 @@
  * Usage: node scripts/verify-code.ts USER@DOMAIN CODE      (npm run verify-code -- ...)
  */
 
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../providers/doctor/keystone.ts";
 import {
   explainInvalid,
@@ -20,6 +22,7 @@ import { ConfigError, exitCodeFor, InputError, KeystoneError, UserNotFoundError 
 import { type KeystoneAuth, normaliseAuthUrl, resolveKeystoneAuth } from "../providers/keystone/auth.ts";
 import { KeystoneClient } from "../providers/keystone/client.ts";
 import { createTransport } from "../providers/keystone/http.ts";
+import { useLocalKeystoneWithNote } from "./lib/local-keystone.ts";
 
 /** Exit codes of this script. */
 const EXIT = { valid: 0, invalid: 1, badInput: 2, keystone: 3, usage: 64 } as const;
@@ -72,6 +75,7 @@ async function main(): Promise<number> {
 
   const user = parseUserAtDomain(who);
   const code = normalisePasscode(rawCode);
+  useLocalKeystoneWithNote("verify-code", { repo: resolve(dirname(fileURLToPath(import.meta.url)), "..") });
   const settings = keystoneSettings();
   const transport = createTransport({
     caPem: settings.caPem,

@@ -15,6 +15,7 @@
  */
 import { KeystoneError, PostureError } from "../errors.ts";
 import type { KeystoneClient } from "../keystone/client.ts";
+import { defined } from "../util/props.ts";
 import {
   decidePosture,
   MARKER_VERSION,
@@ -82,7 +83,8 @@ function recorded(o: MfaOptions): MfaOptions | undefined {
  * @throws {PostureError} `E_POSTURE` naming the user when its own rules let TOTP alone in, or
  *   enforcement is impossible on this Keystone.
  * @throws {KeystoneError} `E_KEYSTONE_FORBIDDEN` naming the user when Keystone refuses the write
- *   (an LDAP identity backend refuses option writes: such users cannot be staged).
+ *   (the account lacks `identity:update_user`, or an LDAP identity backend refuses option
+ *   writes: such users cannot be staged).
  */
 export async function applyPosture(
   client: KeystoneClient,
@@ -97,23 +99,23 @@ export async function applyPosture(
   } catch (e) {
     throw new PostureError(user.key, e instanceof Error ? e.message : String(e), { cause: e });
   }
-  if (!d.write) return { posture: d.posture, previous: recorded(previous) };
+  // No undefined inside: the engine's wire format has none ("Unexpected struct type").
+  if (!d.write) return defined({ posture: d.posture, previous: recorded(previous) });
   const marker: PostureMarker = { v: MARKER_VERSION, previous };
   try {
     await client.writeUserMfa(user.id, d.write, marker);
   } catch (e) {
     if (e instanceof KeystoneError && e.code === "E_KEYSTONE_FORBIDDEN") {
-      throw new PostureError(
-        user.key,
-        "Keystone refused to write its MFA options (403): users of a read-only identity backend (LDAP) cannot " +
-          "be staged, so this user is not enrolled. Set keystone-totp:allowTotpOnlyLogin to enroll such users " +
-          "without rules (a TOTP code alone will then log them in)",
-        { cause: e },
-      );
+      // Kept as E_KEYSTONE_FORBIDDEN (exit 3): Keystone cannot say which of the two it is.
+      e.message =
+        `user ${user.key} not enrolled: Keystone refused to write its MFA rules (403), so its credential was not ` +
+        "created. Either the operator account lacks identity:update_user, or the user's identity backend is " +
+        "read-only (LDAP), and such users cannot be staged; keystone-totp:allowTotpOnlyLogin enrolls those " +
+        `without rules. ${e.message}`;
     }
     throw e;
   }
-  return { posture: d.posture, previous: recorded(previous), rules: d.write.rules ?? undefined };
+  return defined({ posture: d.posture, previous: recorded(previous), rules: d.write.rules ?? undefined });
 }
 
 /**

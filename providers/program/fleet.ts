@@ -4,14 +4,24 @@
  */
 import type { KeystoneUser } from "../keystone/client.ts";
 import { isUnset, type MfaOptions, previousOptions } from "../mfa/posture.ts";
-import type { UserRow } from "../users/csv.ts";
+import { type UserRow, userKey } from "../users/csv.ts";
 import type { FleetSettings } from "./settings.ts";
 import { inShard } from "./shard.ts";
 
 /** What to declare for one user. */
 export interface FleetMember {
-  /** Resource name: the user's stable identity, never the row number. */
+  /**
+   * Resource name: the user's stable identity, never the row number. Built from the user
+   * name as Keystone has it (and the CSV's domain), so that a case-only edit of the CSV
+   * (`user03` -> `USER03`, as spreadsheets and directory exports do) names the same resource
+   * instead of replacing it: a new secret, a new message and the old credential gone at once.
+   */
   readonly name: string;
+  /**
+   * Earlier names of the same resources, declared as Pulumi aliases: the CSV's own spelling,
+   * which named them before names followed Keystone's, so that existing stacks keep them.
+   */
+  readonly aliases: readonly string[];
   readonly userId: string;
   readonly username: string;
   readonly domain: string;
@@ -48,17 +58,18 @@ export function planFleet(
   // After validation and resolution of the whole CSV: every stack refuses the same bad file.
   const mine = users.filter(({ row }) => inShard(row.key, s.shard));
   return mine.map(({ row, user }) => {
-    const displayName = row.displayName ?? row.username;
+    // Keystone's spelling, which the user types to log in; the CSV's may differ in case only.
+    const username = user.name;
+    const name = userKey(row.domain, username);
+    const displayName = row.displayName ?? username;
     const account =
-      s.accountLabel === "email"
-        ? row.email
-        : s.accountLabel === "username"
-          ? row.username
-          : `${row.username}@${row.domain}`;
+      s.accountLabel === "email" ? row.email : s.accountLabel === "username" ? username : `${username}@${row.domain}`;
+    const asked = (key: string) => rotate !== undefined && (rotate.users === "all" || rotate.users.has(key));
     return {
-      name: row.key,
+      name,
+      aliases: row.key === name ? [] : [row.key],
       userId: user.id,
-      username: row.username,
+      username,
       domain: row.domain,
       email: row.email,
       displayName,
@@ -66,7 +77,8 @@ export function planFleet(
       account,
       resendTrigger: s.resendOnLabelChange ? JSON.stringify([s.issuer, displayName, account]) : undefined,
       rotationDays: row.rotationDays ?? s.rotationDays,
-      rotateRequest: rotate && (rotate.users === "all" || rotate.users.has(row.key)) ? rotate.token : undefined,
+      // `rotate` names users by resource name: today's, or the CSV's spelling before an upgrade.
+      rotateRequest: asked(name) || asked(row.key) ? rotate?.token : undefined,
       previousMfa: isUnset(previousOptions(user)) ? undefined : previousOptions(user),
     };
   });

@@ -98,7 +98,10 @@ export function buildStatus(
       deliveries.set(resourceName(r.urn), r);
     } else if (r.type.endsWith(":MfaEnforcement")) mfa.set(resourceName(r.urn), r);
   }
-  const names = [...new Set([...creds.keys(), ...csvUsers])].sort((a, b) => a.localeCompare(b));
+  // A CSV may spell a user in another case than the resource's name (Keystone's spelling).
+  const enrolled = new Set([...creds.keys()].map((n) => n.toLowerCase()));
+  const notEnrolled = csvUsers.filter((u) => !enrolled.has(u.toLowerCase()));
+  const names = [...new Set([...creds.keys(), ...notEnrolled])].sort((a, b) => a.localeCompare(b));
   return names.map((user) => {
     const c = creds.get(user);
     const d = deliveries.get(user);

@@ -16,6 +16,11 @@
  * in one {@link CsvError}, so an operator fixes the file once instead of once per `pulumi up`.
  * Unknown columns are refused rather than ignored, because a typo such as `e-mail` would
  * otherwise silently drop data.
+ *
+ * Cells that start like a spreadsheet formula (`=`, `+`, `-`, `@`) are accepted: this file is
+ * only read, never opened by a spreadsheet on our side, and a user name is an identifier that
+ * must match Keystone's as it is (Keystone allows `=HYPERLINK(x)` as a name). Formula
+ * neutralising belongs to what we write for spreadsheets (`status --csv`, report/csv.ts).
  */
 import { Buffer } from "node:buffer";
 import { readFileSync, statSync } from "node:fs";
@@ -86,7 +91,11 @@ export interface UserRow {
   readonly displayName: string | undefined;
   /** Days after which the secret is renewed, when given. */
   readonly rotationDays: number | undefined;
-  /** Canonical identity and stable resource name; see {@link userKey}. */
+  /**
+   * The row's identity as the CSV spells it; see {@link userKey}. Resources are named from
+   * Keystone's spelling of the user instead (providers/program/fleet.ts), which this may
+   * differ from in case.
+   */
   readonly key: string;
 }
 
@@ -99,8 +108,6 @@ const REQUIRED_COLUMNS: readonly Column[] = ["username", "email"];
 // overrides: none belongs in a name, and some can make a name display as another one.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse.
 const FORBIDDEN_CHAR = /[\u0000-\u001f\u007f-\u009f\u200b\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
-// What spreadsheets run as a formula when a cell starts with it (OWASP "CSV injection").
-const FORMULA_START = /^[=+\-@]/;
 const USER_ID = /^[0-9a-f-]{1,64}$/i;
 const HEX_DIGIT = /[0-9a-f]/i;
 const DIGITS = /^[0-9]{1,9}$/;
@@ -116,8 +123,9 @@ const KEY_ESCAPED = /[%@:\u0000-\u001f\u007f-\u009f]/g;
  * The canonical identity of a user: `username@domain`, each part NFC-normalised with `%`,
  * `@`, `:` and control characters percent-encoded, e.g. `a%40b.com@Default` for the user
  * `a@b.com` in domain `Default`. It is readable, stable, reversible, and never contains `::`
- * (which would break a Pulumi URN), so it serves as the resource name. Case is kept, so names
- * keep the operator's spelling; duplicates are found case-insensitively elsewhere.
+ * (which would break a Pulumi URN), so it serves as a resource name. Case is kept; duplicates
+ * are found case-insensitively elsewhere, and resource names use Keystone's spelling of the
+ * user so that a case-only edit of the CSV does not rename them.
  */
 export function userKey(domain: string, username: string): string {
   return `${escapeKeyPart(username)}@${escapeKeyPart(domain)}`;
@@ -160,8 +168,7 @@ export function readUsersCsv(path: string): UserRow[] {
  *
  * Refused, all reported together: unknown, repeated or missing columns; empty, over-long or
  * control-character names; implausible email addresses; a `user_id` that is not 1..64 hex
- * digits and hyphens; a `rotation_days` outside 1..3650; any cell starting with `=`, `+`, `-`
- * or `@`, which a spreadsheet would run as a formula; the same user twice (domain and name
+ * digits and hyphens; a `rotation_days` outside 1..3650; the same user twice (domain and name
  * compared case-insensitively, as Keystone on MySQL does) or the same `user_id` twice; and a
  * file with no users, since an empty fleet would delete every credential.
  *
@@ -531,8 +538,7 @@ function readRow(row: RawRecord, layout: Layout, add: (p: CsvProblem) => void): 
   const rawId = cell("user_id");
   let userId: string | undefined;
   if (rawId !== "") {
-    if (FORMULA_START.test(rawId) && !USER_ID.test(rawId)) problem("user_id", formulaMessage(rawId));
-    else if (!USER_ID.test(rawId) || !HEX_DIGIT.test(rawId)) {
+    if (!USER_ID.test(rawId) || !HEX_DIGIT.test(rawId)) {
       problem("user_id", `${show(rawId)} is not a Keystone user ID (up to ${MAX_USER_ID_CHARS} hex digits and '-')`);
     } else userId = rawId.toLowerCase();
   }
@@ -572,7 +578,6 @@ function readRow(row: RawRecord, layout: Layout, add: (p: CsvProblem) => void): 
 
 function checkName(value: string, what: string, maxChars: number): string | undefined {
   if (value === "") return `the ${what} is empty`;
-  if (FORMULA_START.test(value)) return formulaMessage(value);
   const forbidden = FORBIDDEN_CHAR.exec(value);
   if (forbidden !== null) return `the ${what} contains a control or invisible character (${codePoint(forbidden[0])})`;
   const length = [...value].length;
@@ -587,7 +592,6 @@ function checkName(value: string, what: string, maxChars: number): string | unde
  */
 function checkEmail(email: string): string | undefined {
   if (email === "") return "the email address is empty; every user needs one to receive their QR code";
-  if (FORMULA_START.test(email)) return formulaMessage(email);
   const length = [...email].length;
   if (length > MAX_EMAIL_CHARS) return `the email address is ${length} characters long; the most is ${MAX_EMAIL_CHARS}`;
   const forbidden = FORBIDDEN_CHAR.exec(email);
@@ -605,10 +609,6 @@ function checkEmail(email: string): string | undefined {
     return `${show(email)} is not an email address: the part after the @ must be a domain such as example.com`;
   }
   return undefined;
-}
-
-function formulaMessage(value: string): string {
-  return `${show(value)} looks like a spreadsheet formula (it starts with ${value[0]}); such cells are refused so that no spreadsheet runs them. Remove the leading character if it is not meant`;
 }
 
 /** Case-insensitive form for duplicate detection, as Keystone on MySQL compares names. */

@@ -27,7 +27,8 @@ export interface ResolvedUser<R extends UserRef = UserRef> {
 
 interface DomainIndex {
   readonly exact: Map<string, KeystoneUser>;
-  readonly folded: Map<string, KeystoneUser>;
+  /** Users by case-folded name: more than one where Keystone (PostgreSQL) keeps names that differ only in case. */
+  readonly folded: Map<string, KeystoneUser[]>;
   readonly byId: Map<string, KeystoneUser>;
 }
 
@@ -35,14 +36,27 @@ function fold(s: string): string {
   return s.normalize("NFC").toLowerCase();
 }
 
+function groupByFoldedName(users: readonly KeystoneUser[]): Map<string, KeystoneUser[]> {
+  const groups = new Map<string, KeystoneUser[]>();
+  for (const u of users) {
+    const key = fold(u.name);
+    const group = groups.get(key);
+    if (group) group.push(u);
+    else groups.set(key, [u]);
+  }
+  return groups;
+}
+
 /**
  * Looks every row up in Keystone.
  *
  * Names match exactly first, then case-insensitively (Keystone on MySQL compares names
- * case-insensitively; on PostgreSQL it does not).
+ * case-insensitively; on PostgreSQL it does not). A name that matches no user exactly and
+ * several users of its domain case-insensitively (PostgreSQL allows `bob` and `Bob`) is
+ * refused as ambiguous rather than folded into one of them.
  *
  * @throws {UserNotFoundError} `E_USER_NOT_FOUND` naming every row whose user (or domain) is
- *   missing, or whose `user_id` belongs to another username.
+ *   missing, whose `user_id` belongs to another username, or whose name is ambiguous.
  * @throws {KeystoneError} when Keystone cannot be asked.
  */
 export async function resolveUsers<R extends UserRef>(
@@ -60,7 +74,7 @@ export async function resolveUsers<R extends UserRef>(
       const users = id ? await client.listUsers(id, names) : [];
       byDomain.set(domain, {
         exact: new Map(users.map((u) => [u.name, u])),
-        folded: new Map(users.map((u) => [fold(u.name), u])),
+        folded: groupByFoldedName(users),
         byId: new Map(users.map((u) => [u.id, u])),
       });
     }),
@@ -78,7 +92,16 @@ export async function resolveUsers<R extends UserRef>(
           return;
         }
       } else {
-        user = d?.exact.get(row.username) ?? d?.folded.get(fold(row.username));
+        const alike = d?.folded.get(fold(row.username)) ?? [];
+        user = d?.exact.get(row.username);
+        if (!user && alike.length > 1) {
+          const names = alike.map((u) => `'${u.name}'`).join(", ");
+          missing.push(
+            `${row.key} (ambiguous: Keystone has the users ${names} in domain ${row.domain}, which differ only in case; write the name exactly as Keystone has it)`,
+          );
+          return;
+        }
+        user ??= alike[0];
       }
       if (!user) {
         missing.push(row.userId ? `${row.key} (user_id ${row.userId})` : row.key);

@@ -15,6 +15,7 @@ import { ConfigError, type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../.
 import { resolveKeystoneAuth } from "../../providers/keystone/auth.ts";
 import { DEFAULT_USERS_CSV } from "../../providers/program/settings.ts";
 import { readUsersCsv, type UserRow } from "../../providers/users/csv.ts";
+import { useLocalKeystoneWithNote } from "./local-keystone.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -165,17 +166,34 @@ export async function confirm(question: string): Promise<boolean> {
  * that only make sense on an existing stack (`status`, `rotate`) pass `create: false`, so that
  * a mistyped name is an error rather than a new, empty stack.
  *
+ * When the operator configured no Keystone (no `OS_AUTH_URL`, `OS_CLOUD` or `openstack:*`
+ * config in the stack or `configFile`), the local Keystone the demo uses becomes the default
+ * for this process and the providers it starts (see local-keystone.ts).
+ *
  * @throws {ConfigError} `E_CONFIG` when `create` is false and there is no such stack.
  */
 export async function openStack(
   name: string,
   programOptions: () => ProgramOptions,
-  o: { readonly create?: boolean } = {},
+  o: { readonly create?: boolean; readonly configFile?: string | undefined } = {},
 ): Promise<Stack> {
+  const stack = await selectStack(name, programOptions, o.create ?? true);
+  useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: await configKeys(stack, o.configFile) });
+  return stack;
+}
+
+/** Keys of the stack's configuration: from `configFile` when given (as the engine reads it). */
+async function configKeys(stack: Stack, configFile: string | undefined): Promise<string[]> {
+  if (!configFile) return Object.keys(await stack.getAllConfig());
+  const doc = loadYaml(readFileSync(configFile, "utf8")) as { config?: Record<string, unknown> } | null;
+  return Object.keys(doc?.config ?? {});
+}
+
+async function selectStack(name: string, programOptions: () => ProgramOptions, create: boolean): Promise<Stack> {
   const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
   const args = { stackName: name, projectName: "keystone-totp", program: () => program(programOptions()) };
   const ws = { workDir: REPO, pulumiCommand };
-  if (o.create ?? true) return LocalWorkspace.createOrSelectStack(args, ws);
+  if (create) return LocalWorkspace.createOrSelectStack(args, ws);
   try {
     return await LocalWorkspace.selectStack(args, ws);
   } catch (e) {

@@ -27,9 +27,12 @@ import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
 
 const run = promisify(execFile);
-/** The instance: its own port (not the default instance's), tokens of TOKEN_SECONDS. */
+/**
+ * The instance: its own port (KEYSTONE_TOTP_SHORTTOKEN_PORT, by default `auto`: a free one, not
+ * the default instance's), tokens of TOKEN_SECONDS.
+ */
 const NAME = "shorttoken";
-const PORT = process.env.KEYSTONE_TOTP_SHORTTOKEN_PORT ?? "5102";
+const PORT = process.env.KEYSTONE_TOTP_SHORTTOKEN_PORT ?? "auto";
 const TOKEN_SECONDS = 20;
 /** First start creates a database and bootstraps Keystone: about 40 s on 2 cores. */
 const START_TIMEOUT_MS = 180_000;

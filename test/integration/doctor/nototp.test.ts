@@ -13,11 +13,12 @@ import { leakedIn } from "../../support/secrets.ts";
 
 const run = promisify(execFile);
 /**
- * The instance's name and port (KEYSTONE_TOTP_NOTOTP_PORT, so that two checkouts on one
- * machine can each run it), and its methods: no totp.
+ * The instance's name and port (KEYSTONE_TOTP_NOTOTP_PORT; by default `auto`, its previous
+ * port or a free one, so that a devstack or another checkout on the machine is no obstacle),
+ * and its methods: no totp.
  */
 const NAME = "nototp";
-const PORT = process.env.KEYSTONE_TOTP_NOTOTP_PORT ?? "5001";
+const PORT = process.env.KEYSTONE_TOTP_NOTOTP_PORT ?? "auto";
 const METHODS = "external,password,token";
 /** First start creates a database and bootstraps Keystone: about 40 s on 2 cores. */
 const START_TIMEOUT_MS = 180_000;

@@ -296,8 +296,27 @@ describe("enrollment read and check", () => {
   });
 });
 
+/** Paths holding `undefined` anywhere in a value: the engine refuses them ("Unexpected struct type"). */
+function undefinedPaths(v: unknown, at = "$"): string[] {
+  if (v === undefined) return [at];
+  if (v === null || typeof v !== "object") return [];
+  return Object.entries(v).flatMap(([k, x]) => undefinedPaths(x, `${at}.${k}`));
+}
+
 describe("enrollment posture (the MFA rules around the credential)", () => {
   const staged = [["password"], ["application_credential"]];
+
+  it("outputs hold no undefined at any depth, whatever the posture", async () => {
+    for (const previousMfa of [
+      undefined,
+      { enabled: true, rules: [["password", "totp"]] },
+      { enabled: false, rules: null },
+    ]) {
+      const s = setup();
+      const { outs } = await create({ ...alice, ...(previousMfa ? { previousMfa } : {}) }, s.ctx);
+      expect(undefinedPaths(outs)).toEqual([]);
+    }
+  });
 
   it("writes the staged rules and the marker before the credential exists", async () => {
     const s = setup();

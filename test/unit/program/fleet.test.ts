@@ -37,6 +37,39 @@ describe("planFleet", () => {
     expect(reversed.find((m) => m.name === "alice@Default")).toEqual(plan[0]);
   });
 
+  it("a case-only edit of a CSV name keeps the resource's name: Keystone's spelling, the CSV's as an alias", () => {
+    const [before] = planFleet(
+      parseUsersCsv("username,email\nuser03,u3@example.com\n", "t.csv").map((row) => ({
+        row,
+        user: user("id3", "user03"),
+      })),
+      settings,
+    );
+    const [after] = planFleet(
+      parseUsersCsv("username,email\nUSER03,u3@example.com\n", "t.csv").map((row) => ({
+        row,
+        user: user("id3", "user03"),
+      })),
+      settings,
+    );
+    expect(before?.name).toBe("user03@Default");
+    expect(before?.aliases).toEqual([]);
+    // Same name and same inputs: Pulumi sees no change, so no new secret and no message.
+    expect(after).toEqual({ ...before, aliases: ["USER03@Default"] });
+  });
+
+  it("a rotate request names the user by resource name, or by the CSV's spelling", () => {
+    const [row] = parseUsersCsv("username,email\nAlice,a@example.com\n", "t.csv");
+    const members = (users: string[]) =>
+      planFleet([{ row: row as NonNullable<typeof row>, user: user("id1", "alice") }], settings, {
+        token: "t1",
+        users: new Set(users),
+      });
+    expect(members(["alice@Default"])[0]?.rotateRequest).toBe("t1");
+    expect(members(["Alice@Default"])[0]?.rotateRequest).toBe("t1");
+    expect(members(["bob@Default"])[0]?.rotateRequest).toBeUndefined();
+  });
+
   it("asks for a resend on label changes only when told to", () => {
     const s2 = resolveFleetSettings((k) => ({ issuer: "ACME", resendOnLabelChange: "true" })[k], "/p");
     const [m] = planFleet([{ row: rows[0] as (typeof rows)[0], user: user("id0", "alice") }], s2);

@@ -94,6 +94,13 @@ describe("status rows", () => {
   });
 });
 
+describe("status rows and the CSV's spelling", () => {
+  it("a CSV user spelled in another case than the resource (Keystone's spelling) is the enrolled user", () => {
+    const rows = buildStatus(user("user03"), new Map([["u-user03", ["c-user03"]]]), ["USER03", "nobody"]);
+    expect(Object.fromEntries(rows.map((r) => [r.user, r.state]))).toEqual({ user03: "ok", nobody: "not-enrolled" });
+  });
+});
+
 describe("HTML report", () => {
   it("escapes names, includes both charts, and loads nothing from outside", () => {
     const rows = buildStatus(user("<script>alert(1)</script>"), undefined);

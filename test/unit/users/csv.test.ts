@@ -168,12 +168,33 @@ describe("hostile fixtures", () => {
     expect(err.message).toMatch(/^invalid users CSV .*empty-email\.csv: 3 problem\(s\); nothing was changed\n/);
   });
 
-  it("formula-injection.csv: cells that start like a formula are refused in every text column", () => {
-    const err = csvError(() => readUsersCsv(fixture("formula-injection.csv")));
+  it("formula-injection.csv: cells that start like a formula are read as they are (Keystone allows such names)", () => {
+    expect(readUsersCsv(fixture("formula-injection.csv"))).toEqual([
+      user({ line: 2, username: "=cmd()", email: "eve@example.com", displayName: "Eve" }),
+      user({ line: 3, username: "alice", email: "alice@example.com", displayName: "+SUM(1+1)" }),
+      user({ line: 4, username: "@foo", email: "foo@example.com", displayName: "Foo" }),
+      user({
+        line: 5,
+        username: "=HYPERLINK(evil)",
+        email: "+evil@example.com",
+        displayName: "+cmd|' /C calc'!A0",
+      }),
+      user({ line: 6, username: "carol", email: "carol@example.com", displayName: "Carol", domain: "-2+3" }),
+    ]);
+  });
+
+  it("a formula in the email column is still refused when it is not an address", () => {
+    const err = csvError(() => parse('username,email\nbob,"=HYPERLINK(""http://evil.example"")"\n'));
     expect(err.code).toBe("E_CSV_ROW");
-    expect(places(err)).toEqual(["2 username", "3 display_name", "4 username", "5 email", "6 domain"]);
-    for (const p of err.problems) expect(p.message).toMatch(/looks like a spreadsheet formula/);
-    expect(err.problems[0]?.message).toContain('"=cmd()"');
+    expect(places(err)).toEqual(["2 email"]);
+    expect(err.problems[0]?.message).toMatch(/is not an email address/);
+  });
+
+  it("a formula-like name with a control character is still refused", () => {
+    const err = csvError(() => parse('username,email\n"=HYPERLINK(x)\u0007",a@example.com\n'));
+    expect(err.code).toBe("E_CSV_ROW");
+    expect(places(err)).toEqual(["2 username"]);
+    expect(err.problems[0]?.message).toMatch(/control or invisible character \(U\+0007\)/);
   });
 
   it("bad-rows.csv: each problem names its line and column", () => {
@@ -379,7 +400,9 @@ describe("rows", () => {
     ["255 astral characters", "😀".repeat(255), true],
     ["a control character", "ab\u0007c", false],
     ["a bidi override", "admin\u202egnp", false],
-    ["a leading hyphen", "-svc", false],
+    ["a leading hyphen", "-svc", true],
+    ["a formula", "=HYPERLINK(evil)", true],
+    ["a leading @", "@svc", true],
     ["an @ inside", "alice@corp", true],
   ])("user name with %s: accepted=%s", (_what, name, ok) => {
     if (ok) expect(one(`"${name}",a@example.com,,,,`)[0]?.username).toBe(name);
@@ -389,6 +412,7 @@ describe("rows", () => {
   it.each([
     ["plain", "alice@example.com", true],
     ["plus tag", "alice+totp@mail.example.com", true],
+    ["a formula-like local part", "=alice@example.com", true],
     ["IDN domain", "alice@bücher.example", true],
     ["non-ASCII local part", "δοκιμή@παράδειγμα.δοκιμή", true],
     ["254 characters", `${"a".repeat(64)}@${"b".repeat(185)}.com`, true],
@@ -446,7 +470,7 @@ describe("rows", () => {
   });
 
   it("reports every problem of one row", () => {
-    expect(problem("=x,nope,,zz,,0").map((p) => p.column)).toEqual(["username", "email", "user_id", "rotation_days"]);
+    expect(problem(",nope,,zz,,0").map((p) => p.column)).toEqual(["username", "email", "user_id", "rotation_days"]);
   });
 
   it("never echoes control characters (a name cannot drive the terminal)", () => {

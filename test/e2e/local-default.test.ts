@@ -1,0 +1,101 @@
+/**
+ * After `npm run demo`, the next operator commands find the demo's Keystone: with no OS_*
+ * variables, no OS_CLOUD and no openstack:* stack config, `npm run status` and `npm run doctor`
+ * (through scripts/with-env.sh, as npm runs them) use the local Keystone of
+ * .local/keystone/default, and say so. A Keystone the operator named still wins.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import { userKey } from "../../providers/users/csv.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { type RunResult, TestStack } from "../support/pulumi.ts";
+import { registerSecrets } from "../support/secrets.ts";
+
+const tag = uniq();
+let admin: KeystoneClient;
+let user: TestUser;
+let stack: TestStack;
+
+/** The stack's environment without any Keystone setting: what a new shell after the demo has. */
+function noKeystoneEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env = stack.environment();
+  for (const name of Object.keys(env)) if (name.startsWith("OS_")) delete env[name];
+  return { ...env, ...extra };
+}
+
+/** Runs `npm run NAME -- ARGS` the way package.json does: scripts/with-env.sh node scripts/NAME.ts. */
+function operator(name: string, args: string[], env: Record<string, string>): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn("bash", [join(REPO, "scripts/with-env.sh"), "node", `scripts/${name}.ts`, ...args], {
+      cwd: REPO,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString("utf8");
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString("utf8");
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolvePromise({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  admin = adminClient();
+  user = await makeUser(admin, `e2e-localdef-${tag}`);
+  registerSecrets(user.password);
+  const dir = mkdtempSync(join(tmpdir(), "kt-localdef-"));
+  const csv = join(dir, "users.csv");
+  writeFileSync(csv, `username,email\n${user.name},${user.name}@example.com\n`);
+  const env = adminEnv();
+  registerSecrets(env.OS_PASSWORD ?? "");
+  stack = new TestStack("e2e-localdef", env);
+  await stack.init();
+  await stack.set("keystone-totp:usersCsv", csv);
+  await stack.set("keystone-totp:outboxDir", join(dir, "outbox"));
+  await stack.up();
+});
+
+afterAll(async () => {
+  await stack?.destroy().catch(() => undefined);
+  await stack?.remove();
+  if (user) await admin.deleteUser(user.id).catch(() => undefined);
+  admin?.close();
+});
+
+describe("operator commands after the demo, with no Keystone settings", () => {
+  it("status reports the enrolled user from Keystone, naming the local Keystone it used", async () => {
+    const r = await operator("status", ["--stack", stack.name, "--config-file", stack.configFile], noKeystoneEnv());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${userKey("Default", user.name)} +ok `, "m"));
+    expect(r.stderr).toContain(`using the local Keystone at ${keystoneInstance().authUrl}`);
+  });
+
+  it("doctor passes its Keystone checks against the local Keystone", async () => {
+    const r = await operator("doctor", ["--no-mail", "--json"], noKeystoneEnv());
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const report = JSON.parse(r.stdout) as { checks: { id: string; status: string }[] };
+    const keystone = report.checks.filter((c) => c.id.startsWith("keystone."));
+    expect(keystone.length).toBeGreaterThan(0);
+    for (const c of keystone) expect(c.status, c.id).not.toBe("failure");
+  });
+
+  it("a Keystone the operator named (OS_CLOUD) wins: the local one is not used", async () => {
+    const r = await operator(
+      "status",
+      ["--stack", stack.name, "--config-file", stack.configFile],
+      noKeystoneEnv({ OS_CLOUD: `nosuchcloud${tag}`, OS_CLIENT_CONFIG_FILE: "/nonexistent/clouds.yaml" }),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`nosuchcloud${tag}`);
+    expect(r.stderr).not.toContain("using the local Keystone");
+  });
+});
