@@ -174,6 +174,16 @@ export async function loginMatrix(user: TestUser, secret?: string, ac?: AppCrede
   };
 }
 
+/**
+ * IDs of a user's TOTP credentials: what assertions compare, so that a failing one never
+ * prints a credential's blob (the user's TOTP secret). Blobs are registered for the scan.
+ */
+export async function credentialIds(admin: KeystoneClient, userId: string): Promise<string[]> {
+  const creds = await admin.listTotpCredentials(userId);
+  registerSecrets(...creds.map((c) => c.blob));
+  return creds.map((c) => c.id);
+}
+
 /** A user's options and keystone-totp's marker, as the admin reads them. */
 export interface UserOptions {
   readonly options: Record<string, unknown>;
