@@ -21,6 +21,7 @@ import {
   writeFleetCsv,
 } from "../support/fleet.ts";
 import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
+import { sortedRules } from "../support/posture.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
@@ -189,7 +190,10 @@ describe("faults during up, through the real engine", () => {
     for (const p of removed) expect(await admin.listTotpCredentials(p.user.id)).toEqual([]);
     for (const p of people) {
       const u = await admin.getUser(p.user.id);
-      expect(u?.options.multi_factor_auth_rules, p.user.name).toEqual([["password", "totp"]]);
+      // Enforcement keeps every other enabled login (issue 12): password logins need TOTP too.
+      expect(sortedRules(u?.options.multi_factor_auth_rules), p.user.name).toEqual(
+        sortedRules([["password", "totp"], ["external"], ["oauth1"], ["application_credential"]]),
+      );
     }
     // Bounded: each fault costs one retry, never a storm. Requests that got a 2xx, per route, are
     // what the work needs; everything else is one per fault fired.
