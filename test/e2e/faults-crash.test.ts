@@ -7,12 +7,13 @@
  * Keystone that Pulumi does not manage.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../providers/keystone/client.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { alive, killTree, pulumiCli, until as untilCondition } from "../support/process.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
@@ -37,28 +38,11 @@ let dir: string;
 const people: Person[] = [];
 const output: string[] = [];
 
-/**
- * Runs the Pulumi CLI itself on the stack (`npm run pulumi -- ARGS` for an operator), for
- * what `provision` does not offer.
- */
-function cli(args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const full = [...args, "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"];
-    const child = spawn("pulumi", full, { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      output.push(stdout, stderr);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+/** The Pulumi CLI itself on the stack, for what `provision` does not offer; output kept. */
+async function cli(args: string[]): Promise<RunResult> {
+  const r = await pulumiCli(stack, args);
+  output.push(r.stdout, r.stderr);
+  return r;
 }
 
 /** Credentials of the fleet's users in Keystone that are not in `managed`. */
@@ -70,71 +54,8 @@ async function orphans(managed: ReadonlySet<string>): Promise<string[]> {
   return out;
 }
 
-/** Every live descendant of `root` (any process group: Pulumi starts plugins in their own). */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so cut at the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parent.set(Number(d), ppid);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [c, pp] of parent) {
-      if (pp === p && !out.includes(c)) {
-        out.push(c);
-        walk(c);
-      }
-    }
-  };
-  walk(root);
-  return out;
-}
-
-function signal(pids: readonly number[], sig: NodeJS.Signals): void {
-  for (const p of pids) {
-    try {
-      process.kill(p, sig);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-/**
- * SIGKILL for a whole process tree at one instant, as when the machine or the container dies:
- * everything is stopped first (so nothing can react or fork), then killed.
- */
-function killTree(root: number): number[] {
-  let all = [root, ...descendants(root)];
-  signal(all, "SIGSTOP");
-  all = [...new Set([...all, ...descendants(root)])];
-  signal(all, "SIGSTOP");
-  signal(all, "SIGKILL");
-  return all;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/^\S+ \(.*\) Z/.test(stat);
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, ok: () => boolean): Promise<void> {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > WAIT_MS) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until(what: string, ok: () => boolean): Promise<void> {
+  return untilCondition(what, ok, WAIT_MS);
 }
 
 async function run(args: string[]): Promise<RunResult> {
