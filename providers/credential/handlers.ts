@@ -20,10 +20,15 @@
  *           credential is listed in `retiring` and stays valid until the delivery of the new
  *           one is older than the grace window (see delivery/handlers.ts), so nobody is locked
  *           out by a message still in transit
- *           a state without a posture (0.1, 0.2) or changed posture settings: PATCH the rules
+ *           a state without a posture (0.1, 0.2) or changed posture settings: PATCH the rules;
+ *           used on its own (not by an enrollment, which retires after its message): once
+ *           `graceHours` have passed since the rotation, DELETE /v3/credentials/{id} for each
+ *           retiring credential (it cannot see a delivery, so it counts from the rotation)
  *   delete  DELETE /v3/credentials/{id}   for the current and every retiring one (404 = done),
  *           then GET + PATCH /v3/users/{id} giving back the options the user had before
  */
+
+import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../delivery/types.ts";
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
 import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../keystone/client.ts";
@@ -47,6 +52,9 @@ import {
   type TotpCredentialInputs,
   type TotpCredentialOutputs,
 } from "./types.ts";
+
+/** One hour, in ms. */
+const HOUR_MS = 3_600_000;
 
 /** Properties whose change means a different Keystone user: the credential is replaced. */
 const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
@@ -173,6 +181,10 @@ export function check(news: Record<string, unknown>): CheckResult {
   } else {
     delete inputs.rotationDays;
   }
+  const g = news.graceHours;
+  if (g !== undefined && g !== null && (typeof g !== "number" || !Number.isFinite(g) || g < 0 || g > MAX_GRACE_HOURS)) {
+    failures.push({ property: "graceHours", reason: `graceHours must be a number of hours, 0..${MAX_GRACE_HOURS}` });
+  }
   if (news.unmanaged !== undefined && news.unmanaged !== "remove" && news.unmanaged !== "keep") {
     failures.push({ property: "unmanaged", reason: "unmanaged must be 'remove' or 'keep'" });
   }
@@ -223,7 +235,11 @@ export function rotationReason(
  * rotation). Only the resource's own inputs count, so a change of the provider's code
  * (`__provider`) never shows as a change.
  */
-export function diff(olds: Record<string, unknown>, news: Record<string, unknown>, at: Date = clockNow()): DiffResult {
+export function diffCredential(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+  at: Date = clockNow(),
+): DiffResult {
   const replaces = REPLACE_KEYS.filter((k) => !sameValue(olds[k], news[k]));
   const changed = [...ROTATE_KEYS, ...LABEL_KEYS].filter((k) => {
     // The stored `secret` output always holds the live secret; only a supplied one is an input.
@@ -301,6 +317,7 @@ function outputs(
   return defined({
     ...kept,
     mfa,
+    retireAfter: retireAfterOf(others.retiring, rotatedAt, i.graceHours),
     credentialId,
     retiring: [...others.retiring],
     unmanagedIds: [...others.unmanagedIds],
@@ -396,6 +413,28 @@ async function readImpl(
       await readPosture(ctx, props, cred.userId),
     ),
   };
+}
+
+/**
+ * When a standalone credential's retiring credentials are deleted: `graceHours` (default 24)
+ * after the rotation that replaced them. Undefined when none are retiring.
+ */
+export function retireAfterOf(retiring: unknown, rotatedAt: unknown, graceHours: unknown): string | undefined {
+  if (!Array.isArray(retiring) || retiring.length === 0 || typeof rotatedAt !== "string") return undefined;
+  const t = Date.parse(rotatedAt);
+  const hours = typeof graceHours === "number" ? graceHours : DEFAULT_GRACE_HOURS;
+  return Number.isNaN(t) ? undefined : new Date(t + hours * HOUR_MS).toISOString();
+}
+
+/**
+ * The diff of `TotpCredential` used on its own: {@link diffCredential}, plus an update once
+ * the grace window of retiring credentials has passed (nothing else would ever delete them).
+ */
+export function diff(olds: Record<string, unknown>, news: Record<string, unknown>, at: Date = clockNow()): DiffResult {
+  const d = diffCredential(olds, news, at);
+  if (d.changes) return d;
+  const due = retireAfterOf(olds.retiring, olds.rotatedAt, olds.graceHours ?? news.graceHours);
+  return due !== undefined && at.getTime() >= Date.parse(due) ? { ...d, changes: true } : d;
 }
 
 /**
@@ -518,8 +557,36 @@ export const create = withErrorCodes(createImpl);
 /** {@link readImpl}, with error codes kept in messages (see withErrorCodes). */
 export const read = withErrorCodes(readImpl);
 
-/** {@link updateImpl}, with error codes kept in messages (see withErrorCodes). */
-export const update = withErrorCodes(updateImpl);
+/**
+ * {@link updateImpl} as an enrollment uses it: retiring credentials are left to the
+ * enrollment, which deletes them only after its message was delivered.
+ */
+export const updateCredential = withErrorCodes(updateImpl);
+
+/**
+ * `TotpCredential` used on its own: {@link updateImpl}, then, once `graceHours` have passed
+ * since the rotation, DELETE each retiring credential. Nothing else would: without this,
+ * every replaced secret of a standalone credential stayed valid for ever.
+ *
+ * @throws {KeystoneError} when a DELETE fails: the state keeps them as retiring (nothing else
+ *   was recorded by this update that could be lost), and the next run tries again.
+ */
+async function updateStandalone(
+  id: string,
+  olds: TotpCredentialOutputs,
+  news: TotpCredentialInputs,
+  ctx: HandlerContext = defaultContext,
+): Promise<{ outs: TotpCredentialOutputs }> {
+  const { outs } = await updateImpl(id, olds, news, ctx);
+  const due = retireAfterOf(outs.retiring, outs.rotatedAt, news.graceHours);
+  if (due === undefined || ctx.now().getTime() < Date.parse(due)) return { outs };
+  for (const r of outs.retiring) if (r !== outs.credentialId) await ctx.client().deleteCredential(r);
+  const { retireAfter: _done, ...rest } = outs;
+  return { outs: { ...rest, retiring: [] } };
+}
+
+/** {@link updateStandalone}, with error codes kept in messages (see withErrorCodes). */
+export const update = withErrorCodes(updateStandalone);
 
 /** {@link removeImpl}, with error codes kept in messages (see withErrorCodes). */
 export const remove = withErrorCodes(removeImpl);

@@ -15,6 +15,7 @@
  *                rotation: a new credential; the old one is listed in `retiring`)
  *             -> nothing for a label change
  *             -> PATCH  /v3/users/{id}           (a state without a posture, or new settings)
+ *             -> DELETE /v3/credentials/{id}     each retiring one, `graceHours` after the rotation
  *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done),
  *                then GET + PATCH /v3/users/{id} (the options the user had before)
  *
@@ -57,6 +58,12 @@ export interface TotpCredentialArgs {
   readonly rotateRequest?: pulumi.Input<string>;
   /** The user's TOTP credentials not made by Pulumi: `remove` (default) or `keep`. */
   readonly unmanaged?: pulumi.Input<"remove" | "keep">;
+  /**
+   * Hours a replaced credential keeps working after the rotation that replaced it; the first
+   * run after that deletes it. Default 24; 0 deletes it in the update that rotates. This resource cannot
+   * see when you delivered the new secret: it counts from the rotation (`rotatedAt`).
+   */
+  readonly graceHours?: pulumi.Input<number>;
   /**
    * Set when `userId` was just read from Keystone (the fleet program does): saves one
    * `GET /v3/users/{id}` per credential. Default false.
@@ -118,6 +125,8 @@ export class TotpCredential extends pulumi.dynamic.Resource {
   declare readonly retiring: pulumi.Output<string[]>;
   /** Unmanaged credentials left alone (policy `keep`). */
   declare readonly unmanagedIds: pulumi.Output<string[]>;
+  /** When the retiring credentials will be deleted (rotation + `graceHours`, ISO 8601); absent when none are. */
+  declare readonly retireAfter: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: TotpCredentialArgs, opts: pulumi.CustomResourceOptions = {}) {
     const props: Record<keyof TotpCredentialOutputs, unknown> = {
@@ -131,6 +140,7 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       rotationDays: args.rotationDays,
       rotateRequest: args.rotateRequest,
       unmanaged: args.unmanaged,
+      graceHours: args.graceHours,
       userChecked: args.userChecked,
       authMethods: args.authMethods,
       allowTotpOnlyLogin: args.allowTotpOnlyLogin,
@@ -138,6 +148,7 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       refuseApplicationCredentials: undefined,
       previousMfa: args.previousMfa,
       mfa: undefined,
+      retireAfter: undefined,
       retiring: undefined,
       unmanagedIds: undefined,
       credentialId: undefined,

@@ -54,6 +54,13 @@ export interface TotpCredentialInputs extends PostureInputs {
    * window, `keep` leaves them (reported by `npm run status`). Default {@link DEFAULT_UNMANAGED}.
    */
   readonly unmanaged?: UnmanagedPolicy | undefined;
+  /**
+   * Used on its own: hours a replaced credential keeps working after the rotation that
+   * replaced it (a standalone credential cannot see a delivery, so it counts from the
+   * rotation); then the next run deletes it. Default 24. An enrollment ignores it (it counts
+   * from the delivery of the message).
+   */
+  readonly graceHours?: number | undefined;
   /** The caller has just looked `userId` up in Keystone: create skips its own check. */
   readonly userChecked?: boolean | undefined;
 }
@@ -84,6 +91,8 @@ export interface TotpCredentialOutputs extends TotpCredentialInputs {
   readonly createdAt: string;
   /** When the current secret was issued, ISO 8601 UTC. */
   readonly rotatedAt: string;
+  /** When the retiring credentials will be deleted (rotation + `graceHours`); absent when none are. */
+  readonly retireAfter?: string | undefined;
   /**
    * The login posture given to the user (see mfa/posture.ts): the tool's staged rules before
    * the credential existed, or the user's own rules kept. Absent in states of 0.1 and 0.2,

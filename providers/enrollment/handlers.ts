@@ -30,7 +30,7 @@
 import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
 import * as delivery from "../delivery/handlers.ts";
-import { MAX_GRACE_HOURS, type RetireFailure } from "../delivery/types.ts";
+import type { RetireFailure } from "../delivery/types.ts";
 import { withErrorCodes } from "../errors.ts";
 import type { ConfigGetter } from "../keystone/auth.ts";
 import { userKey } from "../users/csv.ts";
@@ -142,10 +142,7 @@ export function check(news: Record<string, unknown>): credential.CheckResult {
     if (typeof news[key] !== "string" || news[key] === "")
       failures.push({ property: key, reason: `${key} is required` });
   }
-  const g = news.graceHours;
-  if (g !== undefined && (typeof g !== "number" || !Number.isFinite(g) || g < 0 || g > MAX_GRACE_HOURS)) {
-    failures.push({ property: "graceHours", reason: `graceHours must be a number of hours, 0..${MAX_GRACE_HOURS}` });
-  }
+  // graceHours is checked by the credential's check, with the same range.
   const inputs: Record<string, unknown> = { ...c.inputs, email: d.inputs.email };
   delete inputs.userChecked;
   return { inputs, failures };
@@ -160,7 +157,7 @@ export function diff(
   news: Record<string, unknown>,
   at: Date = clockNow(),
 ): credential.DiffResult {
-  const c = credential.diff(
+  const c = credential.diffCredential(
     { ...olds, rotationTrigger: triggerOf(olds) },
     { ...news, rotationTrigger: triggerOf(news) },
     at,
@@ -350,7 +347,7 @@ async function updateImpl(
   ctx: EnrollmentContext = defaultContext,
 ): Promise<{ outs: TotpEnrollmentOutputs }> {
   const before = credentialOutputs(id, olds);
-  const { outs: c } = await credential.update(id, before, credentialInputs(news), ctx);
+  const { outs: c } = await credential.updateCredential(id, before, credentialInputs(news), ctx);
   const newSecret = c.fingerprint !== before.fingerprint;
   const newCredential = c.credentialId !== before.credentialId;
   const earlier = isEarlierShape(olds);

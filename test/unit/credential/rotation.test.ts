@@ -185,3 +185,38 @@ describe("the delivery retires old credentials after the grace window", () => {
     expect(r.outs.retiredAt).toBeUndefined();
   });
 });
+
+describe("TotpCredential on its own retires what it replaced (it cannot see a delivery)", () => {
+  it("keeps the old credential for graceHours after the rotation, then the next run deletes it", async () => {
+    const ks = fakeKeystone();
+    const inputs = { ...base, rotationDays: 30, graceHours: 12 };
+    const c = await create(inputs, { ...ctxAt(ks, T0), existing: async () => [] });
+    const r = await update(c.id, c.outs as TotpCredentialOutputs, inputs, ctxAt(ks, T0 + 31 * DAY));
+    const old = c.outs.credentialId;
+    expect(r.outs.retiring).toEqual([old]);
+    expect(r.outs.retireAfter).toBe(new Date(T0 + 31 * DAY + 12 * HOUR).toISOString());
+    const rotated = r.outs as unknown as Record<string, unknown>;
+    // Inside the window: no change, both credentials valid.
+    expect(diff(rotated, inputs, new Date(T0 + 31 * DAY + 11 * HOUR)).changes).toBe(false);
+    expect(ks.ids("u1").sort()).toEqual([old, r.outs.credentialId].sort());
+    // Past it: an update that deletes the old one and only that.
+    const past = T0 + 31 * DAY + 12 * HOUR;
+    expect(diff(rotated, inputs, new Date(past)).changes).toBe(true);
+    const done = await update(c.id, r.outs, inputs, ctxAt(ks, past));
+    expect(ks.deleted).toEqual([old]);
+    expect(ks.ids("u1")).toEqual([r.outs.credentialId]);
+    expect(done.outs.retiring).toEqual([]);
+    expect(done.outs.retireAfter).toBeUndefined();
+    expect(diff(done.outs as unknown as Record<string, unknown>, inputs, new Date(past + DAY)).changes).toBe(false);
+  });
+
+  it("a failed delete fails the update, and the old credential stays listed for the next run", async () => {
+    const ks = fakeKeystone();
+    const inputs = { ...base, rotationDays: 30, graceHours: 1 };
+    const c = await create(inputs, { ...ctxAt(ks, T0), existing: async () => [] });
+    const r = await update(c.id, c.outs as TotpCredentialOutputs, inputs, ctxAt(ks, T0 + 31 * DAY));
+    ks.failDeletes(true);
+    await expect(update(c.id, r.outs, inputs, ctxAt(ks, T0 + 31 * DAY + HOUR))).rejects.toThrow();
+    expect(ks.ids("u1")).toContain(c.outs.credentialId);
+  });
+});
