@@ -116,8 +116,8 @@ export async function applyPosture(
     if (e instanceof KeystoneError && e.code === "E_KEYSTONE_FORBIDDEN") {
       // Kept as E_KEYSTONE_FORBIDDEN (exit 3): Keystone cannot say which of the two it is.
       e.message =
-        `user ${user.key} not enrolled: Keystone refused to write its MFA rules (403), so its credential was not ` +
-        "created. Either the operator account lacks identity:update_user, or the user's identity backend is " +
+        `user ${user.key}: Keystone refused to write its MFA rules (403), so no credential was created or changed ` +
+        "for it. Either the operator account lacks identity:update_user, or the user's identity backend is " +
         "read-only (LDAP), and such users cannot be staged; keystone-totp:allowTotpOnlyLogin enrolls those " +
         `without rules. ${e.message}`;
     }
