@@ -100,7 +100,13 @@ describe("doctor: SMTP relay", () => {
   });
 
   it("the script reads the URL from KEYSTONE_TOTP_SMTP_URL and prints no password", async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, KEYSTONE_TOTP_SMTP_URL: plain.url, KEYSTONE_TOTP_MAIL_FROM: FROM };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      KEYSTONE_TOTP_SMTP_URL: plain.url,
+      KEYSTONE_TOTP_MAIL_FROM: FROM,
+      // No local Keystone either: commands fall back to the demo's (.local/keystone/default).
+      KEYSTONE_TOTP_STATE: dir,
+    };
     for (const k of Object.keys(env)) if (k.startsWith("OS_")) delete env[k];
     const out = await run(join(REPO, "node_modules/.bin/node"), [join(REPO, "scripts/doctor.ts")], {
       cwd: dir,
