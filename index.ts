@@ -16,7 +16,7 @@ import { TotpEnrollment } from "./providers/enrollment/resource.ts";
 import { ConfigError, KeystoneTotpError } from "./providers/errors.ts";
 import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
 import { KeystoneClient } from "./providers/keystone/client.ts";
-import { admitsTotpAlone, enforcedRules, type MfaOptions } from "./providers/mfa/posture.ts";
+import { admitsTotpAlone, effectiveRules, enforcedRules, type MfaOptions } from "./providers/mfa/posture.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { clashesWithFleet, loadCredentialSpecs } from "./providers/program/credentials.ts";
 import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
@@ -100,7 +100,7 @@ async function main(options: ProgramOptions) {
   }
   if (methods && !settings.allowTotpOnlyLogin && !settings.replaceOwnRules) {
     const open = members.filter(
-      (m) => m.previousMfa && hasOwnRules(m.previousMfa) && admitsTotpAlone(m.previousMfa, methods),
+      (m) => m.previousMfa && effectiveRules(m.previousMfa).length > 0 && admitsTotpAlone(m.previousMfa, methods),
     );
     if (open.length > 0) {
       pulumi.log.warn(
@@ -210,11 +210,6 @@ function settingsForRules(s: ReturnType<typeof resolveFleetSettings>) {
     refuseApplicationCredentials: s.refuseApplicationCredentials,
     replaceOwnRules: s.replaceOwnRules,
   };
-}
-
-/** Whether a user has MFA rules in force of its own. */
-function hasOwnRules(o: MfaOptions): boolean {
-  return o.enabled !== false && (o.rules?.length ?? 0) > 0;
 }
 
 /** MFA options as a resource input (mutable arrays, as Pulumi's Input types want them). */

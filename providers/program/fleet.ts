@@ -79,7 +79,13 @@ export function planFleet(
       rotationDays: row.rotationDays ?? s.rotationDays,
       // `rotate` names users by resource name: today's, or the CSV's spelling before an upgrade.
       rotateRequest: asked(name) || asked(row.key) ? rotate?.token : undefined,
-      previousMfa: isUnset(previousOptions(user)) ? undefined : previousOptions(user),
+      previousMfa: recordedOptions(user),
     };
   });
+}
+
+/** The user's options before keystone-totp (the marker's record, else the options); undefined when none. */
+function recordedOptions(user: KeystoneUser): MfaOptions | undefined {
+  const o = previousOptions(user);
+  return isUnset(o) ? undefined : o;
 }
