@@ -9,21 +9,21 @@
  */
 import { existsSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
+import { ConfigError, KeystoneTotpError } from "./lib/errors.ts";
+import { resolveKeystoneAuth } from "./lib/keystone/auth.ts";
+import { KeystoneClient } from "./lib/keystone/client.ts";
+import { admitsTotpAlone, effectiveRules, enforcedRules, type MfaOptions } from "./lib/mfa/posture.ts";
+import { readUsersCsv } from "./lib/users/csv.ts";
+import { resolveUsers } from "./lib/users/resolve.ts";
+import { clashesWithFleet, loadCredentialSpecs } from "./operator/fleet/credentials.ts";
+import { planFleet, type RotateRequest } from "./operator/fleet/fleet.ts";
+import { resolveFleetSettings } from "./operator/fleet/settings.ts";
+import { formatShard } from "./operator/fleet/shard.ts";
 import { TotpCredential } from "./providers/credential/resource.ts";
 import { DEFAULT_UNMANAGED } from "./providers/credential/types.ts";
 import { DEFAULT_GRACE_HOURS } from "./providers/delivery/types.ts";
 import { TotpEnrollment } from "./providers/enrollment/resource.ts";
-import { ConfigError, KeystoneTotpError } from "./providers/errors.ts";
-import { resolveKeystoneAuth } from "./providers/keystone/auth.ts";
-import { KeystoneClient } from "./providers/keystone/client.ts";
-import { admitsTotpAlone, effectiveRules, enforcedRules, type MfaOptions } from "./providers/mfa/posture.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
-import { clashesWithFleet, loadCredentialSpecs } from "./providers/program/credentials.ts";
-import { planFleet, type RotateRequest } from "./providers/program/fleet.ts";
-import { resolveFleetSettings } from "./providers/program/settings.ts";
-import { formatShard } from "./providers/program/shard.ts";
-import { readUsersCsv } from "./providers/users/csv.ts";
-import { resolveUsers } from "./providers/users/resolve.ts";
 
 // Pulumi records in every resource's state the stack trace of the `new` that declared it:
 // about 500 bytes per resource of this machine's file paths, which the file backend rewrites
@@ -191,7 +191,7 @@ async function main(options: ProgramOptions) {
       shard: settings.shard === undefined ? "all" : formatShard(settings.shard),
     },
     // Users whose replaced credentials Keystone would not delete (still valid): the operator
-    // commands end with exit 3 on them (scripts/lib/retire-failed.ts).
+    // commands end with exit 3 on them (operator/commands/retire-failed.ts).
     retireFailed: pulumi
       .all(enrollments.map((e) => e.retireFailed))
       .apply((fs) => fs.flatMap((f, i) => (f ? [{ user: members[i]?.name ?? "", ...f }] : []))),

@@ -40,7 +40,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
-import { generateSecret } from "../providers/totp/secret.ts";
+import { generateSecret } from "../lib/totp/secret.ts";
 import { startSmtpServer, type TestSmtpServer } from "../test/support/smtp.ts";
 import { renderChart } from "./bench/chart.ts";
 import { pool, type RawAuth, RawKeystone } from "./bench/keystone.ts";
@@ -249,7 +249,7 @@ function versions() {
     openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
     keystone_totp_commit: sh("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]),
     keystone_totp_dirty:
-      (sh("git", ["-C", REPO, "status", "--porcelain", "--", "index.ts", "providers", "scripts/provision.ts"]) ??
+      (sh("git", ["-C", REPO, "status", "--porcelain", "--", "index.ts", "lib", "operator", "providers", "scripts/provision.ts"]) ??
         "") !== "",
     nodemailer: pkg("nodemailer"),
     smtp_server: pkg("smtp-server"),

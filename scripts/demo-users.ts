@@ -8,10 +8,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { exitCodeFor } from "../providers/errors.ts";
-import { resolveKeystoneAuth } from "../providers/keystone/auth.ts";
-import { KeystoneClient } from "../providers/keystone/client.ts";
-import { readUsersCsv } from "../providers/users/csv.ts";
+import { exitCodeFor } from "../lib/errors.ts";
+import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
+import { KeystoneClient } from "../lib/keystone/client.ts";
+import { readUsersCsv } from "../lib/users/csv.ts";
 
 const [csv, passwordsFile] = process.argv.slice(2);
 if (!csv || !passwordsFile) {

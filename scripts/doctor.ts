@@ -8,11 +8,11 @@
 
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../providers/doctor/mail.ts";
-import type { DoctorPostureSettings } from "../providers/doctor/posture.ts";
-import { formatJson, formatText, runDoctor } from "../providers/doctor/run.ts";
-import type { ManagedCredentials } from "../providers/doctor/users.ts";
-import { useLocalKeystoneWithNote } from "./lib/local-keystone.ts";
+import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
+import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../operator/doctor/mail.ts";
+import type { DoctorPostureSettings } from "../operator/doctor/posture.ts";
+import { formatJson, formatText, runDoctor } from "../operator/doctor/run.ts";
+import type { ManagedCredentials } from "../operator/doctor/users.ts";
 
 /** Exit codes, shared with every script: see README, Exit codes. */
 const EXIT = { ok: 0, failed: 1, usage: 64 } as const;

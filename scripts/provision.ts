@@ -15,8 +15,8 @@ import {
   parseEngineOption,
   runVerb,
   type Verb,
-} from "./lib/engine.ts";
-import { Progress } from "./lib/progress.ts";
+} from "../operator/commands/engine.ts";
+import { Progress } from "../operator/commands/progress.ts";
 
 const HELP = `usage: npm run provision -- VERB [options]
 

@@ -9,10 +9,7 @@
  * Usage: node scripts/rotate.ts [options] USER... | --all      (npm run rotate -- ...)
  */
 import { randomBytes } from "node:crypto";
-import { DEFAULT_GRACE_HOURS } from "../providers/delivery/types.ts";
-import { KeystoneTotpError } from "../providers/errors.ts";
-import { MAX_GRACE_HOURS } from "../providers/program/settings.ts";
-import { formatShard, inShard, parseShard, shardOf } from "../providers/program/shard.ts";
+import { KeystoneTotpError } from "../lib/errors.ts";
 import {
   confirm,
   defaultEngineOptions,
@@ -25,8 +22,11 @@ import {
   runMain,
   runVerb,
   stackSetting,
-} from "./lib/engine.ts";
-import { Progress } from "./lib/progress.ts";
+} from "../operator/commands/engine.ts";
+import { Progress } from "../operator/commands/progress.ts";
+import { MAX_GRACE_HOURS } from "../operator/fleet/settings.ts";
+import { formatShard, inShard, parseShard, shardOf } from "../operator/fleet/shard.ts";
+import { DEFAULT_GRACE_HOURS } from "../providers/delivery/types.ts";
 
 const HELP = `usage: npm run rotate -- [options] USER...
        npm run rotate -- [options] --all

@@ -1,7 +1,7 @@
 /**
  * The operator's entry point for a fleet split across K stacks: runs `scripts/provision.ts`
  * VERB on the stacks PREFIX-0 .. PREFIX-(K-1), each with `keystone-totp:shard` set to `I/K`,
- * so that each stack manages its share of the one users CSV (see providers/program/shard.ts).
+ * so that each stack manages its share of the one users CSV (see operator/fleet/shard.ts).
  *
  * Changing K re-homes users: a user whose bucket changes is deleted by one stack and created
  * by another, i.e. gets a new secret and a new message. That is refused unless `--reshard` is
@@ -24,8 +24,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation/index.js";
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
-import { ConfigError, EXIT_CODES, KeystoneTotpError } from "../providers/errors.ts";
-import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../providers/program/shard.ts";
+import { ConfigError, EXIT_CODES, KeystoneTotpError } from "../lib/errors.ts";
+import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Exit codes, shared with every script: see README, Exit codes. */

@@ -7,10 +7,13 @@
  */
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { KeystoneTotpError } from "../providers/errors.ts";
-import { resolveKeystoneAuth } from "../providers/keystone/auth.ts";
-import { KeystoneClient } from "../providers/keystone/client.ts";
-import { renderStatusHtml } from "../providers/report/html.ts";
+import { KeystoneTotpError } from "../lib/errors.ts";
+import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
+import { KeystoneClient } from "../lib/keystone/client.ts";
+import { now } from "../lib/util/clock.ts";
+import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "../operator/commands/engine.ts";
+import { formatRetireFailure } from "../operator/commands/retire-failed.ts";
+import { renderStatusHtml } from "../operator/report/html.ts";
 import {
   type AccountOptions,
   buildStatus,
@@ -20,10 +23,7 @@ import {
   type PostureSource,
   type StateResource,
   statusCsv,
-} from "../providers/report/status.ts";
-import { now } from "../providers/util/clock.ts";
-import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "./lib/engine.ts";
-import { formatRetireFailure } from "./lib/retire-failed.ts";
+} from "../operator/report/status.ts";
 
 const HELP = `usage: npm run status -- [options]
 

@@ -9,7 +9,12 @@
 
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../providers/doctor/keystone.ts";
+import { ConfigError, exitCodeFor, InputError, KeystoneError, UserNotFoundError } from "../lib/errors.ts";
+import { type KeystoneAuth, normaliseAuthUrl, resolveKeystoneAuth } from "../lib/keystone/auth.ts";
+import { KeystoneClient } from "../lib/keystone/client.ts";
+import { createTransport } from "../lib/keystone/http.ts";
+import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
+import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../operator/doctor/keystone.ts";
 import {
   explainInvalid,
   lookUpUser,
@@ -17,12 +22,7 @@ import {
   parseUserAtDomain,
   type UserFacts,
   verifyCode,
-} from "../providers/doctor/verify.ts";
-import { ConfigError, exitCodeFor, InputError, KeystoneError, UserNotFoundError } from "../providers/errors.ts";
-import { type KeystoneAuth, normaliseAuthUrl, resolveKeystoneAuth } from "../providers/keystone/auth.ts";
-import { KeystoneClient } from "../providers/keystone/client.ts";
-import { createTransport } from "../providers/keystone/http.ts";
-import { useLocalKeystoneWithNote } from "./lib/local-keystone.ts";
+} from "../operator/doctor/verify.ts";
 
 /** Exit codes of this script. */
 const EXIT = { valid: 0, invalid: 1, badInput: 2, keystone: 3, usage: 64 } as const;

@@ -28,10 +28,9 @@
  *           then GET + PATCH /v3/users/{id} giving back the options the user had before
  */
 
-import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../delivery/types.ts";
-import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../errors.ts";
-import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
-import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../keystone/client.ts";
+import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
+import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
+import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../../lib/keystone/client.ts";
 import {
   applyPosture,
   type MfaState,
@@ -39,12 +38,13 @@ import {
   postureSettings,
   releasePosture,
   storedPosture,
-} from "../mfa/apply.ts";
-import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../mfa/posture.ts";
-import { fingerprint, generateSecret, normaliseSecret } from "../totp/secret.ts";
-import { otpauthUri, validateLabel } from "../totp/uri.ts";
-import { now as clockNow, DAY_MS } from "../util/clock.ts";
-import { defined, sameValue } from "../util/props.ts";
+} from "../../lib/mfa/apply.ts";
+import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../../lib/mfa/posture.ts";
+import { fingerprint, generateSecret, normaliseSecret } from "../../lib/totp/secret.ts";
+import { otpauthUri, validateLabel } from "../../lib/totp/uri.ts";
+import { now as clockNow, DAY_MS } from "../../lib/util/clock.ts";
+import { defined, sameValue } from "../../lib/util/props.ts";
+import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../delivery/types.ts";
 import {
   DEFAULT_DOMAIN,
   DEFAULT_UNMANAGED,

@@ -4,7 +4,7 @@
  * without the engine.
  */
 
-import type { MfaState, PostureInputs } from "../mfa/apply.ts";
+import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";
 
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";

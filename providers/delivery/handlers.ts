@@ -17,15 +17,15 @@
  *           failure is recorded in `retireFailed` and tried again by the next run
  *   delete  nothing: a message cannot be unsent
  */
-import { ConfigError, KeystoneTotpError, withErrorCodes } from "../errors.ts";
-import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
-import { KeystoneClient } from "../keystone/client.ts";
-import { type MailConfig, resolveMailConfig } from "../mail/config.ts";
-import { composeEnrollment } from "../mail/message.ts";
-import { createMailer, type Mailer } from "../mail/send.ts";
-import { otpauthUri } from "../totp/uri.ts";
-import { now as clockNow, HOUR_MS } from "../util/clock.ts";
-import { defined, sameValue } from "../util/props.ts";
+import { ConfigError, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
+import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
+import { KeystoneClient } from "../../lib/keystone/client.ts";
+import { type MailConfig, resolveMailConfig } from "../../lib/mail/config.ts";
+import { composeEnrollment } from "../../lib/mail/message.ts";
+import { createMailer, type Mailer } from "../../lib/mail/send.ts";
+import { otpauthUri } from "../../lib/totp/uri.ts";
+import { now as clockNow, HOUR_MS } from "../../lib/util/clock.ts";
+import { defined, sameValue } from "../../lib/util/props.ts";
 import {
   DEFAULT_GRACE_HOURS,
   type DeliveredCredential,

@@ -27,15 +27,16 @@
  * (0.1 may have failed to deliver that rotation): then the current secret is sent once more
  * before anything is retired.
  */
+
+import { withErrorCodes } from "../../lib/errors.ts";
+import type { ConfigGetter } from "../../lib/keystone/auth.ts";
+import { userKey } from "../../lib/users/csv.ts";
+import { now as clockNow } from "../../lib/util/clock.ts";
+import { defined, sameValue } from "../../lib/util/props.ts";
 import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
 import * as delivery from "../delivery/handlers.ts";
 import type { RetireFailure } from "../delivery/types.ts";
-import { withErrorCodes } from "../errors.ts";
-import type { ConfigGetter } from "../keystone/auth.ts";
-import { userKey } from "../users/csv.ts";
-import { now as clockNow } from "../util/clock.ts";
-import { defined, sameValue } from "../util/props.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
 
 /** Where the handlers get Keystone, the mailer and the clock; tests substitute their own. */

@@ -7,9 +7,10 @@
  * step, a checkpoint write of the whole stack and ~1.3 KB of bookkeeping in the state; at
  * fleet scale that, not Keystone, was most of the time of a run (see README, Benchmarks).
  */
+
+import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";
 import type { UnmanagedPolicy } from "../credential/types.ts";
 import type { RetireFailure } from "../delivery/types.ts";
-import type { MfaState, PostureInputs } from "../mfa/apply.ts";
 
 /** Resolved inputs, as the engine hands them to the provider. */
 export interface TotpEnrollmentInputs extends Omit<PostureInputs, "refuseApplicationCredentials"> {

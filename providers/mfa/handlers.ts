@@ -14,12 +14,10 @@
  *
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
-import { UserNotFoundError, withErrorCodes } from "../errors.ts";
-import { type ConfigGetter, resolveKeystoneAuth } from "../keystone/auth.ts";
-import { KeystoneClient } from "../keystone/client.ts";
-import { now as clockNow } from "../util/clock.ts";
-import { defined, sameValue } from "../util/props.ts";
-import { applyPosture, POSTURE_KEYS, type PostureInputs, postureSettings } from "./apply.ts";
+import { UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
+import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
+import { KeystoneClient } from "../../lib/keystone/client.ts";
+import { applyPosture, POSTURE_KEYS, type PostureInputs, postureSettings } from "../../lib/mfa/apply.ts";
 import {
   decidePosture,
   effectiveRules,
@@ -32,7 +30,9 @@ import {
   type Posture,
   previousOptions,
   sameRules,
-} from "./posture.ts";
+} from "../../lib/mfa/posture.ts";
+import { now as clockNow } from "../../lib/util/clock.ts";
+import { defined, sameValue } from "../../lib/util/props.ts";
 
 /** The rule 0.1 and 0.2 wrote (it refused application credentials); kept for their states. */
 export const PASSWORD_AND_TOTP: readonly MfaRule[] = [["password", "totp"]];

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";

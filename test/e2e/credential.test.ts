@@ -5,9 +5,9 @@
  * connection reset during the POST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
-import { login } from "../../providers/keystone/login.ts";
-import { totpCode } from "../../providers/totp/secret.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
+import { login } from "../../lib/keystone/login.ts";
+import { totpCode } from "../../lib/totp/secret.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";

@@ -8,10 +8,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
-import { login } from "../../providers/keystone/login.ts";
-import { totpCode } from "../../providers/totp/secret.ts";
-import { parseOtpauthUri } from "../../providers/totp/uri.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
+import { login } from "../../lib/keystone/login.ts";
+import { totpCode } from "../../lib/totp/secret.ts";
+import { parseOtpauthUri } from "../../lib/totp/uri.ts";
 import { adminClient, REPO } from "../support/keystone.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage } from "../support/smtp.ts";

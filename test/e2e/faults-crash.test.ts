@@ -11,7 +11,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { alive, killTree, pulumiCli, until as untilCondition } from "../support/process.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";

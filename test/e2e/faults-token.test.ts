@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KeystoneClient } from "../../providers/keystone/client.ts";
+import { KeystoneClient } from "../../lib/keystone/client.ts";
 import {
   adminAuth,
   adminEnv,

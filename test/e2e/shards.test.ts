@@ -10,12 +10,12 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
-import { login } from "../../providers/keystone/login.ts";
-import { shardOf } from "../../providers/program/shard.ts";
-import { totpCode } from "../../providers/totp/secret.ts";
-import { parseOtpauthUri } from "../../providers/totp/uri.ts";
-import { userKey } from "../../providers/users/csv.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
+import { login } from "../../lib/keystone/login.ts";
+import { totpCode } from "../../lib/totp/secret.ts";
+import { parseOtpauthUri } from "../../lib/totp/uri.ts";
+import { userKey } from "../../lib/users/csv.ts";
+import { shardOf } from "../../operator/fleet/shard.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { pulumiBinDir } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";

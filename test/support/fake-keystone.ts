@@ -3,8 +3,8 @@
  * the handlers' logic and error paths. It is never the evidence that a feature works: the
  * e2e tests run against a real Keystone.
  */
-import { KeystoneError } from "../../providers/errors.ts";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import { KeystoneError } from "../../lib/errors.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
 
 /** A Keystone holding TOTP credentials in memory; records deletions. */
 export function fakeKeystone(initial: Record<string, string[]> = {}) {

@@ -5,7 +5,7 @@
  * Keystone, messages at the mail server, and whether they agree).
  */
 import { writeFileSync } from "node:fs";
-import type { KeystoneClient } from "../../providers/keystone/client.ts";
+import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminEnv, makeUser, type TestUser } from "./keystone.ts";
 import { type RunResult, TestStack } from "./pulumi.ts";
 import { registerSecrets } from "./secrets.ts";

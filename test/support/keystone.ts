@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { KeystoneAuth } from "../../providers/keystone/auth.ts";
-import { KeystoneClient } from "../../providers/keystone/client.ts";
+import type { KeystoneAuth } from "../../lib/keystone/auth.ts";
+import { KeystoneClient } from "../../lib/keystone/client.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 

@@ -10,11 +10,11 @@
  * registered for the secret scan and never printed.
  */
 import { randomBytes } from "node:crypto";
-import { KeystoneClient, tokenRequestBody } from "../../providers/keystone/client.ts";
-import { createTransport, type Transport } from "../../providers/keystone/http.ts";
-import { login } from "../../providers/keystone/login.ts";
-import { admitsTotpAlone, optionsOf } from "../../providers/mfa/posture.ts";
-import { totpCode } from "../../providers/totp/secret.ts";
+import { KeystoneClient, tokenRequestBody } from "../../lib/keystone/client.ts";
+import { createTransport, type Transport } from "../../lib/keystone/http.ts";
+import { login } from "../../lib/keystone/login.ts";
+import { admitsTotpAlone, optionsOf } from "../../lib/mfa/posture.ts";
+import { totpCode } from "../../lib/totp/secret.ts";
 import { adminAuth, keystoneInstance, type TestUser } from "./keystone.ts";
 import { registerSecrets } from "./secrets.ts";
 

@@ -13,9 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ParsedMail, simpleParser } from "mailparser";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
-import type { EnrollmentMessageInput } from "../../providers/mail/message.ts";
-import { fingerprint, generateSecret } from "../../providers/totp/secret.ts";
-import { otpauthUri } from "../../providers/totp/uri.ts";
+import type { EnrollmentMessageInput } from "../../lib/mail/message.ts";
+import { fingerprint, generateSecret } from "../../lib/totp/secret.ts";
+import { otpauthUri } from "../../lib/totp/uri.ts";
 import { registerSecrets } from "./secrets.ts";
 
 /** Grace the server gives open sessions when it goes down, in milliseconds. */

@@ -1,0 +1,383 @@
+/**
+ * What the operator commands (provision, rotate) share: opening a stack with the program
+ * inline, the preflight before an `up`, running an engine verb with live progress and a
+ * summary, and turning failures into exit codes.
+ */
+import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStream } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { load as loadYaml } from "js-yaml";
+import program, { type ProgramOptions } from "../../index.ts";
+import { ConfigError, type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../../lib/errors.ts";
+import { resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
+import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
+import { runDoctor } from "../doctor/run.ts";
+import { DEFAULT_USERS_CSV } from "../fleet/settings.ts";
+import { useLocalKeystoneWithNote } from "./local-keystone.ts";
+import { formatSummary, Progress, type RunSummary } from "./progress.ts";
+import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** Exit codes, shared with every script: see README, Exit codes. */
+export const EXIT = { ok: 0, failed: 1, badInput: 2, keystone: 3, mail: 4, usage: 64 } as const;
+
+/** Engine verbs. */
+export type Verb = "preview" | "up" | "refresh" | "destroy";
+
+/** Options common to the commands that run the engine. */
+export interface EngineOptions {
+  readonly stack: string;
+  readonly configFile: string | undefined;
+  readonly yes: boolean;
+  readonly expectNoChanges: boolean;
+  readonly continueOnError: boolean;
+  readonly diff: boolean;
+  readonly parallel: number | undefined;
+  readonly skipDoctor: boolean;
+  /** Stream the engine's own output even on a terminal (else it goes to a log file there). */
+  readonly verbose: boolean;
+  /** `refresh` only: drop creates a killed run left pending (see README, After a killed run). */
+  readonly clearPendingCreates: boolean;
+}
+
+/** Defaults for {@link EngineOptions}, from the environment where it has a say. */
+export function defaultEngineOptions(): EngineOptions {
+  return {
+    stack: "dev",
+    configFile: undefined,
+    yes: false,
+    expectNoChanges: false,
+    continueOnError: false,
+    diff: false,
+    parallel: undefined,
+    skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
+    verbose: false,
+    clearPendingCreates: false,
+  };
+}
+
+/**
+ * Parses one of the common options at `argv[i]`. Returns the index of the last argument
+ * consumed, or -1 when `argv[i]` is not a common option.
+ */
+export function parseEngineOption(
+  argv: readonly string[],
+  i: number,
+  o: { -readonly [K in keyof EngineOptions]: EngineOptions[K] },
+  usage: (message: string) => never,
+): number {
+  const a = argv[i];
+  const value = () => {
+    const v = argv[i + 1];
+    if (v === undefined) usage(`${a} needs a value`);
+    return v;
+  };
+  switch (a) {
+    case "--stack":
+    case "-s":
+      o.stack = value();
+      return i + 1;
+    case "--config-file":
+      o.configFile = resolve(value());
+      return i + 1;
+    case "--yes":
+    case "-y":
+      o.yes = true;
+      return i;
+    case "--expect-no-changes":
+      o.expectNoChanges = true;
+      return i;
+    case "--continue-on-error":
+      o.continueOnError = true;
+      return i;
+    case "--diff":
+      o.diff = true;
+      return i;
+    case "--non-interactive":
+    case "--skip-preview":
+      return i;
+    case "--parallel": {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1) usage("--parallel needs a whole number of at least 1");
+      o.parallel = n;
+      return i + 1;
+    }
+    case "--skip-doctor":
+      o.skipDoctor = true;
+      return i;
+    case "--verbose":
+    case "-v":
+      o.verbose = true;
+      return i;
+    case "--clear-pending-creates":
+      o.clearPendingCreates = true;
+      return i;
+    default:
+      return -1;
+  }
+}
+
+/** Help text for the common options. */
+export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: dev); created if missing
+  --config-file FILE     stack config file (default: Pulumi.NAME.yaml)
+  --yes                  required to change anything when not on a terminal
+  --expect-no-changes    fail if anything would change
+  --continue-on-error    keep going past failed users and report them all
+  --diff                 show property-level differences
+  --parallel N           resource operations at once (default: Pulumi's, 8 on 2 cores)
+  --skip-doctor          do not run the preflight checks first (see npm run doctor)
+  --verbose              stream the engine's output on a terminal too (else: progress bar,
+                         with the engine's output in .local/logs/)
+  --clear-pending-creates  (refresh) forget creates a killed run left pending; see README,
+                         "After a killed run"`;
+
+/** Our errors carry their code in brackets; the first one seen decides the exit code. */
+export function exitCodeFromOutput(text: string): number {
+  const code = /\[(E_[A-Z_]+)\]/.exec(text)?.[1] ?? "";
+  return Object.hasOwn(EXIT_CODES, code) ? EXIT_CODES[code as ErrorCode] : EXIT.failed;
+}
+
+/**
+ * Runs an operator command: its result is the exit code; one of our errors is printed as one
+ * line, `NAME: [E_CODE] message`, and exits with its code (no stack trace to bury it).
+ */
+export async function runMain(name: string, main: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await main();
+  } catch (e) {
+    if (!(e instanceof KeystoneTotpError)) throw e;
+    process.stderr.write(`${name}: [${e.code}] ${e.message}\n`);
+    process.exitCode = EXIT_CODES[e.code];
+  }
+}
+
+/** Asks a yes/no question on the terminal. */
+export async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(question);
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+
+/**
+ * Opens the stack, with the program inline. `provision` creates it when missing; commands
+ * that only make sense on an existing stack (`status`, `rotate`) pass `create: false`, so that
+ * a mistyped name is an error rather than a new, empty stack.
+ *
+ * When the operator configured no Keystone (no `OS_AUTH_URL`, `OS_CLOUD` or `openstack:*`
+ * config in the stack or `configFile`), the local Keystone the demo uses becomes the default
+ * for this process and the providers it starts (see local-keystone.ts).
+ *
+ * @throws {ConfigError} `E_CONFIG` when `create` is false and there is no such stack.
+ */
+export async function openStack(
+  name: string,
+  programOptions: () => ProgramOptions,
+  o: { readonly create?: boolean; readonly configFile?: string | undefined } = {},
+): Promise<Stack> {
+  const stack = await selectStack(name, programOptions, o.create ?? true);
+  useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: await configKeys(stack, o.configFile) });
+  return stack;
+}
+
+/** Keys of the stack's configuration: from `configFile` when given (as the engine reads it). */
+async function configKeys(stack: Stack, configFile: string | undefined): Promise<string[]> {
+  if (!configFile) return Object.keys(await stack.getAllConfig());
+  const doc = loadYaml(readFileSync(configFile, "utf8")) as { config?: Record<string, unknown> } | null;
+  return Object.keys(doc?.config ?? {});
+}
+
+async function selectStack(name: string, programOptions: () => ProgramOptions, create: boolean): Promise<Stack> {
+  const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
+  const args = { stackName: name, projectName: "keystone-totp", program: () => program(programOptions()) };
+  const ws = { workDir: REPO, pulumiCommand };
+  if (create) return LocalWorkspace.createOrSelectStack(args, ws);
+  try {
+    return await LocalWorkspace.selectStack(args, ws);
+  } catch (e) {
+    if (!/no stack named/i.test(String((e as Error)?.message ?? e))) throw e;
+    throw new ConfigError(
+      `there is no stack named '${name}' in this backend: check --stack, or create it with ` +
+        `'npm run provision -- up --stack ${name}'`,
+    );
+  }
+}
+
+/** A stack config value: from --config-file (plain YAML; the Automation API cannot read it) or the stack. */
+export async function stackSetting(stack: Stack, o: EngineOptions, key: string): Promise<string | undefined> {
+  if (o.configFile) {
+    const doc = loadYaml(readFileSync(o.configFile, "utf8")) as { config?: Record<string, unknown> } | null;
+    const v = doc?.config?.[key];
+    return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
+  }
+  return (await stack.getAllConfig())[key]?.value;
+}
+
+/**
+ * Reads and validates the stack's users CSV without any network access. Undefined when the
+ * stack has none (explicit credentials only).
+ *
+ * @throws {CsvError} naming file, line, column and user.
+ */
+export async function readStackCsv(stack: Stack, o: EngineOptions): Promise<UserRow[] | undefined> {
+  const setting = await stackSetting(stack, o, "keystone-totp:usersCsv");
+  const csv = resolve(REPO, setting ?? DEFAULT_USERS_CSV);
+  if (setting === undefined && !existsSync(csv)) return undefined;
+  return readUsersCsv(csv);
+}
+
+/**
+ * Checks before an `up`, in order of cost: the users CSV (no network, so a bad file changes
+ * nothing and reaches nobody), then the doctor's Keystone checks (reachable, TLS, token, may
+ * manage credentials, TOTP enabled, clock). Returns an exit code, or undefined to go on.
+ */
+export async function preflight(stack: Stack, o: EngineOptions): Promise<number | undefined> {
+  try {
+    await readStackCsv(stack, o);
+  } catch (e) {
+    if (!(e instanceof KeystoneTotpError)) throw e;
+    process.stderr.write(`[${e.code}] ${e.message}\n`);
+    return EXIT.badInput;
+  }
+  if (o.skipDoctor) return undefined;
+  try {
+    resolveKeystoneAuth();
+  } catch {
+    // Settings come from the stack's openstack:* config, which the doctor does not read.
+    process.stderr.write("doctor: skipped (Keystone settings are in the stack config, not OS_*/OS_CLOUD)\n");
+    return undefined;
+  }
+  const report = await runDoctor({ skipMail: true, projectDir: REPO, credentialRoundTrip: false });
+  const notOk = report.checks.filter((c) => c.status === "failure" || c.status === "warning");
+  for (const c of notOk) {
+    process.stderr.write(
+      `doctor: ${c.status === "failure" ? "FAIL" : "WARN"} ${c.id}${c.code ? ` [${c.code}]` : ""}: ${c.message}${c.fix ? ` -> ${c.fix}` : ""}\n`,
+    );
+  }
+  const n = report.counts;
+  process.stderr.write(
+    `doctor: ${n.ok} ok, ${n.warning} warning(s), ${n.failure} failure(s) (--skip-doctor to skip)\n`,
+  );
+  return report.ok ? undefined : report.exitCode;
+}
+
+function logFile(stack: string, verb: string): { path: string; stream: WriteStream } {
+  const dir = join(REPO, ".local", "logs");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const path = join(dir, `${verb}-${stack}-${new Date().toISOString().replace(/[:.]/g, "")}.log`);
+  return { path, stream: createWriteStream(path, { mode: 0o600 }) };
+}
+
+/** The result of {@link runVerb}. */
+export interface RunOutcome {
+  readonly exitCode: number;
+  readonly summary: RunSummary | undefined;
+}
+
+/**
+ * Runs one engine verb with progress and a summary. `setPlan` is handed to the program
+ * options by the caller so that the program can tell the progress how many users there are.
+ */
+export async function runVerb(
+  stack: Stack,
+  verb: Verb,
+  o: EngineOptions,
+  progress: Progress,
+  extra: { readonly confirmQuestion?: string } = {},
+): Promise<RunOutcome> {
+  const quiet = Boolean(process.stdout.isTTY) && !o.verbose;
+  const log = quiet ? logFile(o.stack, verb) : undefined;
+  let seen = "";
+  const onOutput = (out: string) => {
+    seen += out;
+    if (log) log.stream.write(out);
+    else process.stdout.write(out);
+  };
+  const common = {
+    onOutput,
+    onEvent: (e: Parameters<Progress["onEvent"]>[0]) => progress.onEvent(e),
+    color: quiet || !process.stdout.isTTY ? ("never" as const) : ("always" as const),
+    ...(o.configFile ? { configFile: o.configFile } : {}),
+    ...(o.parallel ? { parallel: o.parallel } : {}),
+    diff: o.diff,
+  };
+  let exitCode: number = EXIT.ok;
+  let failure = "";
+  let retireFailed: RetireFailedUser[] = [];
+  try {
+    switch (verb) {
+      case "preview":
+        await stack.preview({ ...common, expectNoChanges: o.expectNoChanges });
+        break;
+      case "up": {
+        const stop = await preflight(stack, o);
+        if (stop !== undefined) return { exitCode: stop, summary: undefined };
+        if (!o.yes) {
+          // Show what the confirmation is about: on a terminal the engine's own output goes to
+          // the log, so the preview's summary (who would be enrolled, rotated, ...) is printed.
+          const look = new Progress("preview", o.stack, new Writable({ write: (_c, _e, done) => done() }), false);
+          await stack.preview({ ...common, onEvent: (e) => look.onEvent(e) });
+          process.stdout.write(formatSummary(look.finish()));
+          if (!(await confirm(extra.confirmQuestion ?? "Apply these changes? [y/N] "))) {
+            return { exitCode: EXIT.ok, summary: undefined };
+          }
+        }
+        const result = await stack.up({
+          ...common,
+          expectNoChanges: o.expectNoChanges,
+          continueOnError: o.continueOnError,
+        });
+        // Old credentials Keystone would not delete: the run kept its record, but is not a success.
+        retireFailed = retireFailuresOf(result.outputs);
+        break;
+      }
+      case "refresh":
+        await stack.refresh({
+          ...common,
+          expectNoChanges: o.expectNoChanges,
+          ...(o.clearPendingCreates ? { clearPendingCreates: true } : {}),
+        });
+        break;
+      case "destroy":
+        await stack.destroy({ ...common, continueOnError: o.continueOnError });
+        break;
+    }
+  } catch (e) {
+    // The engine's own output (already shown, or in the log) names each failed resource and why.
+    failure = e instanceof Error ? e.message : String(e);
+    const text = `${seen}\n${failure}`;
+    const tail =
+      e instanceof Error
+        ? e.message
+            .split("\n")
+            .filter((l) => /error|\[E_/.test(l))
+            .slice(-20)
+        : [];
+    if (tail.length > 0 && (quiet || !seen.includes(tail[0] ?? ""))) process.stderr.write(`${tail.join("\n")}\n`);
+    exitCode = exitCodeFromOutput(text);
+  }
+  if (/currently locked by \d+ lock/.test(`${seen}\n${failure}`)) {
+    process.stderr.write(
+      `hint: the stack is locked, most likely by a killed run: see README, "After a killed run" ` +
+        `(npm run pulumi -- cancel --stack ${o.stack} --yes, then refresh --clear-pending-creates)\n`,
+    );
+  } else if (/pending operations? from previous deployment/.test(seen)) {
+    process.stderr.write(
+      `hint: a killed run left pending operations: run 'npm run provision -- refresh --stack ${o.stack} ` +
+        `--clear-pending-creates --yes' (README, "After a killed run")\n`,
+    );
+  }
+  const summary = progress.finish();
+  process.stdout.write(formatSummary(summary));
+  if (log) {
+    log.stream.end();
+    process.stderr.write(`engine output: ${log.path}\n`);
+  }
+  for (const f of retireFailed) process.stderr.write(`${formatRetireFailure(f)}\n`);
+  if (retireFailed.length > 0 && exitCode === EXIT.ok) exitCode = retireFailedExitCode(retireFailed);
+  return { exitCode, summary };
+}

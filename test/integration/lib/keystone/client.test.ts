@@ -1,0 +1,107 @@
+/**
+ * The Keystone client against the real Keystone on loopback: a credential it creates lets the
+ * user log in with password + TOTP, and a reset mid-POST leaves exactly one credential.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KeystoneClient } from "../../../../lib/keystone/client.ts";
+import { KeystoneClient as Client } from "../../../../lib/keystone/client.ts";
+import { login } from "../../../../lib/keystone/login.ts";
+import { generateSecret, TOTP_PERIOD_S, totpCode } from "../../../../lib/totp/secret.ts";
+import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../../../support/keystone.ts";
+import { type FaultProxy, startFaultProxy } from "../../../support/proxy.ts";
+
+let admin: KeystoneClient;
+let user: TestUser;
+
+beforeAll(async () => {
+  admin = adminClient();
+  user = await makeUser(admin, `it-client-${uniq()}`);
+});
+
+afterAll(async () => {
+  await admin.deleteUser(user.id);
+  admin.close();
+});
+
+describe("KeystoneClient against the real Keystone", () => {
+  it("creates a credential whose code logs the user in with password + TOTP; a wrong code gets 401", async () => {
+    const secret = generateSecret();
+    const cred = await admin.createTotpCredential(user.id, secret);
+    expect(cred.blob).toBe(secret);
+    const authUrl = admin.auth.authUrl;
+    const good = await login(authUrl, { id: user.id }, { password: user.password, passcode: totpCode(secret) });
+    expect(good.status).toBe(201);
+    expect(good.methods).toEqual(expect.arrayContaining(["password", "totp"]));
+    const wrongCode = String((Number(totpCode(secret)) + 1) % 1_000_000).padStart(6, "0");
+    const bad = await login(authUrl, { id: user.id }, { password: user.password, passcode: wrongCode });
+    expect(bad.status).toBe(401);
+    // the previous window is accepted (included_previous_windows = 1), the next one is not
+    const prev = await login(
+      authUrl,
+      { id: user.id },
+      { passcode: totpCode(secret, Date.now() - TOTP_PERIOD_S * 1000) },
+    );
+    expect(prev.status).toBe(201);
+    expect(await admin.deleteCredential(cred.id)).toBe(true);
+    expect(await admin.deleteCredential(cred.id)).toBe(false);
+    const gone = await login(authUrl, { id: user.id }, { passcode: totpCode(secret) });
+    expect(gone.status).toBe(401);
+  });
+
+  it("updates a blob in place and reads it back", async () => {
+    const cred = await admin.createTotpCredential(user.id, generateSecret());
+    const next = generateSecret();
+    await admin.updateCredentialBlob(cred.id, next);
+    expect((await admin.getCredential(cred.id))?.blob).toBe(next);
+    expect(await admin.getCredential("0000000000000000000000000000dead")).toBeUndefined();
+    await admin.deleteCredential(cred.id);
+  });
+
+  it("finds users by name and domain", async () => {
+    expect((await admin.findUser(user.name, "Default"))?.id).toBe(user.id);
+    expect(await admin.findUser(user.name, "NoSuchDomain")).toBeUndefined();
+    expect(await admin.findUser(`${user.name}-nope`, "Default")).toBeUndefined();
+  });
+});
+
+describe("connection resets on the way to the real Keystone", () => {
+  let proxy: FaultProxy;
+  let client: KeystoneClient;
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy(keystoneInstance().port);
+    client = new Client(adminAuth(keystoneInstance(), `http://127.0.0.1:${proxy.port}/v3`));
+  });
+
+  afterAll(async () => {
+    client.close();
+    await proxy.close();
+  });
+
+  it.each(["reset-after", "reset-before"] as const)(
+    "a %s on POST /v3/credentials leaves exactly one credential",
+    async (fault) => {
+      const secret = generateSecret();
+      const before = proxy.fired();
+      proxy.arm(/^POST \/v3\/credentials /, fault);
+      const cred = await client.createTotpCredential(user.id, secret);
+      expect(proxy.fired()).toBe(before + 1);
+      const mine = (await admin.listTotpCredentials(user.id)).filter((c) => c.blob === secret);
+      expect(mine.map((c) => c.id)).toEqual([cred.id]);
+      await admin.deleteCredential(cred.id);
+    },
+  );
+
+  it("resets on GET, PATCH and DELETE are retried", async () => {
+    const cred = await client.createTotpCredential(user.id, generateSecret());
+    proxy.arm(/^GET \/v3\/credentials\//, "reset-after");
+    expect((await client.getCredential(cred.id))?.id).toBe(cred.id);
+    proxy.arm(/^PATCH \/v3\/credentials\//, "reset-after");
+    const next = generateSecret();
+    await client.updateCredentialBlob(cred.id, next);
+    expect((await admin.getCredential(cred.id))?.blob).toBe(next);
+    proxy.arm(/^DELETE \/v3\/credentials\//, "reset-after");
+    await client.deleteCredential(cred.id);
+    expect(await admin.getCredential(cred.id)).toBeUndefined();
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * The doctor's login-posture checks against the real Keystone (default instance): it flags a
+ * user made TOTP-only-open by hand (and the finding is real: a code alone gets a token), and a
+ * user whose application credential MFA rules block (its login really gets 401); its own
+ * round trip on the operator's user never leaves a TOTP credential there without rules that
+ * refuse TOTP alone, and puts the operator's options back exactly, also when the round trip
+ * fails half-way.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KeystoneClient } from "../../../../lib/keystone/client.ts";
+import { login } from "../../../../lib/keystone/login.ts";
+import { admitsTotpAlone, markerOf, optionsOf, stagedRules } from "../../../../lib/mfa/posture.ts";
+import { generateSecret, totpCode } from "../../../../lib/totp/secret.ts";
+import { type DoctorReport, runDoctor } from "../../../../operator/doctor/run.ts";
+import type { CheckResult } from "../../../../operator/doctor/types.ts";
+import {
+  adminClient,
+  adminEnv,
+  appCredentialLogin,
+  keystoneInstance,
+  makeAppCredential,
+  makeUser,
+  type TestUser,
+  uniq,
+} from "../../../support/keystone.ts";
+import { registerSecrets } from "../../../support/secrets.ts";
+
+let admin: KeystoneClient;
+const users: TestUser[] = [];
+let dir: string;
+
+async function user(prefix: string): Promise<TestUser> {
+  const u = await makeUser(admin, `it-posture-${prefix}-${uniq()}`);
+  registerSecrets(u.password);
+  users.push(u);
+  return u;
+}
+
+async function enroll(u: TestUser): Promise<string> {
+  const secret = generateSecret();
+  registerSecrets(secret);
+  await admin.createTotpCredential(u.id, secret);
+  return secret;
+}
+
+function csvOf(list: readonly TestUser[]): string {
+  const file = join(dir, `users-${uniq()}.csv`);
+  writeFileSync(
+    file,
+    `username,email,domain\n${list.map((u) => `${u.name},${u.name}@example.com,Default`).join("\n")}\n`,
+  );
+  return file;
+}
+
+function check(report: DoctorReport, id: string): CheckResult {
+  const c = report.checks.find((r) => r.id === id);
+  if (!c) throw new Error(`no check ${id} in the report`);
+  return c;
+}
+
+const doctor = (csvFile?: string, extra: Parameters<typeof runDoctor>[0] = {}) =>
+  runDoctor({ env: adminEnv(), cloudsYamlPaths: [], skipMail: true, credentialRoundTrip: false, csvFile, ...extra });
+
+beforeAll(() => {
+  admin = adminClient();
+  dir = mkdtempSync(join(tmpdir(), "kt-doctor-posture-"));
+});
+
+afterAll(async () => {
+  for (const u of users) await admin.deleteUser(u.id);
+  admin.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("doctor: login posture of the CSV's users", () => {
+  it("flags an enrolled user a TOTP code alone logs in, names them, and says how to fix it", async () => {
+    const open = await user("open");
+    const staged = await user("staged");
+    const openSecret = await enroll(open);
+    await enroll(staged);
+    const methods = await admin.authMethods();
+    await admin.writeUserMfa(
+      staged.id,
+      { enabled: true, rules: stagedRules(methods) },
+      { v: 1, previous: { enabled: null, rules: null } },
+    );
+    // The finding is real: 6 digits and no password get a token.
+    const alone = await login(keystoneInstance().authUrl, { id: open.id }, { passcode: totpCode(openSecret) });
+    expect(alone.status).toBe(201);
+
+    const report = await doctor(csvOf([open, staged]));
+    const c = check(report, "users.totp-alone");
+    expect(c.status).toBe("failure");
+    expect(c.message).toContain(`1 of 2 enrolled user(s) can log in with a TOTP code alone`);
+    expect(c.message).toContain(`${open.name}@Default`);
+    expect(c.message).not.toContain(staged.name);
+    expect(c.fix).toContain("npm run provision -- up --refresh");
+    expect(report.exitCode).not.toBe(0);
+  });
+
+  it("flags a user whose application credential the MFA rules block, and not one the tool's rules keep", async () => {
+    const blocked = await user("ac-blocked");
+    const kept = await user("ac-kept");
+    const blockedAc = await makeAppCredential(blocked);
+    await makeAppCredential(kept);
+    registerSecrets(blockedAc.secret);
+    expect(await appCredentialLogin(blockedAc)).toBe(201);
+    await admin.updateUserOptions(blocked.id, {
+      multi_factor_auth_enabled: true,
+      multi_factor_auth_rules: [["password", "totp"]],
+    });
+    // The finding is real: the application credential no longer logs in.
+    expect(await appCredentialLogin(blockedAc)).toBe(401);
+
+    const report = await doctor(csvOf([blocked, kept]));
+    const c = check(report, "users.app-credentials");
+    expect(c.status).toBe("warning");
+    expect(c.message).toMatch(/^1 of 2 user\(s\) with application credentials are \(or will be\) refused/);
+    expect(c.message).toContain(`${blocked.name}@Default`);
+    expect(c.message).not.toContain(kept.name);
+    expect(c.fix).toContain('["application_credential"]');
+
+    const refusing = await doctor(csvOf([kept]), {
+      posture: { enforceMfa: true, refuseApplicationCredentials: true },
+    });
+    const r = check(refusing, "users.app-credentials");
+    expect(r.status).toBe("warning");
+    expect(r.message).toContain("keystone-totp:refuseApplicationCredentials is set");
+    expect(r.message).toContain(`${kept.name}@Default`);
+  });
+
+  it("fails on a rule made only of a method Keystone lacks (LP#2102096), and finds every user's options writable", async () => {
+    const voided = await user("voided");
+    await admin.updateUserOptions(voided.id, {
+      multi_factor_auth_enabled: true,
+      multi_factor_auth_rules: [["password", "totp"], ["mapped"]],
+    });
+    const report = await doctor(csvOf([voided]));
+    const c = check(report, "users.rule-methods");
+    expect(c.status).toBe("failure");
+    expect(c.message).toContain("LP#2102096");
+    expect(c.message).toContain(`${voided.name}@Default`);
+    expect(c.message).toContain("(mapped)");
+    const s = check(report, "users.stageable");
+    expect(s.status).toBe("ok");
+    expect(s.details?.drivers).toEqual({ default: "sql" });
+  });
+});
+
+describe("doctor: the round trip on the operator's own user", () => {
+  async function operator() {
+    const me = await admin.whoami();
+    const u = await admin.getUser(me.userId);
+    if (!u) throw new Error("no operator user");
+    return u;
+  }
+
+  it("holds the test credential only while the operator's rules refuse TOTP alone, then puts the options back", async () => {
+    const methods = await admin.authMethods();
+    const before = await operator();
+    expect(admitsTotpAlone(optionsOf(before.options), methods)).toBe(true);
+    const seen: { credentials: number; totpAlone: boolean; previous: unknown }[] = [];
+    const report = await doctor(undefined, {
+      credentialRoundTrip: true,
+      onRoundTripCredential: async (userId) => {
+        const during = await admin.getUser(userId);
+        seen.push({
+          credentials: (await admin.listTotpCredentials(userId)).length,
+          totpAlone: admitsTotpAlone(optionsOf(during?.options ?? {}), methods),
+          previous: markerOf(during?.marker)?.previous,
+        });
+      },
+    });
+    const c = check(report, "keystone.credentials");
+    expect(c.status).toBe("ok");
+    expect(c.details?.operatorRules).toBe("staged-and-restored");
+    expect(seen).toEqual([{ credentials: 1, totpAlone: false, previous: optionsOf(before.options) }]);
+    const after = await operator();
+    expect(after.options).toEqual(before.options);
+    expect(after.marker).toBeUndefined();
+    expect(await admin.listTotpCredentials(after.id)).toEqual([]);
+  });
+
+  it("puts the options back and deletes the credential when the round trip fails half-way", async () => {
+    const before = await operator();
+    await expect(
+      doctor(undefined, {
+        credentialRoundTrip: true,
+        onRoundTripCredential: async () => {
+          throw new Error("interrupted");
+        },
+      }),
+    ).rejects.toThrow("interrupted");
+    const after = await operator();
+    expect(after.options).toEqual(before.options);
+    expect(after.marker).toBeUndefined();
+    expect(await admin.listTotpCredentials(after.id)).toEqual([]);
+  });
+
+  it("writes nothing when the operator's own rules already refuse TOTP alone", async () => {
+    const me = await admin.whoami();
+    const own = { multi_factor_auth_enabled: true, multi_factor_auth_rules: [["password"], ["password", "totp"]] };
+    await admin.updateUserOptions(me.userId, own);
+    try {
+      const report = await doctor(undefined, { credentialRoundTrip: true });
+      expect(check(report, "keystone.credentials").details?.operatorRules).toBe("already-refused");
+      const after = await operator();
+      expect(after.options).toEqual(own);
+      expect(after.marker).toBeUndefined();
+    } finally {
+      await admin.writeUserMfa(me.userId, { enabled: null, rules: null }, null);
+    }
+  });
+});
