@@ -195,6 +195,16 @@ async function main(options: ProgramOptions) {
     retireFailed: pulumi
       .all(enrollments.map((e) => e.retireFailed))
       .apply((fs) => fs.flatMap((f, i) => (f ? [{ user: members[i]?.name ?? "", ...f }] : []))),
+    // Users whose message may or may not have reached the mail server (the credential was kept;
+    // the next run sends it again): the operator commands end with exit 4 on them
+    // (operator/commands/delivery-unconfirmed.ts).
+    deliveryUnconfirmed: pulumi
+      .all(enrollments.map((e) => e.deliveryUnconfirmed))
+      .apply((us) =>
+        us.flatMap((u, i) =>
+          u ? [{ user: members[i]?.name ?? "", at: u.at, code: u.code, error: u.error, reason: u.reason }] : [],
+        ),
+      ),
     deliveries: pulumi
       .all(enrollments.map((d) => d.deliveredAt))
       .apply((at) => at.filter((a) => typeof a === "string" && a !== "").length),

@@ -37,6 +37,11 @@ export type ErrorCode =
   | "E_USER_NOT_FOUND"
   /** The mail server refused a connection, a login, the sender or a recipient. */
   | "E_SMTP"
+  /**
+   * The message was sent to the mail server, but the connection ended before the server's final
+   * reply: it may have been delivered. The secret stays valid; the next run sends it again.
+   */
+  | "E_SMTP_UNCONFIRMED"
   /** Writing a message to the outbox folder failed. */
   | "E_OUTBOX"
   /** A user cannot be given a login posture that refuses a TOTP code alone (own rules, LDAP). */
@@ -185,6 +190,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   E_KEYSTONE_NETWORK: 3,
   E_KEYSTONE_TIMEOUT: 3,
   E_SMTP: 4,
+  E_SMTP_UNCONFIRMED: 4,
   E_OUTBOX: 4,
   E_POSTURE: 2,
 };
@@ -236,7 +242,10 @@ export class CsvError extends KeystoneTotpError {
   }
 }
 
-/** Sending or writing an enrollment message failed (`E_SMTP`, `E_OUTBOX`). */
+/**
+ * Sending or writing an enrollment message failed (`E_SMTP`, `E_OUTBOX`), or its outcome is not
+ * known (`E_SMTP_UNCONFIRMED`: see {@link isUnconfirmedDelivery}).
+ */
 export class MailError extends KeystoneTotpError {
   /** The recipient, when the failure concerns one. */
   readonly recipient: string | undefined;
@@ -244,7 +253,7 @@ export class MailError extends KeystoneTotpError {
   readonly smtpCode: number | undefined;
 
   constructor(
-    code: "E_SMTP" | "E_OUTBOX",
+    code: "E_SMTP" | "E_SMTP_UNCONFIRMED" | "E_OUTBOX",
     message: string,
     details: { recipient?: string; smtpCode?: number } = {},
     options: KeystoneTotpErrorOptions = {},
@@ -254,6 +263,14 @@ export class MailError extends KeystoneTotpError {
     this.recipient = details.recipient;
     this.smtpCode = details.smtpCode;
   }
+}
+
+/**
+ * Whether a failed delivery may nevertheless have reached the mail server (`E_SMTP_UNCONFIRMED`):
+ * then nothing may be undone, since the user may hold the message and its secret.
+ */
+export function isUnconfirmedDelivery(e: unknown): e is MailError {
+  return e instanceof MailError && e.code === "E_SMTP_UNCONFIRMED";
 }
 
 /**

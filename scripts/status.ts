@@ -11,6 +11,7 @@ import { KeystoneTotpError } from "../lib/errors.ts";
 import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { now } from "../lib/util/clock.ts";
+import { formatUnconfirmedDelivery } from "../operator/commands/delivery-unconfirmed.ts";
 import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "../operator/commands/engine.ts";
 import { formatRetireFailure } from "../operator/commands/retire-failed.ts";
 import { renderStatusHtml } from "../operator/report/html.ts";
@@ -39,7 +40,9 @@ Keystone was not asked, or for a user with neither a TOTP credential nor rules
 states: ok, retiring (an old credential still valid in its grace window), retire-failed
 (Keystone refused to delete an old credential past its grace window: still valid; the next
 up tries again), unmanaged (Keystone holds TOTP credentials the stack does not manage),
-not-delivered (the next up sends the message), not-enrolled (in the CSV, not yet applied),
+not-delivered (the next up sends the message), delivery-unconfirmed (the message was sent but
+the mail server never confirmed it: the secret stays valid and the next up sends it again),
+not-enrolled (in the CSV, not yet applied),
 missing (the managed credential is gone from Keystone: run 'npm run provision -- refresh',
 then up)
 
@@ -54,7 +57,7 @@ options:
   --help                 this text
 
 exit codes: 0 every user ok or retiring, 1 some user needs attention (missing,
-not-delivered, retire-failed, unmanaged, not-enrolled, or posture open without
+not-delivered, delivery-unconfirmed, retire-failed, unmanaged, not-enrolled, or posture open without
 keystone-totp:allowTotpOnlyLogin), 2 bad config, 3 Keystone, 64 usage
 `;
 
@@ -161,7 +164,8 @@ async function main(): Promise<number> {
     process.stdout.write(
       `\n${counts.users} users: ${s.ok} ok, ${s.retiring} retiring, ${s["retire-failed"]} retire failed, ` +
         `${s.unmanaged} unmanaged, ` +
-        `${s["not-delivered"]} not delivered, ${s["not-enrolled"]} not enrolled, ${s.missing} missing; ` +
+        `${s["not-delivered"]} not delivered, ${s["delivery-unconfirmed"]} delivery unconfirmed, ` +
+        `${s["not-enrolled"]} not enrolled, ${s.missing} missing; ` +
         `${counts.mfaEnforced} with MFA enforced; ${counts.rotationsDueIn7Days} rotation(s) due within 7 days\n`,
     );
     if (postures) {
@@ -173,8 +177,12 @@ async function main(): Promise<number> {
         );
       }
     }
-    for (const r of rows)
+    for (const r of rows) {
       if (r.retireFailed) process.stdout.write(`${formatRetireFailure({ user: r.user, ...r.retireFailed })}\n`);
+      if (r.deliveryUnconfirmed) {
+        process.stdout.write(`${formatUnconfirmedDelivery({ user: r.user, ...r.deliveryUnconfirmed })}\n`);
+      }
+    }
   }
   if (o.html) {
     writePrivate(o.html, renderStatusHtml(`keystone-totp status: stack ${o.stack}`, rows, counts, at));

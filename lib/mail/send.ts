@@ -2,11 +2,18 @@
  * Delivery of composed messages: through a pooled, rate-limited SMTP connection, or into the
  * outbox folder. Failures become {@link MailError}s that say what failed, where and what to do,
  * and never contain the SMTP password or the message (which holds a TOTP secret).
+ *
+ * An SMTP failure is one of two kinds (see {@link smtpFailureOutcome}): the message was not
+ * delivered (`E_SMTP`: a 4xx/5xx reply, or a failure before any of its data left), or it may
+ * have been (`E_SMTP_UNCONFIRMED`: its data was sent, and the connection ended before the
+ * server's final reply). The outbox has no such middle: a file appears under its final name
+ * complete or not at all.
  */
 import { access, constants as fsConstants } from "node:fs/promises";
 import { isIP } from "node:net";
+import type { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
-import nodemailer, { type NodemailerError, type Transporter } from "nodemailer";
+import nodemailer, { type NodemailerError, type SendMailOptions, type Transporter } from "nodemailer";
 import type { GetSocketCallback } from "nodemailer/lib/mailer";
 import { MailError } from "../errors.ts";
 import type { MailConfig, OutboxMailConfig, SmtpMailConfig } from "./config.ts";
@@ -15,6 +22,11 @@ import { ensureOutboxDir, toNodemailerMessage, writeToOutbox } from "./outbox.ts
 
 /** Longest server reply quoted in an error message, in characters. */
 export const MAX_QUOTED_REPLY_CHARS = 300;
+/**
+ * The key, in the options handed to nodemailer's `sendMail`, of the number that ties a send to
+ * the message streams nodemailer makes for it (nodemailer copies unknown keys and ignores them).
+ */
+const SEND_KEY = "keystoneTotpSend";
 
 /** The outcome of one delivered message. */
 export interface SendResult {
@@ -61,7 +73,8 @@ export interface Mailer {
    * Delivers one message.
    *
    * @throws {MailError} `E_SMTP` (with `smtpCode` and `recipient` when the server refused
-   *   them) or `E_OUTBOX`.
+   *   them): not delivered; `E_SMTP_UNCONFIRMED`: the message was sent but the server's final
+   *   reply never came, so it may have been delivered; or `E_OUTBOX`.
    */
   send(msg: ComposedMessage): Promise<SendResult>;
   /**
@@ -85,8 +98,38 @@ export interface SmtpFailureContext {
   readonly from: string;
   /** The recipient, when a message was being sent. */
   readonly recipient: string | undefined;
+  /** The Message-ID of the message being sent, with angle brackets; for unconfirmed deliveries. */
+  readonly messageId?: string | undefined;
   /** Strings that must never appear in a message: the password and the URL. */
   readonly secrets: readonly string[];
+}
+
+/**
+ * How a failed SMTP delivery ended, as far as the client can know:
+ * - `not-delivered`: the server refused it (a 4xx/5xx reply: to the login, MAIL FROM, RCPT TO,
+ *   DATA or the message itself), or the failure came before any of the message's data was sent
+ *   (connection refused, DNS, TLS, login, a connection lost during the envelope). The server
+ *   cannot hold the message.
+ * - `unconfirmed`: the message's data was sent, possibly completely, and the connection was lost
+ *   or timed out before the server's final reply. The server may have queued it.
+ */
+export type SmtpFailureOutcome = "not-delivered" | "unconfirmed";
+
+/**
+ * Classifies a failed SMTP delivery (see {@link SmtpFailureOutcome}). A reply from the server is
+ * decisive whenever there is one; without one, what decides is whether any of the message's data
+ * had left: only a data stream that was read can have reached the server, and a message is
+ * never taken for delivered on the strength of a reply that did not come. Pure.
+ *
+ * @param err - what nodemailer reported (its `responseCode`, or that of `rejectedErrors[0]`).
+ * @param dataSent - whether nodemailer had started to read the message's data for the DATA
+ *   phase (it reads it only after the server's 354 reply to DATA).
+ */
+export function smtpFailureOutcome(err: unknown, dataSent: boolean): SmtpFailureOutcome {
+  const e = (err ?? {}) as NodemailerError;
+  const reply = e.responseCode ?? e.rejectedErrors?.[0]?.responseCode;
+  if (typeof reply === "number" && reply >= 400 && reply < 600) return "not-delivered";
+  return dataSent ? "unconfirmed" : "not-delivered";
 }
 
 /** Node and OpenSSL codes of a failed TLS handshake or certificate check. */
@@ -112,8 +155,14 @@ function quote(reply: string | undefined, secrets: readonly string[]): string {
  *
  * @param err - what nodemailer threw.
  * @param ctx - the server, login, sender and recipient concerned, and strings to redact.
+ * @param outcome - whether the message may have been delivered; default `not-delivered`.
+ *   `unconfirmed` gives `E_SMTP_UNCONFIRMED`, whose message says so and names the Message-ID.
  */
-export function smtpError(err: unknown, ctx: SmtpFailureContext): MailError {
+export function smtpError(
+  err: unknown,
+  ctx: SmtpFailureContext,
+  outcome: SmtpFailureOutcome = "not-delivered",
+): MailError {
   const e = (err ?? {}) as NodemailerError;
   const code = typeof e.code === "string" ? e.code : "";
   const original = typeof e.originalCode === "string" ? e.originalCode : "";
@@ -129,6 +178,20 @@ export function smtpError(err: unknown, ctx: SmtpFailureContext): MailError {
 
   let message: string;
   let recipient = ctx.recipient;
+  if (outcome === "unconfirmed") {
+    const why = code === "ETIMEDOUT" ? "timed out" : "was lost";
+    message =
+      `the message${to} was sent to the SMTP server at ${ctx.where}, but the connection ${why} before the ` +
+      `server confirmed it (${code || "error"}: ${detail}): it may have been delivered` +
+      `${ctx.messageId ? ` (Message-ID ${ctx.messageId}: look for it in the server's log)` : ""}. ` +
+      "Its secret stays valid, and the next 'up' sends the same message again.";
+    return new MailError(
+      "E_SMTP_UNCONFIRMED",
+      redact(message, ctx.secrets),
+      recipient !== undefined ? { recipient } : {},
+      { cause: redactedCause(e, ctx.secrets) },
+    );
+  }
   if (code === "EAUTH") {
     message =
       `the SMTP server at ${ctx.where} refused the login${ctx.user ? ` of user "${ctx.user}"` : ""}${said}. ` +
@@ -200,11 +263,12 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
   const counters = { messages: 0, failures: 0, connectionsOpened: 0 };
   const where = `${isIP(config.host) === 6 ? `[${config.host}]` : config.host}:${config.port}`;
   const pass = config.auth?.pass ?? "";
-  const ctx = (recipient: string | undefined): SmtpFailureContext => ({
+  const ctx = (recipient: string | undefined, messageId?: string): SmtpFailureContext => ({
     where,
     user: config.auth?.user,
     from: config.fromAddress,
     recipient,
+    messageId,
     secrets: [config.url, pass, encodeURIComponent(pass)],
   });
   const transporter =
@@ -240,6 +304,24 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
     });
   // Failures reach callers through send() and verify(); an unhandled 'error' event would crash.
   transporter.on("error", () => undefined);
+  // The message streams of each send in flight, to tell afterwards whether any was read: the
+  // SMTP connection reads the message only once the server has answered DATA with 354 (the
+  // same test nodemailer's pool makes before it sends a message again). A stream is noted by a
+  // 'stream' plugin, as the one the connection will read; were anything to wrap it after this
+  // plugin (DKIM, newline conversion: neither is used here), it would be read early, which errs
+  // towards "unconfirmed", never towards undoing a message that went.
+  const streams = new Map<string, Readable[]>();
+  let sends = 0;
+  transporter.use("stream", (mail, done) => {
+    const mine = streams.get(String((mail.data as Record<string, unknown>)[SEND_KEY]));
+    if (mine) {
+      mail.message.processFunc((input) => {
+        mine.push(input);
+        return input;
+      });
+    }
+    done();
+  });
 
   return {
     kind: "smtp",
@@ -249,8 +331,15 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
     },
     async send(msg) {
       const at = now().toISOString();
+      const key = String(++sends);
+      const read: Readable[] = [];
+      streams.set(key, read);
       try {
-        const info = await transporter.sendMail(toNodemailerMessage(msg));
+        const options: SendMailOptions & Record<typeof SEND_KEY, string> = {
+          ...toNodemailerMessage(msg),
+          [SEND_KEY]: key,
+        };
+        const info = await transporter.sendMail(options);
         const rejected: string[] = info.rejected ?? [];
         if (rejected.length > 0) {
           throw Object.assign(new Error("recipient rejected"), {
@@ -269,7 +358,10 @@ function createSmtpMailer(config: SmtpMailConfig, seams: MailerSeams): Mailer {
         };
       } catch (err) {
         counters.failures += 1;
-        throw smtpError(err, ctx(msg.to.address));
+        const dataSent = read.some((stream) => stream.readableDidRead);
+        throw smtpError(err, ctx(msg.to.address, msg.messageId), smtpFailureOutcome(err, dataSent));
+      } finally {
+        streams.delete(key);
       }
     },
     async verify() {

@@ -15,6 +15,12 @@ import { resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { runDoctor } from "../doctor/run.ts";
 import { DEFAULT_USERS_CSV } from "../fleet/settings.ts";
+import {
+  formatUnconfirmedDelivery,
+  type UnconfirmedUser,
+  unconfirmedDeliveriesOf,
+  unconfirmedExitCode,
+} from "./delivery-unconfirmed.ts";
 import { useLocalKeystoneWithNote } from "./local-keystone.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
@@ -308,6 +314,7 @@ export async function runVerb(
   let exitCode: number = EXIT.ok;
   let failure = "";
   let retireFailed: RetireFailedUser[] = [];
+  let unconfirmed: UnconfirmedUser[] = [];
   try {
     switch (verb) {
       case "preview":
@@ -333,6 +340,8 @@ export async function runVerb(
         });
         // Old credentials Keystone would not delete: the run kept its record, but is not a success.
         retireFailed = retireFailuresOf(result.outputs);
+        // Messages that may not have arrived: their credentials were kept, the next run resends.
+        unconfirmed = unconfirmedDeliveriesOf(result.outputs);
         break;
       }
       case "refresh":
@@ -378,6 +387,9 @@ export async function runVerb(
     process.stderr.write(`engine output: ${log.path}\n`);
   }
   for (const f of retireFailed) process.stderr.write(`${formatRetireFailure(f)}\n`);
+  for (const u of unconfirmed) process.stderr.write(`${formatUnconfirmedDelivery(u)}\n`);
+  // A leaked secret still valid (exit 3) comes before a message to send again (exit 4).
   if (retireFailed.length > 0 && exitCode === EXIT.ok) exitCode = retireFailedExitCode(retireFailed);
+  if (unconfirmed.length > 0 && exitCode === EXIT.ok) exitCode = unconfirmedExitCode();
   return { exitCode, summary };
 }

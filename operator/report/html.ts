@@ -21,6 +21,7 @@ const STATE_LABEL: Readonly<Record<UserState, string>> = {
   "retire-failed": "Old credential could not be deleted",
   unmanaged: "Unmanaged credentials",
   "not-delivered": "Enrollment not delivered",
+  "delivery-unconfirmed": "Delivery not confirmed by the mail server",
   "not-enrolled": "Not enrolled yet",
   missing: "Credential missing in Keystone",
 };
@@ -156,6 +157,7 @@ export function renderStatusHtml(title: string, rows: readonly StatusRow[], coun
     ["Users", counts.users],
     ["OK", counts.byState.ok],
     ["Not delivered", counts.byState["not-delivered"]],
+    ["Delivery unconfirmed", counts.byState["delivery-unconfirmed"]],
     ["Not enrolled", counts.byState["not-enrolled"]],
     ["In grace window", counts.byState.retiring],
     ["Unmanaged credentials", counts.byState.unmanaged],
@@ -194,7 +196,7 @@ table{border-collapse:collapse;width:100%;margin-top:.5rem}
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eceef2;white-space:nowrap}
 th{background:#f5f6f8}
 tr.s-missing td,tr.s-not-delivered td{background:#fdecec}
-tr.s-unmanaged td,tr.s-not-enrolled td{background:#fff6e0}
+tr.s-unmanaged td,tr.s-not-enrolled td,tr.s-delivery-unconfirmed td{background:#fff6e0}
 td.p-open{color:#b00020;font-weight:bold}
 </style></head>
 <body>

@@ -23,6 +23,9 @@ export interface StateResource {
  * - `missing`: the stack's current credential is not in Keystone (deleted by hand: run refresh, then up)
  * - `not-enrolled`: in the CSV, not yet in the stack (the next up enrolls them)
  * - `not-delivered`: enrolled, but the enrollment message did not go out (the next up sends it)
+ * - `delivery-unconfirmed`: the message was sent, but the mail server never confirmed it (the
+ *   connection ended first): it may or may not have arrived; the secret stays valid and the
+ *   next up sends the same one again
  * - `retire-failed`: Keystone refused to delete an old credential past its grace window: it is
  *   still valid (a leaked secret, after `rotate --grace-hours 0`); the next up tries again
  * - `unmanaged`: Keystone holds TOTP credentials for the user that the stack does not manage
@@ -33,6 +36,7 @@ export type UserState =
   | "missing"
   | "not-enrolled"
   | "not-delivered"
+  | "delivery-unconfirmed"
   | "retire-failed"
   | "unmanaged"
   | "retiring"
@@ -46,6 +50,15 @@ export interface RetireFailedRecord {
   readonly at: string;
   /** Our error code, when it was one of ours. */
   readonly code?: string;
+  readonly error: string;
+}
+
+/** A delivery the mail server never confirmed, as the state records it (no secret). */
+export interface UnconfirmedRecord {
+  /** When the attempt ended (ISO 8601). */
+  readonly at: string;
+  /** `E_SMTP_UNCONFIRMED`. */
+  readonly code: string;
   readonly error: string;
 }
 
@@ -86,6 +99,8 @@ export interface StatusRow {
   readonly retireAfter: string | undefined;
   /** The last failed deletion of `retiring` credentials still held; undefined when none. */
   readonly retireFailed: RetireFailedRecord | undefined;
+  /** The current secret's delivery, when the mail server never confirmed it; undefined otherwise. */
+  readonly deliveryUnconfirmed: UnconfirmedRecord | undefined;
   /** What Keystone holds for the user; undefined when Keystone was not asked. */
   readonly keystoneCredentialIds: readonly string[] | undefined;
   /** Credentials in Keystone that the stack neither uses nor retires. */
@@ -137,6 +152,14 @@ function failureOf(v: unknown, retiring: readonly string[]): RetireFailedRecord 
     ...(typeof f.code === "string" ? { code: f.code } : {}),
     error: String(f.error ?? ""),
   };
+}
+
+/** A recorded unconfirmed delivery, if `v` is one. */
+function unconfirmedOf(v: unknown): UnconfirmedRecord | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const u = v as Record<string, unknown>;
+  if (typeof u.at !== "string" || typeof u.error !== "string") return undefined;
+  return { at: u.at, code: typeof u.code === "string" ? u.code : "E_SMTP_UNCONFIRMED", error: u.error };
 }
 
 /**
@@ -192,19 +215,22 @@ export function buildStatus(
     const inKeystone = held === undefined || (credentialId !== undefined && held.includes(credentialId));
     const liveRetiring = held ? retiring.filter((id) => held.includes(id)) : retiring;
     const retireFailed = failureOf(dout.retireFailed, liveRetiring);
+    const deliveryUnconfirmed = unconfirmedOf(dout.deliveryUnconfirmed);
     const state: UserState = !c
       ? "not-enrolled"
       : !inKeystone
         ? "missing"
-        : !d || !delivered || dout.credentialId !== credentialId
-          ? "not-delivered"
-          : retireFailed
-            ? "retire-failed"
-            : unmanagedIds.length > 0
-              ? "unmanaged"
-              : liveRetiring.length > 0
-                ? "retiring"
-                : "ok";
+        : deliveryUnconfirmed
+          ? "delivery-unconfirmed"
+          : !d || !delivered || dout.credentialId !== credentialId
+            ? "not-delivered"
+            : retireFailed
+              ? "retire-failed"
+              : unmanagedIds.length > 0
+                ? "unmanaged"
+                : liveRetiring.length > 0
+                  ? "retiring"
+                  : "ok";
     const account = userId ? postures?.accounts.get(userId) : undefined;
     const found = account ? postureOf(account, postures?.methods ?? []) : undefined;
     // "open" for a user Keystone holds no TOTP credential for means nothing: no code matches.
@@ -224,6 +250,7 @@ export function buildStatus(
       retiring: liveRetiring,
       retireAfter: liveRetiring.length > 0 ? retireAfter : undefined,
       retireFailed,
+      deliveryUnconfirmed,
       keystoneCredentialIds: held,
       unmanagedIds,
       state,
@@ -242,6 +269,7 @@ export function countStatus(
     missing: 0,
     "not-enrolled": 0,
     "not-delivered": 0,
+    "delivery-unconfirmed": 0,
     "retire-failed": 0,
     unmanaged: 0,
     retiring: 0,

@@ -17,7 +17,7 @@
  *           failure is recorded in `retireFailed` and tried again by the next run
  *   delete  nothing: a message cannot be unsent
  */
-import { ConfigError, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
+import { ConfigError, isUnconfirmedDelivery, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type MailConfig, resolveMailConfig } from "../../lib/mail/config.ts";
@@ -262,7 +262,8 @@ export type EnrollmentMessage = Pick<
  * Composes the enrollment message (QR inline) and sends it over SMTP, or writes it to the
  * outbox.
  *
- * @throws {MailError} `E_SMTP` / `E_OUTBOX`, naming the user and the address.
+ * @throws {MailError} `E_SMTP` / `E_OUTBOX`, naming the user and the address;
+ *   `E_SMTP_UNCONFIRMED` when the message may have been delivered (see `smtpFailureOutcome`).
  */
 export async function sendEnrollment(
   m: EnrollmentMessage,
@@ -290,7 +291,8 @@ export async function sendEnrollment(
     return await ctx.mailer().send(message);
   } catch (e) {
     if (e instanceof KeystoneTotpError) {
-      e.message = `enrollment message for ${m.userKey} to ${m.email} not delivered: ${e.message}`;
+      const outcome = isUnconfirmedDelivery(e) ? "not confirmed" : "not delivered";
+      e.message = `enrollment message for ${m.userKey} to ${m.email} ${outcome}: ${e.message}`;
     }
     throw e;
   }

@@ -9,7 +9,10 @@
  *   create  PATCH the user's MFA rules (staged: a TOTP code alone never logs in), POST the
  *           credential, then send its message; if the message fails, DELETE the credential
  *           again and fail (the rules stay: they change no other login, and the rerun needs
- *           them): nothing half-done stays, the next run starts over
+ *           them): nothing half-done stays, the next run starts over. If the message may have
+ *           gone (E_SMTP_UNCONFIRMED: sent, but no final reply), nothing is undone: the
+ *           credential is recorded with `deliveryUnconfirmed`, and the next run sends the same
+ *           secret again (a second copy of a working QR code beats a dead one)
  *   read    GET the credential (as TotpCredential); the delivery record is kept as it is
  *   update  as TotpCredential (PATCH in place, or POST a new credential beside the old one),
  *           then send the new secret; a new credential whose message fails is deleted again,
@@ -17,7 +20,10 @@
  *           back; if that undoing fails too, the error says so). Past the grace window after
  *           the delivery (the window the rotation was given), DELETE each retiring credential;
  *           a failed DELETE is recorded in `retireFailed` (not thrown: the update's record of
- *           a message already sent must be kept) and tried again by the next run
+ *           a message already sent must be kept) and tried again by the next run. A message
+ *           that may have gone is not undone either: recorded in `deliveryUnconfirmed`, and
+ *           while it is, every run sends the current secret again (and retires nothing) until
+ *           one is confirmed
  *   delete  DELETE the current and every retiring credential (404 = done), then give the user
  *           back the MFA options it had before (from the marker written with the rules)
  *
@@ -28,7 +34,7 @@
  * before anything is retired.
  */
 
-import { withErrorCodes } from "../../lib/errors.ts";
+import { isUnconfirmedDelivery, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
 import type { ConfigGetter } from "../../lib/keystone/auth.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { now as clockNow } from "../../lib/util/clock.ts";
@@ -37,7 +43,10 @@ import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
 import * as delivery from "../delivery/handlers.ts";
 import type { RetireFailure } from "../delivery/types.ts";
-import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
+import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
+
+/** Most characters of an unconfirmed delivery's error kept in the state. */
+const MAX_UNCONFIRMED_ERROR_CHARS = 500;
 
 /** Where the handlers get Keystone, the mailer and the clock; tests substitute their own. */
 export type EnrollmentContext = credential.HandlerContext & delivery.DeliveryContext;
@@ -106,10 +115,35 @@ function credentialOutputs(id: string, o: TotpEnrollmentOutputs): TotpCredential
   };
 }
 
-/** When the current secret was delivered; for a state of an earlier version, when it was issued. */
+/**
+ * When the current secret was delivered; for a state of an earlier version, when it was issued.
+ * Undefined for a first enrollment whose delivery is unconfirmed (it was never delivered).
+ */
 function deliveredAtOf(o: Record<string, unknown>): string | undefined {
-  const at = o.deliveredAt ?? o.rotatedAt;
+  const at = o.deliveredAt ?? (unconfirmedOf(o.deliveryUnconfirmed) ? undefined : o.rotatedAt);
   return typeof at === "string" ? at : undefined;
+}
+
+/** A recorded unconfirmed delivery, if `v` is one. */
+export function unconfirmedOf(v: unknown): UnconfirmedDelivery | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const u = v as Record<string, unknown>;
+  return typeof u.at === "string" && typeof u.error === "string"
+    ? {
+        at: u.at,
+        code: typeof u.code === "string" ? u.code : "E_SMTP_UNCONFIRMED",
+        error: u.error,
+        reason: u.reason === "rotation" ? "rotation" : "new",
+      }
+    : undefined;
+}
+
+/** The record of a delivery that may have gone (no secret in it). */
+function unconfirmedRecord(e: unknown, reason: "new" | "rotation", at: Date): UnconfirmedDelivery {
+  const code = e instanceof KeystoneTotpError ? e.code : "E_SMTP_UNCONFIRMED";
+  const text = e instanceof Error ? e.message : String(e);
+  const error = text.replace(`[${code}] `, "").slice(0, MAX_UNCONFIRMED_ERROR_CHARS);
+  return { at: at.toISOString(), code, error, reason };
 }
 
 /**
@@ -171,6 +205,8 @@ export function diff(
     // A new spelling of the same address (its case) is recorded; a new address is a rotation trigger.
     olds.email !== news.email ||
     (due !== undefined && at.getTime() >= due.getTime()) ||
+    // A message that may not have arrived: every run sends it again until one is confirmed.
+    unconfirmedOf(olds.deliveryUnconfirmed) !== undefined ||
     // A state of an earlier version is rewritten in the new shape once, sending nothing.
     olds.deliveredAt === undefined;
   return { changes, replaces: [], deleteBeforeReplace: false };
@@ -180,11 +216,12 @@ function outputs(
   i: TotpEnrollmentInputs,
   c: TotpCredentialOutputs,
   d: {
-    deliveredAt: string;
+    deliveredAt: string | undefined;
     messageId?: string | undefined;
     retiring: readonly string[];
-    retiredAt?: string;
+    retiredAt?: string | undefined;
     retireFailed?: RetireFailure | undefined;
+    deliveryUnconfirmed?: UnconfirmedDelivery | undefined;
   },
 ): TotpEnrollmentOutputs {
   return defined({
@@ -209,6 +246,7 @@ function outputs(
     graceHours: delivery.graceHoursOf(i.graceHours),
     retiredAt: d.retiredAt,
     retireFailed: d.retireFailed,
+    deliveryUnconfirmed: d.deliveryUnconfirmed,
     authMethods: i.authMethods,
     allowTotpOnlyLogin: i.allowTotpOnlyLogin,
     replaceOwnRules: i.replaceOwnRules,
@@ -308,7 +346,9 @@ async function send(
 }
 
 /**
- * Creates the credential and delivers its secret.
+ * Creates the credential and delivers its secret. A message that may have been delivered
+ * (`E_SMTP_UNCONFIRMED`) is not an error here: the credential is kept and recorded with
+ * `deliveryUnconfirmed` (a thrown create would lose it), and the next run sends it again.
  *
  * @throws {KeystoneError} when Keystone fails after retries (nothing was created).
  * @throws {MailError} `E_SMTP` / `E_OUTBOX` when the message fails; the credential is deleted
@@ -324,6 +364,19 @@ async function createImpl(
   try {
     sent = await send(inputs, c, "new", ctx);
   } catch (e) {
+    if (isUnconfirmedDelivery(e)) {
+      // The user may hold this secret: withdrawing it would leave a dead QR code in the mailbox.
+      // Nothing is retired on the strength of it either, and no delivery time is recorded, so
+      // an MfaEnforcement keeps waiting.
+      return {
+        id,
+        outs: outputs(inputs, c, {
+          deliveredAt: undefined,
+          retiring: c.retiring,
+          deliveryUnconfirmed: unconfirmedRecord(e, "new", ctx.now()),
+        }),
+      };
+    }
     throw withUndoFailure(e, await withdraw(userKey(inputs.domain, inputs.username), c.credentialId, ctx));
   }
   const at = ctx.now().toISOString();
@@ -339,7 +392,10 @@ async function createImpl(
  * @throws {MailError} when the new secret's message fails; a new credential is deleted again
  *   and the old one stays current (a secret written in place is put back); when that undoing
  *   fails, the message says so too, naming the credential. A failed retirement is not thrown:
- *   it is recorded in `retireFailed`.
+ *   it is recorded in `retireFailed`; nor is a message that may have been delivered
+ *   (`E_SMTP_UNCONFIRMED`): the new secret is kept, recorded in `deliveryUnconfirmed`. A
+ *   recorded one is sent again first; if that is refused, nothing is undone (the first copy
+ *   may have arrived) and the error is thrown with the record kept.
  */
 async function updateImpl(
   id: string,
@@ -357,12 +413,30 @@ async function updateImpl(
   // 0.1 may have left a rotation whose message failed (its delivery pending): its old credential
   // must not be retired on the strength of a message nobody can vouch for, so the current
   // secret is sent once more (at worst a second copy of the same QR code).
-  const unconfirmed = earlier && before.retiring.length > 0;
-  if (newSecret || resend || unconfirmed) {
+  const earlierPending = earlier && before.retiring.length > 0;
+  // The same for a message of this version that may not have arrived.
+  const pending = unconfirmedOf(olds.deliveryUnconfirmed);
+  if (newSecret || resend || earlierPending || pending) {
+    const reason =
+      !newSecret && pending ? pending.reason : newSecret || c.createdAt !== c.rotatedAt ? "rotation" : "new";
     let sent: Awaited<ReturnType<typeof send>>;
     try {
-      sent = await send(news, c, newSecret || c.createdAt !== c.rotatedAt ? "rotation" : "new", ctx);
+      sent = await send(news, c, reason, ctx);
     } catch (e) {
+      if (isUnconfirmedDelivery(e)) {
+        // Keep what was done (a new credential, a secret written in place): the user may hold it.
+        // The last confirmed delivery stays the grace window's start, and nothing is retired.
+        return {
+          outs: outputs(news, c, {
+            deliveredAt: deliveredAtOf(olds as unknown as Record<string, unknown>),
+            messageId: olds.messageId,
+            retiring: c.retiring,
+            retiredAt: olds.retiredAt,
+            retireFailed: delivery.carriedFailure(olds.retireFailed, c.retiring),
+            deliveryUnconfirmed: unconfirmedRecord(e, reason, ctx.now()),
+          }),
+        };
+      }
       const user = userKey(news.domain, news.username);
       const undo = newCredential
         ? await withdraw(user, c.credentialId, ctx)
@@ -415,7 +489,9 @@ async function readImpl(
 ): Promise<{ id?: string; props?: TotpEnrollmentOutputs }> {
   const r = await credential.read(id, credentialOutputs(id, props), ctx);
   if (!r.id || !r.props) return {};
-  const d = deliveredAtOf(props as unknown as Record<string, unknown>) ?? r.props.rotatedAt;
+  const pending = unconfirmedOf(props.deliveryUnconfirmed);
+  // A first enrollment whose delivery is unconfirmed has no delivery time, and gets none here.
+  const d = deliveredAtOf(props as unknown as Record<string, unknown>) ?? (pending ? undefined : r.props.rotatedAt);
   return {
     id: r.id,
     props: outputs({ ...props, username: "", domain: "" }, r.props, {
@@ -424,6 +500,7 @@ async function readImpl(
       retiring: r.props.retiring,
       ...(props.retiredAt ? { retiredAt: props.retiredAt } : {}),
       retireFailed: delivery.carriedFailure(props.retireFailed, r.props.retiring),
+      deliveryUnconfirmed: pending,
     }),
   };
 }

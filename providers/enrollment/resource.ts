@@ -25,7 +25,7 @@
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
 import type { RetireFailure } from "../delivery/types.ts";
-import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
+import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
 
 /** Arguments of {@link TotpEnrollment}. */
 export interface TotpEnrollmentArgs {
@@ -88,12 +88,14 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
   /** Creation time and when the current secret was issued, ISO 8601. */
   declare readonly createdAt: pulumi.Output<string>;
   declare readonly rotatedAt: pulumi.Output<string>;
-  /** When the current secret's message was accepted, ISO 8601. */
-  declare readonly deliveredAt: pulumi.Output<string>;
+  /** When the current secret's message was accepted, ISO 8601; undefined until one was confirmed. */
+  declare readonly deliveredAt: pulumi.Output<string | undefined>;
   /** Replaced credentials still valid until the grace window after delivery ends. */
   declare readonly retiring: pulumi.Output<string[]>;
   /** The last failed deletion of retiring credentials, until one succeeds; undefined when none. */
   declare readonly retireFailed: pulumi.Output<RetireFailure | undefined>;
+  /** A delivery that may not have arrived, until the same secret is delivered; undefined when none. */
+  declare readonly deliveryUnconfirmed: pulumi.Output<UnconfirmedDelivery | undefined>;
 
   constructor(name: string, args: TotpEnrollmentArgs, opts: pulumi.CustomResourceOptions = {}) {
     // The outputs the provider fills in, declared so that the engine tracks them.
@@ -109,6 +111,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
       messageId: undefined,
       retiredAt: undefined,
       retireFailed: undefined,
+      deliveryUnconfirmed: undefined,
       mfa: undefined,
     };
     super(

@@ -12,6 +12,22 @@ import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";
 import type { UnmanagedPolicy } from "../credential/types.ts";
 import type { RetireFailure } from "../delivery/types.ts";
 
+/**
+ * A delivery whose outcome is not known (`E_SMTP_UNCONFIRMED`), kept in the outputs until a
+ * later run delivers the same secret. Plain data, no secret; no field is ever undefined (the
+ * engine refuses undefined inside a property).
+ */
+export interface UnconfirmedDelivery {
+  /** When the attempt ended (ISO 8601, the run's clock). */
+  readonly at: string;
+  /** `E_SMTP_UNCONFIRMED`. */
+  readonly code: string;
+  /** What happened, as the error said it (server, recipient, Message-ID). */
+  readonly error: string;
+  /** Why the message went: `new` (a first enrollment) or `rotation`; the resend says the same. */
+  readonly reason: "new" | "rotation";
+}
+
 /** Resolved inputs, as the engine hands them to the provider. */
 export interface TotpEnrollmentInputs extends Omit<PostureInputs, "refuseApplicationCredentials"> {
   /** Keystone user ID, as the fleet program has just listed it (no GET per user). */
@@ -70,8 +86,12 @@ export interface TotpEnrollmentOutputs
   readonly retiring: readonly string[];
   /** Unmanaged credentials left alone (policy `keep`); absent when none. */
   readonly unmanagedIds?: readonly string[] | undefined;
-  /** When the current secret's message was accepted by the mail server or the outbox. */
-  readonly deliveredAt: string;
+  /**
+   * When the current secret's message was accepted by the mail server or the outbox. While the
+   * delivery is unconfirmed: that of the previous secret, absent for a first enrollment (an
+   * `MfaEnforcement` waits for it).
+   */
+  readonly deliveredAt?: string | undefined;
   /** Its Message-ID, to find it in mail logs. */
   readonly messageId?: string | undefined;
   /** Grace window applied to `retiring`, in hours. */
@@ -83,6 +103,12 @@ export interface TotpEnrollmentOutputs
    * retries); the program lists these users in its `retireFailed` stack output.
    */
   readonly retireFailed?: RetireFailure | undefined;
+  /**
+   * The current secret's message may or may not have reached the mail server (the connection
+   * ended after it was sent, before the server's reply): the secret stays valid, the next run
+   * sends it again, and the program lists these users in its `deliveryUnconfirmed` stack output.
+   */
+  readonly deliveryUnconfirmed?: UnconfirmedDelivery | undefined;
   /** The login posture given to the user before its credential existed (see mfa/posture.ts). */
   readonly mfa?: MfaState | undefined;
 }

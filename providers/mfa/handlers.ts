@@ -4,13 +4,19 @@
  *
  *   create  PATCH /v3/users/{id}  the enforced rules (`["password","totp"]` plus one rule per
  *           other enabled login method: application credentials and federation keep working)
- *           and the marker recording the user's options before keystone-totp
+ *           and the marker recording the user's options before keystone-totp. Only once the
+ *           enrollment's message was delivered: while its delivery is unconfirmed (no
+ *           `deliveredAt`: the user may not hold the QR code) nothing is written, the
+ *           enforcement is recorded as `waiting`, and the run that confirms the delivery enforces
  *   read    GET /v3/users/{id}    rules changed out of band show as drift; a deleted user is gone
  *   update  PATCH /v3/users/{id}  the rules for new settings (also a 0.1/0.2 state, whose rules
- *           `[["password","totp"]]` refused application credentials)
+ *           `[["password","totp"]]` refused application credentials); a waiting enforcement is
+ *           created now if the delivery is confirmed, else keeps waiting. An enforcement in force
+ *           stays in force whatever the delivery (loosening it would let a password alone in)
  *   delete  GET + PATCH /v3/users/{id}  back to the enrollment's staged rules, never to options
  *           that let a TOTP code alone in while the user still holds a credential; the
- *           enrollment's own delete then restores the options from before
+ *           enrollment's own delete then restores the options from before; a waiting one wrote
+ *           nothing and takes nothing back
  *
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
@@ -42,19 +48,28 @@ export interface MfaInputs extends PostureInputs {
   readonly userId: string;
   /** The user as `name@domain`, for messages. */
   readonly userKey: string;
-  /** When the enrollment this depends on was delivered (ISO 8601); enforcement waits for it. */
-  readonly deliveredAt: string;
+  /**
+   * When the enrollment this depends on was delivered (ISO 8601); enforcement waits for it.
+   * Absent (or empty) while the enrollment's delivery is unconfirmed.
+   */
+  readonly deliveredAt?: string | undefined;
   /** The program has just listed the user (`previousMfa` is then what it found). */
   readonly userChecked?: boolean | undefined;
 }
 
 /** Outputs: what was set, and what to restore. */
 export interface MfaOutputs extends Omit<MfaInputs, "previousMfa"> {
-  /** `multi_factor_auth_enabled` before keystone-totp (null when unset). */
-  readonly previousEnabled: boolean | null;
-  /** `multi_factor_auth_rules` before keystone-totp (null when unset). */
-  readonly previousRules: readonly MfaRule[] | null;
-  readonly enforcedAt: string;
+  /** `multi_factor_auth_enabled` before keystone-totp (null when unset); absent while waiting. */
+  readonly previousEnabled?: boolean | null;
+  /** `multi_factor_auth_rules` before keystone-totp (null when unset); absent while waiting. */
+  readonly previousRules?: readonly MfaRule[] | null;
+  /** When the rules were first written; absent while waiting. */
+  readonly enforcedAt?: string | undefined;
+  /**
+   * Nothing enforced yet: the enrollment's delivery is unconfirmed, so the user may not hold the
+   * QR code; the run that delivers it enforces.
+   */
+  readonly waiting?: true | undefined;
   /** `enforced`, or `own` when the user's own rules already required it (absent in 0.1/0.2 states). */
   readonly posture?: Posture | undefined;
   /** The rules in force for the user: those written, or the user's own. */
@@ -84,17 +99,23 @@ export function configure(get: ConfigGetter): void {
 /** Settings whose change rewrites the rules. */
 const RULE_KEYS = [...POSTURE_KEYS, "refuseApplicationCredentials"] as const;
 
+/** Whether an enrollment's `deliveredAt` says its message was delivered (confirmed). */
+export function isDelivered(deliveredAt: unknown): boolean {
+  return typeof deliveredAt === "string" && deliveredAt !== "";
+}
+
 /**
  * User changed -> replace (the old user back to staged, the new one enforced); new settings,
- * a 0.1/0.2 state, or rules changed out of band -> update.
+ * a 0.1/0.2 state, or rules changed out of band -> update; a waiting enforcement -> update once
+ * the delivery is confirmed.
  */
 export function diff(olds: Record<string, unknown>, news: Record<string, unknown>) {
   const replaces = sameValue(olds.userId, news.userId) ? [] : ["userId"];
+  const settings = RULE_KEYS.some((k) => !sameValue(olds[k], news[k]));
   const changes =
-    replaces.length > 0 ||
-    olds.posture === undefined ||
-    olds.drift === true ||
-    RULE_KEYS.some((k) => !sameValue(olds[k], news[k]));
+    olds.waiting === true
+      ? replaces.length > 0 || settings || isDelivered(news.deliveredAt)
+      : replaces.length > 0 || olds.posture === undefined || olds.drift === true || settings;
   return { changes, replaces, deleteBeforeReplace: false };
 }
 
@@ -127,8 +148,18 @@ async function enforceOn(i: MfaInputs, previous: MfaOptions, ctx: MfaContext) {
   return { st, rules: st.rules ?? effectiveRules(previous) };
 }
 
-/** Enforces the rules, remembering the user's options from before keystone-totp. */
+/** The outputs of an enforcement that waits for a confirmed delivery: the inputs, nothing written. */
+function waitingOutputs(i: MfaInputs): MfaOutputs {
+  const { previousMfa: _observed, ...kept } = i;
+  return defined({ ...kept, waiting: true }) as MfaOutputs;
+}
+
+/**
+ * Enforces the rules, remembering the user's options from before keystone-totp; waits, writing
+ * nothing, while the enrollment's delivery is unconfirmed.
+ */
 async function createImpl(i: MfaInputs, ctx: MfaContext = defaultContext): Promise<{ id: string; outs: MfaOutputs }> {
+  if (!isDelivered(i.deliveredAt)) return { id: i.userId, outs: waitingOutputs(i) };
   let previous: MfaOptions;
   if (i.userChecked === true) {
     previous = i.previousMfa ?? NO_OPTIONS;
@@ -150,8 +181,12 @@ async function readImpl(id: string, props: MfaOutputs, ctx: MfaContext = default
   return { id, props: defined({ ...props, drift: drift || undefined }) };
 }
 
-/** Writes the rules for new settings; the options from before stay those recorded at create. */
+/**
+ * Writes the rules for new settings; the options from before stay those recorded at create. A
+ * waiting enforcement is created now if the delivery is confirmed.
+ */
 async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
+  if (olds.waiting === true) return { outs: (await createImpl({ ...news, userId: id }, ctx)).outs };
   const previous = previousOf(olds);
   const { st, rules } = await enforceOn({ ...news, userId: id }, previous, ctx);
   if (st.rules === undefined) {
@@ -168,6 +203,7 @@ async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: Mf
  * counts as done.
  */
 async function removeImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext): Promise<void> {
+  if (props.waiting === true) return;
   const client = ctx.client();
   const user = await client.getUser(id);
   if (!user) return;

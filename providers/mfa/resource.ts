@@ -3,11 +3,12 @@
  *
  * Provider method -> Keystone call (the logic is in `handlers.ts`):
  *   create -> GET /v3/users/{id} (unless userChecked), PATCH /v3/users/{id}
- *             {options: {multi_factor_auth_*}, keystone_totp: marker}
+ *             {options: {multi_factor_auth_*}, keystone_totp: marker}; nothing while the
+ *             enrollment's delivery is unconfirmed (no deliveredAt: `waiting`)
  *   read   -> GET /v3/users/{id}
- *   update -> PATCH /v3/users/{id}
+ *   update -> PATCH /v3/users/{id} (a waiting one: as create, once the delivery is confirmed)
  *   delete -> GET + PATCH /v3/users/{id}: back to the enrollment's staged rules (the
- *             enrollment's delete restores the options from before)
+ *             enrollment's delete restores the options from before); nothing for a waiting one
  */
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
@@ -17,8 +18,11 @@ export interface MfaEnforcementArgs {
   readonly userId: pulumi.Input<string>;
   /** The user as `name@domain`, for messages. */
   readonly userKey: pulumi.Input<string>;
-  /** The delivery this waits for: pass the enrollment's `deliveredAt`. */
-  readonly deliveredAt: pulumi.Input<string>;
+  /**
+   * The delivery this waits for: pass the enrollment's `deliveredAt`. Undefined while that
+   * delivery is unconfirmed: nothing is enforced until a later run confirms it.
+   */
+  readonly deliveredAt: pulumi.Input<string | undefined>;
   /** Keystone's `[auth] methods`, comma-separated; default: probed by the provider. */
   readonly authMethods?: pulumi.Input<string>;
   /** Refuse the user's application credentials too. Default false: they keep working. */
