@@ -1,7 +1,9 @@
 /**
  * Support for the mail tests. Mainly a real SMTP server (the `smtp-server` package) on
  * 127.0.0.1 and a random port: it keeps every message it receives, counts connections, and can be told to reject a
- * recipient or sender, to go down and come back, to require a login with a random password, and
+ * recipient or sender, to refuse a message after its data (5xx to the final dot), to lose the
+ * connection before answering (at RCPT TO, or after storing a message, before its final reply: an
+ * outcome the client cannot know), to go down and come back, to require a login with a random password, and
  * to offer STARTTLS or implicit TLS with a self-signed certificate made at test time by the
  * `openssl` command. Also: decoding QR PNGs with `zbarimg`, a sample enrollment input, and
  * parsing raw messages with mailparser.
@@ -9,6 +11,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ParsedMail, simpleParser } from "mailparser";
@@ -44,6 +47,9 @@ export interface TestCertificate {
   readonly certFile: string;
 }
 
+/** How a server loses its reply (see {@link TestSmtpServer.loseReply}). */
+export type LostReply = "drop-at-rcpt" | "drop-after-data" | "silent-after-data";
+
 /** How the server behaves. */
 export interface TestSmtpOptions {
   /** Require AUTH with a random user and password; default false. */
@@ -77,6 +83,17 @@ export interface TestSmtpServer {
   acceptRecipient(address: string): void;
   /** Answers MAIL FROM for this address with 553. */
   rejectSender(address: string): void;
+  /** Answers the end of a message to this address with `code` (default 554): refused after its data. */
+  rejectData(address: string, code?: number): void;
+  /**
+   * For this address: `drop-at-rcpt` destroys the connection on its RCPT TO (before any data);
+   * `drop-after-data` stores the message, then destroys the connection instead of answering it
+   * (the client sent everything and never learns that it was stored); `silent-after-data` stores
+   * it and never answers (the client times out).
+   */
+  loseReply(address: string, how: LostReply): void;
+  /** Undoes {@link TestSmtpServer.rejectData} and {@link TestSmtpServer.loseReply} for this address. */
+  answerNormally(address: string): void;
   /** Stops listening and drops open sessions. */
   down(): Promise<void>;
   /** Listens again on the same port. */
@@ -157,6 +174,10 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
   const received: ReceivedMessage[] = [];
   const rejectedRecipients = new Map<string, number>();
   const rejectedSenders = new Set<string>();
+  const rejectedData = new Map<string, number>();
+  const lost = new Map<string, LostReply>();
+  // Client sockets by remote port: a session knows its port, not its socket.
+  const sockets = new Map<number, Socket>();
   const sessionErrors: Error[] = [];
   let connections = 0;
 
@@ -185,7 +206,11 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
       }
       callback();
     },
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
+      if (lost.get(address.address.toLowerCase()) === "drop-at-rcpt") {
+        sockets.get(session.remotePort)?.destroy();
+        return;
+      }
       const code = rejectedRecipients.get(address.address.toLowerCase());
       if (code !== undefined) {
         return callback(Object.assign(new Error("Mailbox unavailable"), { responseCode: code }));
@@ -196,13 +221,21 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
       const chunks: Buffer[] = [];
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
       stream.on("end", () => {
+        const to = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
+        const refused = to.map((a) => rejectedData.get(a)).find((c) => c !== undefined);
+        if (refused !== undefined) {
+          return callback(Object.assign(new Error("Message refused by content filter"), { responseCode: refused }));
+        }
         received.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
-          to: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
+          to,
           raw: Buffer.concat(chunks),
           secure: session.secure,
           user: typeof session.user === "string" ? session.user : undefined,
         });
+        // Stored, but the reply is lost: the callback is never called.
+        if (to.some((a) => lost.get(a) === "drop-after-data")) return sockets.get(session.remotePort)?.destroy();
+        if (to.some((a) => lost.get(a) === "silent-after-data")) return;
         callback();
       });
     },
@@ -213,6 +246,11 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
     // Sessions that fail (a client refusing the certificate, say) are reported as 'error'
     // events, which would crash the test process without a listener; the client sees them too.
     srv.on("error", (err) => sessionErrors.push(err));
+    srv.server.on("connection", (socket: Socket) => {
+      const port = socket.remotePort ?? 0;
+      sockets.set(port, socket);
+      socket.once("close", () => sockets.delete(port));
+    });
     return srv;
   };
   let server = makeServer();
@@ -249,6 +287,16 @@ export async function startSmtpServer(options: TestSmtpOptions = {}): Promise<Te
     },
     rejectSender(address) {
       rejectedSenders.add(address.toLowerCase());
+    },
+    rejectData(address, code = 554) {
+      rejectedData.set(address.toLowerCase(), code);
+    },
+    loseReply(address, how) {
+      lost.set(address.toLowerCase(), how);
+    },
+    answerNormally(address) {
+      rejectedData.delete(address.toLowerCase());
+      lost.delete(address.toLowerCase());
     },
     down,
     async up() {
