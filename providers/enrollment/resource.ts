@@ -10,12 +10,14 @@
  *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
  *             -> PATCH  /v3/users/{id} (MFA rules refusing a TOTP code alone, with the marker
  *                recording the options before), then POST /v3/credentials, then SMTP (or the outbox): the QR code;
- *                if the message fails: DELETE /v3/credentials/{id}, and the resource fails
+ *                if the message fails: DELETE /v3/credentials/{id}, and the resource fails; if it
+ *                may have arrived (E_SMTP_UNCONFIRMED): nothing, `deliveryUnconfirmed` is recorded
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
  *   update    -> PATCH  /v3/credentials/{id}     (new address: new secret in place), then SMTP
  *             -> GET    /v3/credentials?user_id=, POST /v3/credentials, then SMTP (scheduled or
  *                requested rotation; the old credential stays valid, listed in `retiring`)
- *             -> SMTP only (resend trigger); nothing for a label change
+ *             -> SMTP only (resend trigger, or a delivery recorded as unconfirmed: the same
+ *                secret again); nothing for a label change
  *             -> DELETE /v3/credentials/{id}     each retiring one, once the new secret was
  *                delivered `graceHours` ago (a failure is recorded in `retireFailed`, not thrown)
  *             -> PATCH  /v3/users/{id}           (a 0.1/0.2 state, or new posture settings)
