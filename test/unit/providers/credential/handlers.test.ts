@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { accountLabel, check, create, diff } from "../../../../providers/credential/handlers.ts";
+import type { TotpCredentialInputs } from "../../../../providers/credential/types.ts";
 import { fakeKeystone } from "../../../support/fake-keystone.ts";
 
 const SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -70,7 +71,7 @@ describe("diff", () => {
     const ks = fakeKeystone();
     const at = Date.parse("2027-01-01T00:00:00Z");
     const args = { userId: "u1", userChecked: true, issuer: "ACME", rotationTrigger: "1", rotationDays: 30 };
-    const { outs } = await create(check(args).inputs, {
+    const { outs } = await create(check(args).inputs as unknown as TotpCredentialInputs, {
       client: () => ks.client,
       now: () => new Date(at),
       existing: async () => [],

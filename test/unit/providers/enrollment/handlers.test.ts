@@ -118,7 +118,7 @@ describe("enrollment diff and update", () => {
     // inputs as check returns them plus the provider of this run. A diff that compared the
     // provider, or every stored key, would mail every user again on each release.
     const s = setup();
-    const { outs } = await create(check(alice).inputs, s.ctx);
+    const { outs } = await create(check(alice).inputs as unknown as TotpEnrollmentInputs, s.ctx);
     const rerun = { ...check(alice).inputs, __provider: "new" };
     const later = new Date(T0 + 400 * DAY);
     expect(diff(stored(outs), rerun, later)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
