@@ -2,7 +2,8 @@
  * Fleet set-up shared by the end-to-end tests: people (a Keystone user with an address), the
  * users CSV, a stack wired to a Keystone (usually behind the fault proxy) and a real SMTP
  * server, `up` that never throws, and the tally of what each user holds (credentials in
- * Keystone, messages at the mail server, and whether they agree).
+ * Keystone, messages at the mail server, and whether they agree). {@link startFaultFleet} puts
+ * all of it together behind the fault proxy, for the fault tests.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
