@@ -5,27 +5,18 @@
  * accepted by Keystone. Once with the preflight (the doctor's checks), once without it
  * (`--skip-doctor`), where the program's first Keystone call must stop the run just as early.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
+import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
-import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
-import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
-import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;
-let smtp: TestSmtpServer;
-let proxy: FaultProxy;
-let stack: TestStack;
+let f: FaultFleet;
 let member: TestUser;
 let projectId = "";
 const projectName = `kt-priv-${tag}`;
-const fleet: TestUser[] = [];
-const output: string[] = [];
 
 /** Admin REST calls the client does not offer (projects, role assignments). */
 async function adminRest(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown }> {
@@ -57,11 +48,6 @@ async function adminRest(method: string, path: string, json?: unknown): Promise<
 
 beforeAll(async () => {
   admin = adminClient();
-  for (let i = 0; i < 3; i++) {
-    const u = await makeUser(admin, `priv${i}-${tag}`);
-    registerSecrets(u.password);
-    fleet.push(u);
-  }
   member = await makeUser(admin, `priv-operator-${tag}`);
   registerSecrets(member.password);
   const created = await adminRest("POST", "/projects", { project: { name: projectName, domain_id: "default" } });
@@ -70,40 +56,31 @@ beforeAll(async () => {
   const roleId = (roles.body as { roles: { id: string }[] }).roles[0]?.id;
   expect((await adminRest("PUT", `/projects/${projectId}/users/${member.id}/roles/${roleId}`)).status).toBe(204);
 
-  const dir = mkdtempSync(join(tmpdir(), "kt-priv-"));
-  writeFileSync(
-    join(dir, "users.csv"),
-    `username,email,domain\n${fleet.map((u) => `${u.name},${u.name}@example.com,Default`).join("\n")}\n`,
-  );
-  smtp = await startSmtpServer();
-  proxy = await startFaultProxy(keystoneInstance().port);
-  stack = new TestStack("e2e-priv", {
-    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
-    OS_USERNAME: member.name,
-    OS_PASSWORD: member.password,
-    OS_USER_DOMAIN_NAME: "Default",
-    OS_PROJECT_NAME: projectName,
-    OS_PROJECT_DOMAIN_NAME: "Default",
-    KEYSTONE_TOTP_SKIP_DOCTOR: "",
+  f = await startFaultFleet({
+    prefix: "e2e-priv",
+    people: ["priv0", "priv1", "priv2"],
+    operator: {
+      OS_USERNAME: member.name,
+      OS_PASSWORD: member.password,
+      OS_USER_DOMAIN_NAME: "Default",
+      OS_PROJECT_NAME: projectName,
+      OS_PROJECT_DOMAIN_NAME: "Default",
+    },
+    // The preflight runs here: one of the two cases is about its message.
+    env: { KEYSTONE_TOTP_SKIP_DOCTOR: "" },
   });
-  await stack.init();
-  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
-  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
-  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
 });
 
 afterAll(async () => {
-  await stack?.remove();
-  await smtp?.close();
-  await proxy?.close();
-  for (const u of [...fleet, member]) if (u) await admin.deleteUser(u.id).catch(() => undefined);
+  await f?.close();
+  if (member) await admin.deleteUser(member.id).catch(() => undefined);
   if (projectId) await adminRest("DELETE", `/projects/${projectId}`);
   admin?.close();
 });
 
 /** Write requests Keystone accepted (a refused probe is not a change). */
 function acceptedWrites(from: number): string[] {
-  return proxy
+  return f.proxy
     .exchanges()
     .slice(from)
     .filter((e) => !/^(GET|HEAD) /.test(e.request) && !e.request.startsWith("POST /v3/auth/tokens"))
@@ -122,9 +99,10 @@ describe("an operator account without the admin role", () => {
     // the program's first Keystone call, refused
     ["with --skip-doctor", ["--skip-doctor"], /\[E_KEYSTONE_FORBIDDEN\][^\n]*admin role/],
   ])("up %s: exit 3, a message naming the admin role, and no change at all", async (_how, extra, message) => {
+    const { proxy, smtp, stack, output } = f;
+    const fleet = f.people.map((p) => p.user);
     const from = proxy.exchanges().length;
-    const r = await stack.run(["up", "--yes", "--skip-preview", ...extra], { allowFail: true });
-    output.push(r.stdout, r.stderr);
+    const r = await f.up(extra);
     const text = r.stdout + r.stderr;
     expect(r.code, text.slice(-3000)).toBe(3);
     expect(text).toMatch(message);

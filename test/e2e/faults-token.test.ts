@@ -6,25 +6,13 @@
  * provider renewed its token on its own (more than one token issued during the creates).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KeystoneClient } from "../../lib/keystone/client.ts";
-import {
-  adminAuth,
-  adminEnv,
-  type KeystoneInstance,
-  keystoneInstance,
-  REPO,
-  randomPassword,
-  uniq,
-} from "../support/keystone.ts";
-import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
-import { TestStack } from "../support/pulumi.ts";
+import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
+import { type KeystoneInstance, keystoneInstance, REPO } from "../support/keystone.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
-import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { secretOfMessage } from "../support/smtp.ts";
 
 const run = promisify(execFile);
 /**
@@ -41,21 +29,8 @@ const N = 12;
 const CREATE_DELAY_MS = 5_000;
 const PARALLEL = "2";
 
-interface Person {
-  readonly id: string;
-  readonly name: string;
-  readonly password: string;
-  readonly email: string;
-}
-
-const tag = uniq();
 let inst: KeystoneInstance;
-let admin: KeystoneClient;
-let smtp: TestSmtpServer;
-let proxy: FaultProxy;
-let stack: TestStack;
-const people: Person[] = [];
-const output: string[] = [];
+let f: FaultFleet;
 
 beforeAll(async () => {
   await run(
@@ -74,50 +49,24 @@ beforeAll(async () => {
   );
   inst = keystoneInstance(NAME);
   registerSecrets(inst.password);
-  admin = new KeystoneClient(adminAuth(inst));
-  const domainId = (await admin.domainIdByName("Default")) ?? "default";
-  for (let i = 0; i < N; i++) {
-    const password = randomPassword();
-    registerSecrets(password);
-    const u = await admin.createUser({ name: `tok${i}-${tag}`, domainId, password });
-    people.push({ id: u.id, name: u.name, password, email: `tok${i}-${tag}@example.com` });
-  }
-  const dir = mkdtempSync(join(tmpdir(), "kt-token-"));
-  writeFileSync(
-    join(dir, "users.csv"),
-    `username,email,domain\n${people.map((p) => `${p.name},${p.email},Default`).join("\n")}\n`,
-  );
-  smtp = await startSmtpServer();
-  proxy = await startFaultProxy(inst.port);
   // The preflight doctor's own token and probes would blur the count of the provider's tokens.
-  stack = new TestStack("e2e-token", {
-    ...adminEnv(inst),
-    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
-    KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+  f = await startFaultFleet({
+    prefix: "e2e-token",
+    instance: inst,
+    people: Array.from({ length: N }, (_, i) => `tok${i}`),
   });
-  await stack.init();
-  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
-  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
-  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
-  await stack.set("keystone-totp:sendRatePerSecond", "100");
 }, START_TIMEOUT_MS + 120_000);
 
 afterAll(async () => {
-  proxy?.disarm();
-  await stack?.destroy().catch(() => undefined);
-  await stack?.remove();
-  await smtp?.close();
-  await proxy?.close();
-  for (const p of people) await admin.deleteUser(p.id).catch(() => undefined);
-  admin?.close();
+  await f?.close();
   await run("bash", [join(REPO, "scripts/keystone.sh"), "stop", "--name", NAME], { timeout: 60_000 });
 }, 180_000);
 
 describe(`tokens that expire after ${TOKEN_SECONDS} s, during an up that lasts longer`, () => {
   it("renews the token unnoticed: exit 0, everyone enrolled once, more than one token issued", async () => {
+    const { proxy, admin, smtp, people } = f;
     proxy.arm(/^POST \/v3\/credentials /, { delayMs: CREATE_DELAY_MS }, 10 * N);
-    const r = await stack.run(["up", "--yes", "--skip-preview", "--parallel", PARALLEL], { allowFail: true });
-    output.push(r.stdout, r.stderr);
+    const r = await f.up(["--parallel", PARALLEL]);
     expect(r.code, r.stdout.slice(-3000) + r.stderr).toBe(0);
     expect(r.stdout + r.stderr).not.toMatch(/E_KEYSTONE|error/i);
 
@@ -140,13 +89,13 @@ describe(`tokens that expire after ${TOKEN_SECONDS} s, during an up that lasts l
     expect(tokens.length).toBeLessThan(N);
 
     for (const p of people) {
-      const creds = await admin.listTotpCredentials(p.id);
+      const creds = await admin.listTotpCredentials(p.user.id);
       registerSecrets(...creds.map((c) => c.blob));
-      expect(creds, p.name).toHaveLength(1);
+      expect(creds, p.user.name).toHaveLength(1);
       const msgs = smtp.messagesFor(p.email);
       expect(msgs, p.email).toHaveLength(1);
       expect(await secretOfMessage(msgs[0] as Buffer)).toBe(creds[0]?.blob);
     }
-    expect(leakedIn(output.join("\n"), [inst.password, ...people.map((p) => p.password)])).toBe(0);
+    expect(leakedIn(f.output.join("\n"), [inst.password, ...people.map((p) => p.user.password)])).toBe(0);
   });
 });

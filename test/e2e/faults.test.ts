@@ -6,91 +6,48 @@
  * per user in Keystone, messages per user at the mail server (and that the message's QR holds
  * the secret Keystone has), exit codes. Nothing may be lost or duplicated, and running again must repair everything.
  */
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
-import {
-  each,
-  makePerson,
-  type Person,
-  type Tally,
-  tally as tallyOf,
-  upAllowFail,
-  writeFleetCsv,
-} from "../support/fleet.ts";
-import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
+import { each, type FaultFleet, type Person, startFaultFleet, type Tally } from "../support/fleet.ts";
 import { sortedRules } from "../support/posture.ts";
-import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
-import { type RunResult, TestStack } from "../support/pulumi.ts";
-import { leakedIn, registerSecrets } from "../support/secrets.ts";
-import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import type { FaultProxy } from "../support/proxy.ts";
+import type { RunResult, TestStack } from "../support/pulumi.ts";
+import type { TestSmtpServer } from "../support/smtp.ts";
 
 /** Users in the fleet at the start. */
 const N = 10;
 /** Creates Keystone accepts before it "stops". */
 const K = 4;
 
-const tag = uniq();
+let f: FaultFleet;
 let admin: KeystoneClient;
 let smtp: TestSmtpServer;
 let proxy: FaultProxy;
 let stack: TestStack;
-let dir: string;
-const people: Person[] = [];
-const output: string[] = [];
+let people: Person[];
 
-function writeCsv(ps: readonly Person[]): void {
-  writeFleetCsv(join(dir, "users.csv"), ps);
-}
-
-function person(name: string): Promise<Person> {
-  return makePerson(admin, name, tag);
-}
-
-function up(extra: string[] = []): Promise<RunResult> {
-  return upAllowFail(stack, output, extra);
-}
-
-function tally(ps: readonly Person[]): Promise<Tally> {
-  return tallyOf(admin, smtp, ps);
-}
+const person = (name: string): Promise<Person> => f.person(name);
+const writeCsv = (ps: readonly Person[]): void => f.writeCsv(ps);
+const up = (extra: string[] = []): Promise<RunResult> => f.up(extra);
+const tally = (ps: readonly Person[]): Promise<Tally> => f.tally(ps);
 
 beforeAll(async () => {
-  admin = adminClient();
-  dir = mkdtempSync(join(tmpdir(), "kt-faults-"));
-  for (let i = 0; i < N; i++) people.push(await person(`fault${i}`));
-  smtp = await startSmtpServer();
-  proxy = await startFaultProxy(keystoneInstance().port);
-  const env = adminEnv();
-  registerSecrets(env.OS_PASSWORD);
-  // The preflight doctor has its own tests; here its probes would consume the armed faults.
-  stack = new TestStack("e2e-faults", {
-    ...env,
-    OS_AUTH_URL: `http://127.0.0.1:${proxy.port}/v3`,
-    KEYSTONE_TOTP_SKIP_DOCTOR: "1",
-    // Retries keep their number (6) but wait at most 1 s between attempts, so that the
-    // "Keystone down" case fails in seconds rather than minutes.
-    KEYSTONE_TOTP_BACKOFF_MAX_MS: "1000",
+  f = await startFaultFleet({
+    prefix: "e2e-faults",
+    people: Array.from({ length: N }, (_, i) => `fault${i}`),
+    env: {
+      // The preflight doctor has its own tests; here its probes would consume the armed faults.
+      KEYSTONE_TOTP_SKIP_DOCTOR: "1",
+      // Retries keep their number (6) but wait at most 1 s between attempts, so that the
+      // "Keystone down" case fails in seconds rather than minutes.
+      KEYSTONE_TOTP_BACKOFF_MAX_MS: "1000",
+    },
   });
-  await stack.init();
-  writeCsv(people);
-  await stack.set("keystone-totp:usersCsv", join(dir, "users.csv"));
-  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
-  await stack.set("keystone-totp:mailFrom", "ACME Cloud <noreply@example.com>");
-  await stack.set("keystone-totp:sendRatePerSecond", "100");
+  ({ admin, smtp, proxy, stack, people } = f);
 });
 
 afterAll(async () => {
-  await proxy?.up();
-  proxy?.disarm();
-  await stack?.destroy().catch(() => undefined);
-  await stack?.remove();
-  await smtp?.close();
-  await proxy?.close();
-  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
-  admin?.close();
+  await f?.close();
 });
 
 describe("faults during up, through the real engine", () => {
@@ -195,12 +152,44 @@ describe("faults during up, through the real engine", () => {
         sortedRules([["password", "totp"], ["external"], ["oauth1"], ["application_credential"]]),
       );
     }
-    // Bounded: each fault costs one retry, never a storm. Requests that got a 2xx, per route, are
-    // what the work needs; everything else is one per fault fired.
+    // Bounded: each fault costs one retry, never a storm. Every request either met a fault or
+    // was answered without a server error.
     const faulted = seen.filter((e) => e.fault !== undefined).length;
     const unanswered = seen.filter((e) => e.fault === undefined && e.status === undefined).length;
     expect(unanswered).toBe(0);
     expect(seen.filter((e) => e.status !== undefined && e.status >= 500 && e.fault === undefined)).toEqual([]);
+    // A call on one user or credential, and each list, succeeded exactly as often as the work
+    // needs (once; a new user's PATCH twice: the staged rules, then the enforced ones), so every
+    // other attempt on it was the one retry of one fault.
+    const addedIds = new Set(added.map((p) => p.user.id));
+    const perCall = new Map<string, { faults: number; answered: number }>();
+    for (const e of seen) {
+      if (!/^(GET|PATCH|DELETE) \/v3\/(users|credentials)\/[0-9a-f]{32}$|^GET \/v3\/\w+\?/.test(e.request)) continue;
+      if (/^GET \/v3\/credentials\?user_id=/.test(e.request)) continue; // a create's recovery, below
+      const n = perCall.get(e.request) ?? { faults: 0, answered: 0 };
+      if (e.fault === undefined) n.answered++;
+      else n.faults++;
+      perCall.set(e.request, n);
+    }
+    const needed = (call: string) =>
+      call.startsWith("PATCH /v3/users/") && addedIds.has(call.slice("PATCH /v3/users/".length)) ? 2 : 1;
+    const answered = [...perCall].map(([call, n]) => [call, n.answered]);
+    expect(answered).toEqual([...perCall.keys()].map((call) => [call, needed(call)]));
+    const retried = [...perCall.values()].reduce((sum, n) => sum + n.faults, 0);
+    // Four faults were armed on each of the four routes that name one user or credential.
+    expect(retried).toBeGreaterThanOrEqual(4 * 4);
+    // Creates (one URL for every user): each reached Keystone once, as the tally shows, and each
+    // fault that kept a create from Keystone cost one more POST; an ambiguous one (Keystone may
+    // have stored it) costs a search of that user's credentials first, and one more to drop a
+    // copy after a later success.
+    const posts = seen.filter((e) => e.request === "POST /v3/credentials");
+    const stored = (f: string | undefined) => f === "reset-after" || f?.startsWith("after ") === true;
+    const keptFromKeystone = posts.filter((e) => e.fault !== undefined && !stored(e.fault)).length;
+    expect(posts.length).toBe(added.length + keptFromKeystone);
+    const ambiguous = posts.filter((e) => e.fault !== undefined && !e.fault.startsWith("429")).length;
+    const searches = seen.filter((e) => /^GET \/v3\/credentials\?user_id=/.test(e.request)).length;
+    expect(searches).toBeGreaterThanOrEqual(ambiguous);
+    expect(searches).toBeLessThanOrEqual(2 * ambiguous);
 
     // refresh: every credential GET meets the same bursts
     for (const kind of [{ status: 503 }, { status: 429, retryAfter: "1" }, "reset-after"] as const) {
@@ -209,7 +198,7 @@ describe("faults during up, through the real engine", () => {
     const refresh = await stack.run(["refresh", "--yes", "--skip-preview", "--expect-no-changes"], {
       allowFail: true,
     });
-    output.push(refresh.stdout, refresh.stderr);
+    f.output.push(refresh.stdout, refresh.stderr);
     expect(refresh.code, refresh.stdout.slice(-3000)).toBe(0);
     expect((await up(["--expect-no-changes"])).code).toBe(0);
     const after = await tally(people);
@@ -225,11 +214,6 @@ describe("faults during up, through the real engine", () => {
   });
 
   it("no secret in any output or in state", async () => {
-    const state = await stack.exportText();
-    const secrets = [adminEnv().OS_PASSWORD ?? "", ...people.map((p) => p.user.password)];
-    for (const p of people) {
-      for (const c of await admin.listTotpCredentials(p.user.id)) secrets.push(c.blob);
-    }
-    expect(leakedIn(output.join("\n") + state, secrets)).toBe(0);
+    expect(await f.leaks()).toBe(0);
   });
 });

@@ -5,18 +5,17 @@
  * (TOTP alone 401, password 201, password + TOTP 201); a second `up --expect-no-changes`
  * passes; destroy restores exactly the options they had.
  *
- * The 0.2 code is the real one: `git archive 0e86bf8` into .local/, `npm ci` there (kept for
- * later runs), and its own `scripts/provision.ts` run on the same file backend, passphrase and
- * config file as the stack of this version.
+ * The 0.2 code is the real one (test/support/release.ts): `git archive 0e86bf8` into .local/,
+ * `npm ci` there (kept for later runs), and its own `scripts/provision.ts` run on the same file
+ * backend, passphrase and config file as the stack of this version.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
-import { adminClient, adminEnv, REPO, uniq } from "../support/keystone.ts";
+import { adminClient, adminEnv, uniq } from "../support/keystone.ts";
 import {
   credentialIds,
   keystoneUrl,
@@ -26,6 +25,7 @@ import {
   type UserOptions,
 } from "../support/posture.ts";
 import type { RunResult, TestStack } from "../support/pulumi.ts";
+import { earlierVersion, provisionWith } from "../support/release.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
 
@@ -47,47 +47,9 @@ const before = new Map<string, UserOptions>();
 const secrets = new Map<string, string>();
 const output: string[] = [];
 
-/** The 0.2 code with its own node_modules, made once and kept in .local/. */
-function prepareV02(): string {
-  const dir = join(REPO, ".local", `keystone-totp-${V02}`);
-  if (existsSync(join(dir, "node_modules", ".bin", "node"))) return dir;
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  execFileSync("bash", ["-c", `git -C "${REPO}" archive ${V02} | tar -x -C "${dir}"`], { stdio: "ignore" });
-  execFileSync("npm", ["ci", "--no-audit", "--no-fund", "--prefer-offline"], {
-    cwd: dir,
-    stdio: "ignore",
-    timeout: 600_000,
-  });
-  return dir;
-}
-
 /** Runs 0.2's own `provision` on this stack (same backend, passphrase and config file). */
 function provisionV02(args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      "node",
-      [join(v02, "scripts/provision.ts"), ...args, "--stack", stack.name, "--config-file", stack.configFile],
-      {
-        cwd: v02,
-        env: stack.environment({ PATH: `${join(v02, "node_modules/.bin")}:${stack.environment().PATH}` }),
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      output.push(stdout, stderr);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+  return provisionWith(v02, stack, args, output);
 }
 
 /** Resource name -> operation (`update`, `create`, `same` ...) from `preview --diff` output. */
@@ -111,7 +73,7 @@ function previewOps(text: string): Map<string, string> {
 
 beforeAll(async () => {
   const t0 = Date.now();
-  v02 = prepareV02();
+  v02 = earlierVersion(V02);
   console.log(`upgrade-posture: 0.2 (${V02}) ready in ${Date.now() - t0} ms`);
   admin = adminClient(keystoneUrl());
   for (const [i, own] of OWN.entries()) {

@@ -4,190 +4,135 @@
  * secret or a second message, every credential ID stays, every user still logs in with the
  * QR code they already scanned, and the state is in the new shape afterwards.
  *
- * The 0.1 state is made from a current one by rewriting each enrollment into the two 0.1
- * resources with the fields 0.1 wrote (same secret ciphertext, same IDs), then imported.
+ * The 0.1 state is the real one: 0.1's own code (commit 6f034b5, the parent of 7e6db25 which
+ * brought TotpEnrollment; see test/support/release.ts) enrolls the fleet on this test's
+ * Keystone and stack, then this version runs on what it wrote.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { totpCode } from "../../lib/totp/secret.ts";
-import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
-import { TestStack } from "../support/pulumi.ts";
-import { registerSecrets } from "../support/secrets.ts";
+import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
+import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
+import type { TestStack } from "../support/pulumi.ts";
+import { earlierVersion, provisionWith } from "../support/release.ts";
+import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
 
+/** The last commit whose program declared a TotpCredential and a TotpDelivery per user (7e6db25^). */
+const V01 = "6f034b5";
 const N = 4;
 const T = "pulumi-nodejs:dynamic/keystone-totp";
+
 const tag = uniq();
+let v01: string;
 let admin: KeystoneClient;
 let smtp: TestSmtpServer;
 let stack: TestStack;
-let dir: string;
-const users: (TestUser & { email: string })[] = [];
+const people: Person[] = [];
+const output: string[] = [];
+/** Each user's credential ID and the secret of the QR 0.1 sent them. */
+const enrolled = new Map<string, { id: string; secret: string }>();
 
 interface StateResource {
-  urn: string;
-  type: string;
-  id?: string;
-  custom?: boolean;
-  parent?: string;
-  provider?: string;
-  inputs?: Record<string, unknown>;
-  outputs?: Record<string, unknown>;
-  dependencies?: string[];
-  propertyDependencies?: Record<string, string[]>;
-  [k: string]: unknown;
+  readonly urn: string;
+  readonly type: string;
+  readonly outputs?: Record<string, unknown>;
 }
 
-/** The two resources 0.1 kept for one user, from the one resource this version keeps. */
-function asEarlierShape(e: StateResource): StateResource[] {
-  const o = e.outputs ?? {};
-  const providerOf = (file: string) => String(e.inputs?.__provider).replace("enrollment.cjs", file);
-  const credUrn = e.urn.replace(":TotpEnrollment::", ":TotpCredential::");
-  // 0.1 stored the address as the rotation trigger; this version derives it.
-  const rotationTrigger = `email:${String(o.email).toLowerCase()}`;
-  const labels = { userId: o.userId, issuer: o.issuer, account: o.account, rotationTrigger };
-  const credInputs = { __provider: providerOf("credential.cjs"), ...labels, unmanaged: "remove", userChecked: true };
-  const credential: StateResource = {
-    urn: credUrn,
-    custom: true,
-    id: e.id,
-    type: `${T}:TotpCredential`,
-    inputs: credInputs,
-    outputs: {
-      ...credInputs,
-      credentialId: o.credentialId,
-      retiring: [],
-      unmanagedIds: [],
-      resolvedUserId: o.userId,
-      accountLabel: o.account,
-      // 0.1 also kept the URI as a secret; its ciphertext is as opaque as this one.
-      secret: o.secret,
-      otpauthUri: o.secret,
-      fingerprint: o.fingerprint,
-      createdAt: o.createdAt,
-      rotatedAt: o.rotatedAt,
-    },
-    parent: e.parent,
-    provider: e.provider,
-    additionalSecretOutputs: ["secret", "otpauthUri"],
-  };
-  const name = e.urn.slice(e.urn.lastIndexOf("::") + 2);
-  const deliveryRecord = {
-    userKey: name,
-    email: o.email,
-    issuer: o.issuer,
-    account: o.account,
-    credentialId: o.credentialId,
-    fingerprint: o.fingerprint,
-  };
-  const delivery: StateResource = {
-    urn: e.urn.replace(":TotpEnrollment::", ":TotpDelivery::"),
-    custom: true,
-    id: `${o.credentialId}/${o.fingerprint}`,
-    type: `${T}:TotpDelivery`,
-    inputs: { __provider: providerOf("delivery.cjs"), ...deliveryRecord, graceHours: 24 },
-    outputs: {
-      __provider: providerOf("delivery.cjs"),
-      ...deliveryRecord,
-      deliveredTo: o.email,
-      deliveredAt: o.deliveredAt,
-      transport: "smtp",
-      messageId: o.messageId,
-      reason: "new",
-      retiring: [],
-      graceHours: 24,
-    },
-    parent: e.parent,
-    provider: e.provider,
-    dependencies: [credUrn],
-  };
-  return [credential, delivery];
+async function resources(): Promise<StateResource[]> {
+  return (
+    (JSON.parse(await stack.exportText()) as { deployment: { resources?: StateResource[] } }).deployment.resources ?? []
+  );
 }
 
-async function managedIds(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const u of users) {
-    const creds = await admin.listTotpCredentials(u.id);
-    expect(creds, u.name).toHaveLength(1);
-    out[u.name] = creds[0]?.id ?? "";
-  }
+async function credentialIds(): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const p of people) out[p.user.name] = (await admin.listTotpCredentials(p.user.id)).map((c) => c.id);
   return out;
 }
 
 beforeAll(async () => {
+  const t0 = Date.now();
+  v01 = earlierVersion(V01);
+  console.log(`upgrade: 0.1 (${V01}) ready in ${Date.now() - t0} ms`);
   admin = adminClient();
-  for (let i = 0; i < N; i++) {
-    const u = await makeUser(admin, `upg${i}${tag}`);
-    registerSecrets(u.password);
-    users.push({ ...u, email: `upg${i}.${tag}@example.com` });
-  }
-  dir = mkdtempSync(join(tmpdir(), "kt-upgrade-"));
-  const csv = join(dir, "users.csv");
-  writeFileSync(csv, `username,email\n${users.map((u) => `${u.name},${u.email}`).join("\n")}\n`);
+  for (let i = 0; i < N; i++) people.push(await makePerson(admin, `upg${i}`, tag));
+  const csv = join(mkdtempSync(join(tmpdir(), "kt-upgrade-")), "users.csv");
+  writeFleetCsv(csv, people);
   smtp = await startSmtpServer();
-  const env = adminEnv();
-  registerSecrets(env.OS_PASSWORD ?? "");
-  stack = new TestStack("e2e-upgrade", env);
-  await stack.init();
-  await stack.set("keystone-totp:usersCsv", csv);
-  await stack.set("keystone-totp:smtpUrl", smtp.url, { secret: true });
-  await stack.set("keystone-totp:mailFrom", "noreply@example.com");
-  await stack.up();
-  expect(smtp.received.length).toBe(N);
+  stack = await fleetStack("e2e-upgrade", { authUrl: keystoneInstance().authUrl, smtp, csv });
 });
 
 afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const u of users) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
   admin?.close();
 });
 
 describe("upgrading a 0.1 stack (TotpCredential + TotpDelivery per user)", () => {
+  it("0.1 enrolls the fleet: a TotpCredential and a TotpDelivery per user, one message each", async () => {
+    const r = await provisionWith(v01, stack, ["up", "--yes"], output);
+    expect(r.code, (r.stdout + r.stderr).slice(-3000)).toBe(0);
+    expect(smtp.received).toHaveLength(N);
+    const types = (await resources()).map((x) => x.type);
+    expect(types.filter((t) => t === `${T}:TotpCredential`)).toHaveLength(N);
+    expect(types.filter((t) => t === `${T}:TotpDelivery`)).toHaveLength(N);
+    expect(types.filter((t) => t === `${T}:TotpEnrollment`)).toEqual([]);
+    const ids = await credentialIds();
+    for (const p of people) {
+      const msgs = smtp.messagesFor(p.email);
+      expect(msgs, p.email).toHaveLength(1);
+      const secret = await secretOfMessage(msgs[0] as Buffer);
+      registerSecrets(secret);
+      expect(ids[p.user.name], p.user.name).toHaveLength(1);
+      enrolled.set(p.user.name, { id: ids[p.user.name]?.[0] ?? "", secret });
+    }
+  });
+
   it("takes every user over without a new secret, a message or a lost credential", async () => {
-    const before = await managedIds();
-    const exported = JSON.parse(await stack.exportText()) as { deployment: { resources: StateResource[] } };
-    const resources = exported.deployment.resources.flatMap((r) =>
-      r.type === `${T}:TotpEnrollment` ? asEarlierShape(r) : [r],
+    expect(enrolled.size, "the 0.1 enrollment above").toBe(N);
+    const r = await upAllowFail(stack, output);
+    expect(r.code, (r.stdout + r.stderr).slice(-3000)).toBe(0);
+    expect(smtp.received).toHaveLength(N);
+    expect(await credentialIds()).toEqual(
+      Object.fromEntries(people.map((p) => [p.user.name, [enrolled.get(p.user.name)?.id]])),
     );
-    expect(resources.filter((r) => r.type === `${T}:TotpDelivery`)).toHaveLength(N);
-    const file = join(dir, "earlier.json");
-    writeFileSync(file, JSON.stringify({ ...exported, deployment: { ...exported.deployment, resources } }), {
-      mode: 0o600,
-    });
-    await stack.run(["stack", "import", "--file", file]);
 
-    const r = await stack.run(["up", "--yes", "--skip-preview"]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(smtp.received.length).toBe(N);
-    expect(await managedIds()).toEqual(before);
-
-    const after = JSON.parse(await stack.exportText()) as { deployment: { resources: StateResource[] } };
-    const types = after.deployment.resources.map((x) => x.type);
+    const after = await resources();
+    const types = after.map((x) => x.type);
     expect(types.filter((t) => t.endsWith(":TotpEnrollment"))).toHaveLength(N);
     expect(types.filter((t) => t.endsWith(":TotpCredential") || t.endsWith(":TotpDelivery"))).toEqual([]);
-    for (const e of after.deployment.resources.filter((x) => x.type.endsWith(":TotpEnrollment"))) {
+    for (const e of after.filter((x) => x.type.endsWith(":TotpEnrollment"))) {
       expect(e.outputs?.deliveredAt, e.urn).toBeTypeOf("string");
       expect(Object.keys(e.outputs ?? {})).not.toContain("otpauthUri");
     }
 
-    // Each user still logs in with the code of the QR they scanned before the upgrade.
-    for (const u of users) {
-      const [raw] = smtp.messagesFor(u.email);
-      const secret = await secretOfMessage(raw as Buffer);
+    // Each user still logs in with the code of the QR 0.1 sent them.
+    for (const p of people) {
       const res = await login(
         admin.auth.authUrl,
-        { name: u.name, domain: u.domain },
-        { password: u.password, passcode: totpCode(secret) },
+        { name: p.user.name, domain: p.user.domain },
+        { password: p.user.password, passcode: totpCode(enrolled.get(p.user.name)?.secret ?? "") },
       );
-      expect(res.status, u.name).toBe(201);
+      expect(res.status, p.user.name).toBe(201);
     }
-    await stack.upNoChanges();
-    expect(smtp.received.length).toBe(N);
+    const again = await upAllowFail(stack, output, ["--expect-no-changes"]);
+    expect(again.code, (again.stdout + again.stderr).slice(-3000)).toBe(0);
+    expect(smtp.received).toHaveLength(N);
+  });
+
+  it("no secret in any output or in state", async () => {
+    const all = [
+      adminEnv().OS_PASSWORD ?? "",
+      ...people.map((p) => p.user.password),
+      ...[...enrolled.values()].map((e) => e.secret),
+    ];
+    expect(leakedIn(output.join("\n") + (await stack.exportText()), all)).toBe(0);
   });
 });

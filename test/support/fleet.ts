@@ -2,14 +2,26 @@
  * Fleet set-up shared by the end-to-end tests: people (a Keystone user with an address), the
  * users CSV, a stack wired to a Keystone (usually behind the fault proxy) and a real SMTP
  * server, `up` that never throws, and the tally of what each user holds (credentials in
- * Keystone, messages at the mail server, and whether they agree).
+ * Keystone, messages at the mail server, and whether they agree). {@link startFaultFleet} puts
+ * all of it together behind the fault proxy, for the fault tests.
  */
-import { writeFileSync } from "node:fs";
-import type { KeystoneClient } from "../../lib/keystone/client.ts";
-import { adminEnv, makeUser, type TestUser } from "./keystone.ts";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KeystoneClient } from "../../lib/keystone/client.ts";
+import {
+  adminAuth,
+  adminEnv,
+  type KeystoneInstance,
+  keystoneInstance,
+  makeUser,
+  type TestUser,
+  uniq,
+} from "./keystone.ts";
+import { type FaultProxy, startFaultProxy } from "./proxy.ts";
 import { type RunResult, TestStack } from "./pulumi.ts";
-import { registerSecrets } from "./secrets.ts";
-import { secretOfMessage, type TestSmtpServer } from "./smtp.ts";
+import { leakedIn, registerSecrets } from "./secrets.ts";
+import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "./smtp.ts";
 
 /** One fleet member. */
 export interface Person {
@@ -45,11 +57,16 @@ export interface FleetStackOptions {
   readonly env?: Record<string, string>;
   /** Extra plaintext config `keystone-totp:<key>` values. */
   readonly config?: Record<string, string>;
+  /**
+   * The OS_* settings the tool runs with instead of the default instance's admin (another
+   * instance's admin, a less privileged operator); `OS_AUTH_URL` is replaced by `authUrl`.
+   */
+  readonly operator?: Record<string, string>;
 }
 
 /** Creates and configures a stack of the repo's program for a fleet test. */
 export async function fleetStack(prefix: string, o: FleetStackOptions): Promise<TestStack> {
-  const env = adminEnv();
+  const env = o.operator ?? adminEnv();
   registerSecrets(env.OS_PASSWORD);
   const stack = new TestStack(prefix, { ...env, OS_AUTH_URL: o.authUrl, ...o.env });
   await stack.init();
@@ -100,4 +117,112 @@ export async function tally(admin: KeystoneClient, smtp: TestSmtpServer, ps: rea
 /** `{ name: n }` for every person. */
 export function each(ps: readonly Person[], n: number): Record<string, number> {
   return Object.fromEntries(ps.map((p) => [p.user.name, n]));
+}
+
+/** Settings of {@link startFaultFleet}. */
+export interface FaultFleetOptions {
+  /** Stack name prefix, e.g. `e2e-faults-mail`. */
+  readonly prefix: string;
+  /** People made at the start, in CSV order: each name becomes the user `<name>-<tag>`. */
+  readonly people: readonly string[];
+  /** The Keystone the fleet lives in; default the default instance. */
+  readonly instance?: KeystoneInstance;
+  /** The OS_* settings the tool runs with; default the instance's admin (see {@link FleetStackOptions.operator}). */
+  readonly operator?: Record<string, string>;
+  /**
+   * Extra environment of every run. Default `KEYSTONE_TOTP_SKIP_DOCTOR=1`: the preflight doctor
+   * has its own tests, and here its probes would consume the armed faults and blur the counts.
+   */
+  readonly env?: Record<string, string>;
+  /** Extra plaintext config `keystone-totp:<key>` values. */
+  readonly config?: Record<string, string>;
+}
+
+/**
+ * A fleet for a fault test: people in Keystone and in the CSV, a real SMTP server, the fault
+ * proxy in front of Keystone (the tool's only way to it) and a stack wired to both. Every run's
+ * output is kept in `output` for the secret scan.
+ */
+export interface FaultFleet {
+  /** Suffix of every name made here. */
+  readonly tag: string;
+  /** The instance's admin, straight to Keystone (never through the proxy: its calls are not counted). */
+  readonly admin: KeystoneClient;
+  readonly smtp: TestSmtpServer;
+  readonly proxy: FaultProxy;
+  readonly stack: TestStack;
+  /** Path of the users CSV. */
+  readonly csv: string;
+  /** The people made so far, in the CSV's order; tests edit it and call {@link writeCsv}. */
+  readonly people: Person[];
+  /** stdout and stderr of every run through {@link up}. */
+  readonly output: string[];
+  /** Makes one more person (not added to `people` or the CSV). */
+  person(name: string): Promise<Person>;
+  /** Writes the CSV: `ps`, default `people`. */
+  writeCsv(ps?: readonly Person[]): void;
+  /** `up --yes --skip-preview EXTRA`, never throwing (see {@link upAllowFail}). */
+  up(extra?: string[]): Promise<RunResult>;
+  /** What each of `ps` (default `people`) holds now (see {@link tally}). */
+  tally(ps?: readonly Person[]): Promise<Tally>;
+  /**
+   * How many secrets show in the runs' output or the stack's exported state: the admin's and
+   * the people's passwords, the TOTP secrets Keystone holds for them, and `extra`.
+   */
+  leaks(extra?: readonly string[]): Promise<number>;
+  /** Brings the proxy up, destroys and removes the stack, stops the servers, deletes the people. */
+  close(): Promise<void>;
+}
+
+/** Starts a {@link FaultFleet}: people, CSV, SMTP server, proxy and stack (no `up` yet). */
+export async function startFaultFleet(o: FaultFleetOptions): Promise<FaultFleet> {
+  const inst = o.instance ?? keystoneInstance();
+  const tag = uniq();
+  const admin = new KeystoneClient(adminAuth(inst));
+  const csv = join(mkdtempSync(join(tmpdir(), `kt-${o.prefix}-`)), "users.csv");
+  const people: Person[] = [];
+  const output: string[] = [];
+  const person = (name: string) => makePerson(admin, name, tag);
+  for (const name of o.people) people.push(await person(name));
+  writeFleetCsv(csv, people);
+  const smtp = await startSmtpServer();
+  const proxy = await startFaultProxy(inst.port);
+  const stack = await fleetStack(o.prefix, {
+    authUrl: `http://127.0.0.1:${proxy.port}/v3`,
+    smtp,
+    csv,
+    operator: o.operator ?? adminEnv(inst),
+    env: o.env ?? { KEYSTONE_TOTP_SKIP_DOCTOR: "1" },
+    ...(o.config ? { config: o.config } : {}),
+  });
+  return {
+    tag,
+    admin,
+    smtp,
+    proxy,
+    stack,
+    csv,
+    people,
+    output,
+    person,
+    writeCsv: (ps = people) => writeFleetCsv(csv, ps),
+    up: (extra = []) => upAllowFail(stack, output, extra),
+    tally: (ps = people) => tally(admin, smtp, ps),
+    leaks: async (extra = []) => {
+      const state = await stack.exportText();
+      const secrets = [inst.password, ...people.map((p) => p.user.password), ...extra];
+      for (const p of people) for (const c of await admin.listTotpCredentials(p.user.id)) secrets.push(c.blob);
+      return leakedIn(output.join("\n") + state, secrets);
+    },
+    close: async () => {
+      await proxy.up();
+      proxy.disarm();
+      await stack.destroy().catch(() => undefined);
+      await stack.remove();
+      await smtp.close();
+      await proxy.close();
+      for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+      admin.close();
+    },
+  };
 }

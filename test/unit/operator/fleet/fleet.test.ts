@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ConfigError } from "../../../../lib/errors.ts";
 import type { KeystoneUser } from "../../../../lib/keystone/client.ts";
 import { parseUsersCsv } from "../../../../lib/users/csv.ts";
 import { planFleet } from "../../../../operator/fleet/fleet.ts";
@@ -20,7 +21,11 @@ describe("planFleet", () => {
     "t.csv",
   );
 
-  it("names resources by domain and user, never by row, and keys rotation on the address", () => {
+  // A new address rotating the secret is the enrollment's own rule now (addressTrigger), tested in
+  // test/unit/providers/enrollment/handlers.test.ts ("a new address: new secret in place ...") and
+  // through the engine in test/e2e/fleet.test.ts ("... one email changed ..."): the plan only
+  // carries the row's address.
+  it("names resources by domain and user, never by row: the same member whatever the row order", () => {
     const plan = planFleet(
       rows.map((row, i) => ({ row, user: user(`id${i}`, row.username) })),
       settings,
@@ -29,6 +34,7 @@ describe("planFleet", () => {
     expect(plan[0]).toMatchObject({
       issuer: "ACME",
       account: "alice@Default",
+      email: "Alice@Example.com",
     });
     const reversed = planFleet(
       [...rows].reverse().map((row, i) => ({ row, user: user(`id${1 - i}`, row.username) })),
@@ -71,23 +77,64 @@ describe("planFleet", () => {
   });
 
   it("asks for a resend on label changes only when told to", () => {
-    const s2 = resolveFleetSettings((k) => ({ issuer: "ACME", resendOnLabelChange: "true" })[k], "/p");
-    const [m] = planFleet([{ row: rows[0] as (typeof rows)[0], user: user("id0", "alice") }], s2);
-    expect(m?.resendTrigger).toBeDefined();
+    const alice = { row: rows[0] as (typeof rows)[0], user: user("id0", "alice") };
+    const renamed = { ...alice, row: { ...alice.row, displayName: "Alice B." } };
+    const trigger = (config: Record<string, string>, member = alice) =>
+      planFleet(
+        [member],
+        resolveFleetSettings((k) => config[k], "/p"),
+      )[0]?.resendTrigger;
+    // Not told: no trigger at all, whatever the labels, so a label change never sends.
+    expect(trigger({ issuer: "ACME" })).toBeUndefined();
+    expect(trigger({ issuer: "ACME 2" })).toBeUndefined();
+    expect(trigger({ issuer: "ACME" }, renamed)).toBeUndefined();
+    // Told: the trigger follows the issuer and the display name (a new value sends again), and
+    // stays the same while they do.
+    const told = { issuer: "ACME", resendOnLabelChange: "true" };
+    expect(trigger(told)).toBeDefined();
+    expect(trigger(told)).toBe(trigger({ ...told }));
+    expect(trigger({ ...told, issuer: "ACME 2" })).not.toBe(trigger(told));
+    expect(trigger(told, renamed)).not.toBe(trigger(told));
   });
 });
 
 describe("resolveFleetSettings", () => {
-  it("defaults safely and names bad keys", () => {
+  it("defaults safely: no TOTP-only logins, no enforcement, users' own rules and application credentials left alone", () => {
     const s = resolveFleetSettings(() => undefined, "/proj");
-    expect(s).toMatchObject({
+    expect(s).toEqual({
       usersCsv: "/proj/users.csv",
+      usersCsvExplicit: false,
       issuer: "OpenStack",
+      accountLabel: "username@domain",
       enforceMfa: false,
+      allowTotpOnlyLogin: false,
+      refuseApplicationCredentials: false,
+      replaceOwnRules: false,
+      resendOnLabelChange: false,
       smtp: false,
       outboxDir: "/proj/outbox",
+      rotationDays: 0,
+      rotationGraceHours: 24,
+      unmanagedCredentials: "remove",
+      shard: undefined,
     });
-    expect(() => resolveFleetSettings((k) => (k === "enforceMfa" ? "maybe" : undefined), "/p")).toThrow(/enforceMfa/);
-    expect(() => resolveFleetSettings((k) => (k === "issuer" ? "a:b" : undefined), "/p")).toThrow(/issuer/);
+  });
+
+  it.each([
+    ["enforceMfa", "maybe"],
+    ["allowTotpOnlyLogin", "sometimes"],
+    ["refuseApplicationCredentials", "2"],
+    ["replaceOwnRules", "y"],
+    ["resendOnLabelChange", "on"],
+    ["accountLabel", "mail"],
+    ["issuer", "a:b"],
+    ["rotationDays", "-1"],
+    ["rotationGraceHours", "1.5"],
+    ["unmanagedCredentials", "delete"],
+    ["shard", "4/4"],
+  ])("refuses a bad %s, naming the key", (key, value) => {
+    const read = () => resolveFleetSettings((k) => (k === key ? value : undefined), "/p");
+    expect(read).toThrow(ConfigError);
+    expect(read).toThrow(`keystone-totp:${key}`);
   });
 });

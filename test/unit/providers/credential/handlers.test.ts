@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { accountLabel, check, diff } from "../../../../providers/credential/handlers.ts";
+import { accountLabel, check, create, diff } from "../../../../providers/credential/handlers.ts";
+import type { TotpCredentialInputs } from "../../../../providers/credential/types.ts";
+import { fakeKeystone } from "../../../support/fake-keystone.ts";
 
 const SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
@@ -62,8 +64,29 @@ describe("diff", () => {
     expect(diff(olds, { ...news, previousMfa: { enabled: false, rules: [["password"]] } }).changes).toBe(false);
   });
 
-  it("sees no change when only the provider code changed", () => {
-    expect(diff(olds, news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+  it("a state create wrote, the same inputs checked again and new provider code: no replacement, no update", async () => {
+    // What the engine hands diff: the outputs create returned plus the provider it stored, and
+    // the inputs as check returns them plus the provider of this run. A diff that compared the
+    // provider, or every stored key, would update (or replace) every credential on each release.
+    const ks = fakeKeystone();
+    const at = Date.parse("2027-01-01T00:00:00Z");
+    const args = { userId: "u1", userChecked: true, issuer: "ACME", rotationTrigger: "1", rotationDays: 30 };
+    const { outs } = await create(check(args).inputs as unknown as TotpCredentialInputs, {
+      client: () => ks.client,
+      now: () => new Date(at),
+      existing: async () => [],
+    });
+    const stored = { ...outs, __provider: "provider as 0.2 serialised it" };
+    const rerun = { ...check(args).inputs, __provider: "provider as this version serialises it" };
+    const day = new Date(at + 86_400_000);
+    expect(diff(stored, rerun, day)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+    // The same pair is not blind: a real input change beside the provider's still counts.
+    expect(diff(stored, { ...rerun, issuer: "ACME 2" }, day)).toEqual({
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
+    expect(diff(stored, { ...rerun, userId: "u2" }, day).replaces).toEqual(["userId"]);
   });
 
   it("replaces when the user changes", () => {

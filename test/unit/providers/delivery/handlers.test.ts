@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { check, diff } from "../../../../providers/delivery/handlers.ts";
+import { resolveMailConfig } from "../../../../lib/mail/config.ts";
+import type { ComposedMessage } from "../../../../lib/mail/message.ts";
+import type { Mailer } from "../../../../lib/mail/send.ts";
+import { fingerprint } from "../../../../lib/totp/secret.ts";
+import { check, create, diff } from "../../../../providers/delivery/handlers.ts";
 
 const olds = {
   userKey: "alice@Default",
@@ -15,8 +19,47 @@ const olds = {
 const news = { ...olds, secret: "S", otpauthUri: "U", __provider: "new" };
 
 describe("delivery diff", () => {
-  it("sends nothing when only the provider's code changed", () => {
-    expect(diff(olds, news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+  it("asks for no new message and no update when only the provider's code changed", async () => {
+    // What the engine hands diff: the record create stored plus the provider it stored, and the
+    // inputs as check returns them (the packed credential, as TotpDelivery passes it) plus the
+    // provider of this run. A diff that compared the provider, or every key, would mail every
+    // user again on each release.
+    const sent: ComposedMessage[] = [];
+    const mailer = {
+      send: async (m: ComposedMessage) => {
+        sent.push(m);
+        return { messageId: m.messageId, accepted: [m.to.address], transport: "smtp" as const, at: "" };
+      },
+      close: () => {},
+    } as unknown as Mailer;
+    const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const args = {
+      userKey: "alice@Default",
+      username: "alice",
+      domain: "Default",
+      email: "alice@example.com",
+      displayName: "Alice",
+      issuer: "ACME",
+      account: "alice@Default",
+      credential: { id: "c1", fingerprint: fingerprint(secret), secret, reason: "new", retiring: [] },
+    };
+    const at = new Date("2027-01-01T00:00:00Z");
+    const { outs } = await create(check(args).inputs as never, {
+      mailer: () => mailer,
+      mailConfig: () => resolveMailConfig({ outboxDir: "unused", mailFrom: "Ops <ops@example.com>" }, "/"),
+      now: () => at,
+    });
+    expect(sent).toHaveLength(1);
+    const stored = { ...outs, __provider: "provider as 0.1 serialised it" };
+    const rerun = { ...check(args).inputs, __provider: "provider as this version serialises it" };
+    expect(diff(stored, rerun, at)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+    // The same pair is not blind: a real input change beside the provider's still counts.
+    expect(diff(stored, { ...rerun, resendTrigger: "1" }, at).replaces).toEqual(["resendTrigger"]);
+    expect(diff(stored, { ...rerun, issuer: "ACME 2" }, at)).toEqual({
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
   });
 
   it("sends a new message for a new secret, credential, address or resend trigger", () => {

@@ -113,10 +113,18 @@ describe("enrollment create", () => {
 });
 
 describe("enrollment diff and update", () => {
-  it("a rerun with the same inputs changes nothing, whatever the provider's code", async () => {
+  it("a rerun with the same inputs and new provider code: no replacement, no update", async () => {
+    // What the engine hands diff: the outputs create stored plus the provider it stored, and the
+    // inputs as check returns them plus the provider of this run. A diff that compared the
+    // provider, or every stored key, would mail every user again on each release.
     const s = setup();
-    const { outs } = await create(alice, s.ctx);
-    expect(diff(stored(outs), { ...alice, __provider: "new" }, new Date(T0 + 400 * DAY)).changes).toBe(false);
+    const { outs } = await create(check(alice).inputs as unknown as TotpEnrollmentInputs, s.ctx);
+    const rerun = { ...check(alice).inputs, __provider: "new" };
+    const later = new Date(T0 + 400 * DAY);
+    expect(diff(stored(outs), rerun, later)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+    // The same pair is not blind: a real input change beside the provider's still counts.
+    expect(diff(stored(outs), { ...rerun, resendTrigger: "1" }, later).changes).toBe(true);
+    expect(diff(stored(outs), { ...rerun, userId: "u2" }, later).replaces).toEqual(["userId"]);
   });
 
   it("a rotation request: a new credential and one message; the old one works until the grace window ends", async () => {
