@@ -13,7 +13,7 @@
  * @see README.md, "Use it from your own Pulumi program"
  */
 
-// The errors they throw (`code` is stable; see README, Exit codes).
+// The errors they throw: a stable `code` (E_CONFIG, E_KEYSTONE, ...), a message that says what to do, a `cause`.
 export {
   ConfigError,
   type ErrorCode,

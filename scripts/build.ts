@@ -29,4 +29,4 @@ execFileSync(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", join(ROOT, "tscon
 mkdirSync(join(DIST, "providers", "runtime"), { recursive: true });
 for (const f of RUNTIME_FILES) cpSync(join(ROOT, "providers", "runtime", f), join(DIST, "providers", "runtime", f));
 for (const a of ASSETS) cpSync(join(ROOT, a), join(DIST, a), { recursive: true });
-console.log(`[build] ${DIST}`);
+console.error(`[build] ${DIST}`);
