@@ -1,7 +1,7 @@
 /**
  * keystone-totp as an operator's own Pulumi program uses it: `npm pack` of this repository,
- * a fresh Pulumi TypeScript project in a temp folder that `npm install`s the tarball (offline,
- * from the npm cache) and declares one TotpCredential for a user given by name and domain,
+ * a fresh Pulumi TypeScript project in a temp folder that `npm install`s the tarball (its
+ * dependencies from the npm cache) and declares one TotpCredential for a user given by name and domain,
  * then PLAIN `pulumi up` / `refresh` / `destroy` (the CLI and its Node.js language host), a
  * local file backend and a passphrase, against the real Keystone:
  *
@@ -172,7 +172,9 @@ beforeAll(async () => {
     })}\n`,
   );
   writeFileSync(join(project, "index.ts"), PROGRAM);
-  sh("npm", ["install", "--offline", "--no-audit", "--no-fund"], project);
+  // Tarballs come from the npm cache (`npm ci` of this repository filled it); the registry is
+  // asked only for the package lists (`npm ci` caches none, so --offline fails on a fresh cache).
+  sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund"], project);
 
   const env = adminEnv();
   registerSecrets(env.OS_PASSWORD);
