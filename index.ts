@@ -24,12 +24,7 @@ import { DEFAULT_UNMANAGED } from "./providers/credential/types.ts";
 import { DEFAULT_GRACE_HOURS } from "./providers/delivery/types.ts";
 import { TotpEnrollment } from "./providers/enrollment/resource.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
-
-// Pulumi records in every resource's state the stack trace of the `new` that declared it:
-// about 500 bytes per resource of this machine's file paths, which the file backend rewrites
-// into the checkpoint after every step (a cost that grows with the square of the fleet).
-// Nothing reads it back, so this program declares its resources without one.
-(pulumi.Resource as unknown as { stackTrace: (skip: number) => unknown[] }).stackTrace = () => [];
+import { omitResourceStackTraces } from "./providers/stack-traces.ts";
 
 /** What an operator command asks of one run, beyond the stack's configuration. */
 export interface ProgramOptions {
@@ -46,6 +41,9 @@ export interface ProgramOptions {
  * language host (`pulumi up`) and the Automation API (`scripts/provision.ts`) can run it.
  */
 export default async function program(options: ProgramOptions = {}) {
+  // A fleet's state is rewritten after every step: the ~500 bytes of file paths Pulumi would
+  // record per resource are not worth that (see stack-traces.ts).
+  omitResourceStackTraces();
   try {
     return await main(options);
   } catch (e) {

@@ -93,3 +93,17 @@ export async function qrPng(text: string): Promise<Buffer> {
     rendererOpts,
   });
 }
+
+/** The prefix of a PNG `data:` URI (RFC 2397), as `<img src>` takes it. */
+export const PNG_DATA_URI_PREFIX = "data:image/png;base64,";
+
+/**
+ * {@link qrPng} as a `data:image/png;base64,` URI, for an `<img src>` in a web page or an HTML
+ * message. It holds the text (for an `otpauth://` URI, the TOTP secret): treat it as a secret.
+ *
+ * @param text - what the code holds. Never logged.
+ * @throws {InputError} `E_INPUT` for text {@link qrPng} refuses.
+ */
+export async function qrPngDataUri(text: string): Promise<string> {
+  return `${PNG_DATA_URI_PREFIX}${(await qrPng(text)).toString("base64")}`;
+}

@@ -2,7 +2,7 @@
 # The README's test command (`npm test`). On a fresh machine it installs and starts all the
 # tests need: npm packages (with a supported Node.js), Debian's Keystone and PostgreSQL on
 # loopback, the Pulumi CLI built from its Go modules and, when ../shared can build it, its Node.js
-# language host (for plain `pulumi up`). Then it runs every test (unit,
+# language host (for plain `pulumi up`), and builds the package (dist/). Then it runs every test (unit,
 # integration against the real Keystone, end-to-end through the real Pulumi CLI) and finally
 # scans the whole test output and logs for any secret the tests handled.
 #
@@ -17,6 +17,11 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-audit --no-fund
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
+
+# The package others install (dist/): test/e2e/consumer.test.ts packs and installs it. A broken
+# build fails here, before any test runs.
+log "building the package (npm run build)"
+npm run --silent build
 
 log "starting a local Keystone (scripts/keystone.sh)"
 bash scripts/keystone.sh install

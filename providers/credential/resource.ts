@@ -20,11 +20,12 @@
  *                then GET + PATCH /v3/users/{id} (the options the user had before)
  *
  * Pulumi serialises the provider object into every resource's state. To keep that small and
- * free of machine paths, the provider's methods capture nothing but `h`,
- * which imports the handler module by package name at run time in the provider process.
+ * free of machine paths, it is stored as a `require()` of the runtime (see provider-object.ts),
+ * whose methods import the handler module at run time, in the provider process.
  */
-import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
+import { qrPngDataUri } from "../../lib/qr.ts";
+import { providerObject } from "../provider-object.ts";
 import { DEFAULT_ISSUER, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
 
 /** Arguments of {@link TotpCredential}. Give the user as `userId`, or as `userName` + `userDomain`. */
@@ -50,18 +51,23 @@ export interface TotpCredentialArgs {
    */
   readonly rotationTrigger?: pulumi.Input<unknown>;
   /**
-   * Scheduled rotation: a new credential once the secret is this many days old; the old one
-   * is handed to the delivery as `retiring`. Default 0 (never).
+   * Scheduled rotation: the first run once the secret is this many days old (whole days,
+   * 0..3650) adds a new credential; the old one stays valid for `graceHours`, listed in
+   * `retiring`. Default 0 (never).
    */
   readonly rotationDays?: pulumi.Input<number>;
-  /** On-demand rotation: a value not applied before issues a new credential once. */
+  /**
+   * On-demand rotation: a value not applied before (the time of the request, say) adds a new
+   * credential once; the old one stays valid for `graceHours`. The same value again does nothing.
+   */
   readonly rotateRequest?: pulumi.Input<string>;
   /** The user's TOTP credentials not made by Pulumi: `remove` (default) or `keep`. */
   readonly unmanaged?: pulumi.Input<"remove" | "keep">;
   /**
-   * Hours a replaced credential keeps working after the rotation that replaced it; the first
-   * run after that deletes it. Default 24; 0 deletes it in the update that rotates. This resource cannot
-   * see when you delivered the new secret: it counts from the rotation (`rotatedAt`).
+   * Hours a replaced credential keeps working after the rotation that replaced it (fractions
+   * allowed, 0..8760); the first `pulumi up` after that (`retireAfter`) deletes it. Default 24;
+   * 0 deletes it in the update that rotates. This resource cannot see when you delivered the
+   * new secret: it counts from the rotation (`rotatedAt`), so deliver within the window.
    */
   readonly graceHours?: pulumi.Input<number>;
   /**
@@ -93,39 +99,57 @@ export interface TotpCredentialArgs {
   readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
 }
 
-/**
- * The one provider instance, from the keystone-totp-runtime package in node_modules
- * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/credential.cjs")` in each
- * resource instead of the provider's code. Its methods import the handler module by package
- * name at run time, in the provider process.
- */
-const provider = createRequire(import.meta.url)(
-  "keystone-totp-runtime/credential.cjs",
-) as pulumi.dynamic.ResourceProvider;
+/** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
+const provider = providerObject("credential.cjs");
 
-/** A TOTP credential for one Keystone user. */
+/**
+ * A TOTP credential for one Keystone user, used on its own (a fleet uses `TotpEnrollment`,
+ * which also mails the QR code). Delivering the secret is the program's job: give the user
+ * {@link TotpCredential.qrCode} or {@link TotpCredential.otpauthUri}, both Pulumi secrets.
+ *
+ * A rotation (`rotateRequest`, `rotationDays`) adds a new credential and keeps the old one
+ * working for `graceHours` counted from the rotation (`rotatedAt`), because this resource cannot
+ * see when the new secret reached the user; the first `pulumi up` after `retireAfter` deletes
+ * the old one.
+ *
+ * @example
+ * const cred = new TotpCredential("alice", { userName: "alice", userDomain: "Default", issuer: "ACME Cloud" });
+ * export const qr = cred.qrCode; // a secret: `pulumi stack output --show-secrets qr`
+ */
 export class TotpCredential extends pulumi.dynamic.Resource {
-  /** Keystone credential ID. */
+  /** Keystone ID of the current credential; changes at each rotation (the resource ID stays the first one's). */
   declare readonly credentialId: pulumi.Output<string>;
-  /** The user's Keystone ID. */
+  /** The user's Keystone ID, as given or looked up from `userName` and `userDomain`. */
   declare readonly resolvedUserId: pulumi.Output<string>;
-  /** The account label shown in the app. */
+  /** The account label the authenticator app shows beside the issuer. */
   declare readonly accountLabel: pulumi.Output<string>;
-  /** The TOTP secret (a Pulumi secret). */
+  /** The TOTP secret, base32 (a Pulumi secret): for a user who types it into the app. */
   declare readonly secret: pulumi.Output<string>;
-  /** The `otpauth://totp/` URI (a Pulumi secret). */
+  /** The `otpauth://totp/` URI (a Pulumi secret): what the QR code holds, for apps that take a link. */
   declare readonly otpauthUri: pulumi.Output<string>;
-  /** Non-secret fingerprint of the secret. */
+  /**
+   * The QR code of {@link otpauthUri} as a `data:image/png;base64,` URI (a Pulumi secret, since
+   * it holds the secret): put it in an `<img src>` of a page or message that only the user sees.
+   * Made by the program from the URI at each run, never stored in the state.
+   */
+  readonly qrCode: pulumi.Output<string>;
+  /** Fingerprint of the secret, `sha256:` + 16 hex digits, not secret: tells which secret a user holds. */
   declare readonly fingerprint: pulumi.Output<string>;
-  /** Creation time, ISO 8601. */
+  /** When the resource was created, ISO 8601 UTC. */
   declare readonly createdAt: pulumi.Output<string>;
-  /** When the current secret was issued, ISO 8601. */
+  /** When the current secret was issued, ISO 8601 UTC: the grace window of a rotation counts from it. */
   declare readonly rotatedAt: pulumi.Output<string>;
-  /** Previous (and unmanaged, under `remove`) credentials to delete after delivery + grace. */
+  /**
+   * Keystone IDs of the user's credentials still valid that this resource will delete at
+   * `retireAfter`: those a rotation replaced and, under `unmanaged: "remove"`, those nobody manages.
+   */
   declare readonly retiring: pulumi.Output<string[]>;
-  /** Unmanaged credentials left alone (policy `keep`). */
+  /** The user's TOTP credentials not made by Pulumi, left alone under `unmanaged: "keep"`. */
   declare readonly unmanagedIds: pulumi.Output<string[]>;
-  /** When the retiring credentials will be deleted (rotation + `graceHours`, ISO 8601); absent when none are. */
+  /**
+   * When the first `pulumi up` will delete the `retiring` credentials: `rotatedAt` + `graceHours`,
+   * ISO 8601 UTC; absent when none are retiring. Deliver the new secret before it.
+   */
   declare readonly retireAfter: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: TotpCredentialArgs, opts: pulumi.CustomResourceOptions = {}) {
@@ -170,5 +194,7 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       "keystone-totp",
       "TotpCredential",
     );
+    // Derived from a secret output, so the engine keeps it secret; pulumi.secret says so anyway.
+    this.qrCode = pulumi.secret(this.otpauthUri.apply((uri) => qrPngDataUri(uri)));
   }
 }

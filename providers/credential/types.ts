@@ -71,8 +71,9 @@ export interface TotpCredentialOutputs extends TotpCredentialInputs {
   readonly credentialId: string;
   /**
    * Keystone IDs of this user's other TOTP credentials, still valid, that are to be deleted
-   * once the current one is delivered and the grace window has passed: previous credentials
-   * after a rotation, and unmanaged ones under the `remove` policy. The delivery deletes them.
+   * once the grace window has passed: previous credentials after a rotation, and unmanaged ones
+   * under the `remove` policy. Used on its own, the resource deletes them itself at
+   * `retireAfter`; in an enrollment, the enrollment does, counting from the delivery.
    */
   readonly retiring: readonly string[];
   /** Unmanaged credentials found and left alone (policy `keep`), for reports. */

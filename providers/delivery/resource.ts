@@ -12,8 +12,8 @@
  *                DELETE /v3/credentials/{id} for each retiring credential
  *   delete    -> none (a message cannot be unsent)
  */
-import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
+import { providerObject } from "../provider-object.ts";
 
 /** What a delivery reads from its credential (a `TotpCredential` has all of it). */
 export interface DeliveredCredentialSource {
@@ -47,15 +47,8 @@ export interface TotpDeliveryArgs {
   readonly graceHours?: pulumi.Input<number>;
 }
 
-/**
- * The one provider instance, from the keystone-totp-runtime package in node_modules
- * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/delivery.cjs")` in each
- * resource instead of the provider's code. Its methods import the handler module by package
- * name at run time, in the provider process.
- */
-const provider = createRequire(import.meta.url)(
-  "keystone-totp-runtime/delivery.cjs",
-) as pulumi.dynamic.ResourceProvider;
+/** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
+const provider = providerObject("delivery.cjs");
 
 function pack(c: DeliveredCredentialSource): pulumi.Output<unknown> {
   return pulumi.secret(

@@ -24,9 +24,9 @@
  *   delete    -> DELETE /v3/credentials/{id}     (current and retiring; 404 counts as done),
  *                then GET + PATCH /v3/users/{id} (back to the options before; marker cleared)
  */
-import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
 import type { RetireFailure } from "../delivery/types.ts";
+import { providerObject } from "../provider-object.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
 
 /** Arguments of {@link TotpEnrollment}. */
@@ -67,14 +67,8 @@ export interface TotpEnrollmentArgs {
   readonly enforceMfa?: pulumi.Input<boolean>;
 }
 
-/**
- * The one provider instance, from the keystone-totp-runtime package in node_modules
- * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/enrollment.cjs")` in
- * each resource instead of the provider's code.
- */
-const provider = createRequire(import.meta.url)(
-  "keystone-totp-runtime/enrollment.cjs",
-) as pulumi.dynamic.ResourceProvider;
+/** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
+const provider = providerObject("enrollment.cjs");
 
 /** Type of the TotpCredential that earlier versions declared per user, adopted by an alias. */
 const EARLIER_TYPE = "pulumi-nodejs:dynamic/keystone-totp:TotpCredential";

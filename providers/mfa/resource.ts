@@ -10,8 +10,8 @@
  *   delete -> GET + PATCH /v3/users/{id}: back to the enrollment's staged rules (the
  *             enrollment's delete restores the options from before); nothing for a waiting one
  */
-import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
+import { providerObject } from "../provider-object.ts";
 
 /** Arguments of {@link MfaEnforcement}. */
 export interface MfaEnforcementArgs {
@@ -37,13 +37,8 @@ export interface MfaEnforcementArgs {
   readonly userChecked?: pulumi.Input<boolean>;
 }
 
-/**
- * The one provider instance, from the keystone-totp-runtime package in node_modules
- * (providers/runtime): Pulumi then stores `require("keystone-totp-runtime/mfa.cjs")` in each
- * resource instead of the provider's code. Its methods import the handler module by package
- * name at run time, in the provider process.
- */
-const provider = createRequire(import.meta.url)("keystone-totp-runtime/mfa.cjs") as pulumi.dynamic.ResourceProvider;
+/** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
+const provider = providerObject("mfa.cjs");
 
 /**
  * Password + TOTP required for one user's password logins once its enrollment was delivered;

@@ -1,3 +1,3 @@
 /** The TotpCredential provider object (see provider.cjs for why it lives here). */
 "use strict";
-module.exports = require("./provider.cjs").makeProvider("keystone-totp/credential-handlers", { check: true });
+module.exports = require("./provider.cjs").makeProvider("credential", { check: true });

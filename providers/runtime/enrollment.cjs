@@ -1,3 +1,3 @@
 /** The TotpEnrollment provider object (see provider.cjs for why it lives here). */
 "use strict";
-module.exports = require("./provider.cjs").makeProvider("keystone-totp/enrollment-handlers", { check: true });
+module.exports = require("./provider.cjs").makeProvider("enrollment", { check: true });

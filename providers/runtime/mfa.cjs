@@ -1,3 +1,3 @@
 /** The MfaEnforcement provider object (see provider.cjs for why it lives here). */
 "use strict";
-module.exports = require("./provider.cjs").makeProvider("keystone-totp/mfa-handlers", {});
+module.exports = require("./provider.cjs").makeProvider("mfa", {});

@@ -54,10 +54,17 @@ export class TestStack {
   readonly configFile: string;
   readonly logFile: string;
   readonly engine: Engine;
+  /** The Pulumi project the CLI runs in: this repository, or another project's folder. */
+  readonly cwd: string;
   private readonly env: Record<string, string>;
 
-  constructor(prefix: string, extraEnv: Record<string, string> = {}, o: { engine?: Engine } = {}) {
-    this.engine = o.engine ?? "provision";
+  /**
+   * @param o.cwd - another Pulumi project to run the CLI in (a consumer's, say); default this
+   *   repository. Engine verbs there always run through the plain CLI.
+   */
+  constructor(prefix: string, extraEnv: Record<string, string> = {}, o: { engine?: Engine; cwd?: string } = {}) {
+    this.engine = o.cwd === undefined ? (o.engine ?? "provision") : "plain";
+    this.cwd = o.cwd ?? REPO;
     this.name = `${prefix}-${randomBytes(3).toString("hex")}`;
     this.dir = mkdtempSync(join(tmpdir(), `kt-${prefix}-`));
     this.configFile = join(this.dir, `Pulumi.${this.name}.yaml`);
@@ -81,7 +88,7 @@ export class TestStack {
     };
   }
 
-  /** Runs `pulumi <args>` in the repo with this stack and config file. */
+  /** Runs `pulumi <args>` in the project (default the repo) with this stack and config file. */
   run(
     args: string[],
     opts: { allowFail?: boolean; env?: Record<string, string>; secretStdout?: boolean; secretArg?: number } = {},
@@ -103,7 +110,7 @@ export class TestStack {
       const [cmd, cmdArgs] = viaProvision
         ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
         : ["pulumi", full];
-      const child = spawn(cmd, cmdArgs, { cwd: REPO, env: { ...this.env, ...opts.env }, stdio: "pipe" });
+      const child = spawn(cmd, cmdArgs, { cwd: this.cwd, env: { ...this.env, ...opts.env }, stdio: "pipe" });
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (c: Buffer) => {

@@ -2,11 +2,13 @@ import QRCode from "qrcode";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../../lib/errors.ts";
 import {
+  PNG_DATA_URI_PREFIX,
   QR_ERROR_CORRECTION,
   QR_MAX_CHARS,
   QR_QUIET_ZONE_MODULES,
   QR_TARGET_SIDE_PX,
   qrPng,
+  qrPngDataUri,
   qrPngSize,
 } from "../../../lib/qr.ts";
 import { generateSecret } from "../../../lib/totp/secret.ts";
@@ -73,5 +75,18 @@ describe("qrPng", () => {
     expect(err).toBeInstanceOf(InputError);
     expect((err as InputError).code).toBe("E_INPUT");
     if (text.length > 0) expect((err as Error).message).not.toContain(text);
+  });
+});
+
+describe("qrPngDataUri", () => {
+  it("is the PNG of qrPng as a data: URI that an <img src> takes, decoding back to the URI", async () => {
+    const secret = generateSecret();
+    registerSecrets(secret);
+    const uri = otpauthUri({ issuer: "ACME Cloud", account: "alice@Default", secret });
+    const dataUri = await qrPngDataUri(uri);
+    expect(dataUri.startsWith(PNG_DATA_URI_PREFIX)).toBe(true);
+    const png = Buffer.from(dataUri.slice(PNG_DATA_URI_PREFIX.length), "base64");
+    expect(png.equals(await qrPng(uri))).toBe(true);
+    expect(decodeQrPng(png) === uri).toBe(true);
   });
 });
