@@ -76,7 +76,8 @@ const rowsish = fc
   })
   .map((rows) => rows.map(([name, address, rest, end]) => [name, address, ...rest].join(",") + end).join(""));
 
-describe("parseUsersCsv on arbitrary input", () => {
+// CPU-bound: 300 runs each take seconds on a busy 2-core machine, which the default 10 s limit does not allow.
+describe("parseUsersCsv on arbitrary input", { timeout: 60_000 }, () => {
   it("returns rows or throws CsvError for any string", () => {
     fc.assert(fc.property(anyString, parseOrCsvError), { numRuns: RUNS });
   });
@@ -276,7 +277,7 @@ function write(s: Scenario): { readonly csv: string; readonly expected: UserRow[
   return { csv, expected };
 }
 
-describe("parseUsersCsv round trip", () => {
+describe("parseUsersCsv round trip", { timeout: 60_000 }, () => {
   it("gives back exactly the users written, with their lines", () => {
     fc.assert(
       fc.property(scenario, (s) => {
