@@ -45,7 +45,9 @@ export type ErrorCode =
   /** Writing a message to the outbox folder failed. */
   | "E_OUTBOX"
   /** A user cannot be given a login posture that refuses a TOTP code alone (own rules, LDAP). */
-  | "E_POSTURE";
+  | "E_POSTURE"
+  /** A command line is wrong: an unknown option or argument, a missing or malformed value. */
+  | "E_USAGE";
 
 /** Options accepted by every error constructor. */
 export interface KeystoneTotpErrorOptions {
@@ -173,31 +175,86 @@ export class PostureError extends KeystoneTotpError {
 }
 
 /**
- * Process exit codes by error code, for the scripts in `scripts/`.
- * 2 = bad input or configuration, 3 = Keystone, 4 = mail, 1 = anything else.
+ * The process exit codes of every operator command (`scripts/`), by what went wrong.
+ * `failed` is also each command's own "not ok" verdict (status: a user needs attention;
+ * verify-code: the code is invalid; doctor: a failed check without an error code).
+ *
+ * @see README.md, Exit codes (checked against {@link EXIT_CODES} by a unit test)
  */
-export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
-  E_CONFIG: 2,
-  E_SECRET: 2,
-  E_INPUT: 2,
-  E_CSV: 2,
-  E_CSV_ROW: 2,
-  E_USER_NOT_FOUND: 2,
-  E_KEYSTONE_AUTH: 3,
-  E_KEYSTONE_FORBIDDEN: 3,
-  E_KEYSTONE_NOT_FOUND: 3,
-  E_KEYSTONE_HTTP: 3,
-  E_KEYSTONE_NETWORK: 3,
-  E_KEYSTONE_TIMEOUT: 3,
-  E_SMTP: 4,
-  E_SMTP_UNCONFIRMED: 4,
-  E_OUTBOX: 4,
-  E_POSTURE: 2,
+export const EXIT = {
+  /** Done, nothing wrong. */
+  ok: 0,
+  /** Failed for a reason not below, or the command's own "not ok" verdict. */
+  failed: 1,
+  /** Bad input or configuration: CSV, stack settings, arguments of a resource, unknown users. */
+  badInput: 2,
+  /** Keystone refused, failed or could not be reached. */
+  keystone: 3,
+  /** Mail could not be sent or written. */
+  mail: 4,
+  /** The command line is wrong (sysexits.h EX_USAGE). */
+  usage: 64,
+} as const;
+
+/** One of {@link EXIT}'s values. */
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/**
+ * THE table of exit codes: each error code's process exit code, for every command. A new
+ * error code does not compile until it has a row here (and the README's table one too: a unit
+ * test compares them).
+ */
+export const EXIT_CODES: Readonly<Record<ErrorCode, ExitCode>> = {
+  E_CONFIG: EXIT.badInput,
+  E_SECRET: EXIT.badInput,
+  E_INPUT: EXIT.badInput,
+  E_CSV: EXIT.badInput,
+  E_CSV_ROW: EXIT.badInput,
+  E_USER_NOT_FOUND: EXIT.badInput,
+  E_POSTURE: EXIT.badInput,
+  E_KEYSTONE_AUTH: EXIT.keystone,
+  E_KEYSTONE_FORBIDDEN: EXIT.keystone,
+  E_KEYSTONE_NOT_FOUND: EXIT.keystone,
+  E_KEYSTONE_HTTP: EXIT.keystone,
+  E_KEYSTONE_NETWORK: EXIT.keystone,
+  E_KEYSTONE_TIMEOUT: EXIT.keystone,
+  E_SMTP: EXIT.mail,
+  E_SMTP_UNCONFIRMED: EXIT.mail,
+  E_OUTBOX: EXIT.mail,
+  E_USAGE: EXIT.usage,
 };
 
-/** The exit code for any thrown value: 1 unless it is a {@link KeystoneTotpError}. */
-export function exitCodeFor(err: unknown): number {
-  return err instanceof KeystoneTotpError ? EXIT_CODES[err.code] : 1;
+/** Whether `code` is one of ours (e.g. a code read back from the engine's output). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(EXIT_CODES, code);
+}
+
+/**
+ * The exit code for any thrown value: its row of {@link EXIT_CODES} for a
+ * {@link KeystoneTotpError}, else {@link EXIT}.failed.
+ */
+export function exitCodeFor(err: unknown): ExitCode {
+  return err instanceof KeystoneTotpError ? EXIT_CODES[err.code] : EXIT.failed;
+}
+
+/**
+ * The exit code for an error code given as text (`[E_SMTP]` read back from the engine's
+ * output, a check's code): its row, else `fallback`.
+ */
+export function exitCodeForCode(code: string | undefined, fallback: ExitCode = EXIT.failed): ExitCode {
+  return isErrorCode(code) ? EXIT_CODES[code] : fallback;
+}
+
+/** The command line is wrong (`E_USAGE`): the message names the option or argument at fault. */
+export class UsageError extends KeystoneTotpError {
+  /** The option at fault, e.g. `--parallel`, when there is one. */
+  readonly option: string | undefined;
+
+  constructor(message: string, option?: string) {
+    super("E_USAGE", message);
+    this.name = "UsageError";
+    this.option = option;
+  }
 }
 
 /** One problem in the users CSV, with its place. */

@@ -8,41 +8,55 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { exitCodeFor } from "../lib/errors.ts";
+import { ConfigError, EXIT } from "../lib/errors.ts";
 import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { readUsersCsv } from "../lib/users/csv.ts";
+import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 
-const [csv, passwordsFile] = process.argv.slice(2);
-if (!csv || !passwordsFile) {
-  console.error("usage: node scripts/demo-users.ts USERS_CSV PASSWORDS_FILE");
-  process.exit(2);
-}
+/** Host names of loopback, the only place demo users may be made. */
+const LOOPBACK_HOSTS: readonly string[] = ["127.0.0.1", "localhost", "::1", "[::1]"];
 
-try {
+export const HELP = `usage: node scripts/demo-users.ts USERS_CSV PASSWORDS_FILE
+
+Creates the CSV's users (and domains) missing from the local demo Keystone (OS_* variables),
+each with a random password written to PASSWORDS_FILE (mode 0600), never to the terminal.
+Refuses a Keystone that is not on loopback.
+
+exit codes: 0 ok, 2 bad input (CSV, settings, not loopback), 3 Keystone, 64 usage
+`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { positionals } = parseCommandLine(
+    { options: {}, positionals: [2, 2], positionalsName: "USERS_CSV and PASSWORDS_FILE" },
+    argv,
+  );
+  const [csv, passwordsFile] = positionals as [string, string];
   const auth = resolveKeystoneAuth();
   const host = new URL(auth.authUrl).hostname;
-  if (!["127.0.0.1", "localhost", "::1", "[::1]"].includes(host)) {
-    console.error(`refusing to create demo users in a Keystone that is not on loopback (${host})`);
-    process.exit(2);
+  if (!LOOPBACK_HOSTS.includes(host)) {
+    throw new ConfigError(`refusing to create demo users in a Keystone that is not on loopback (${host})`);
   }
   const client = new KeystoneClient(auth);
-  const passwords: Record<string, string> = existsSync(passwordsFile)
-    ? (JSON.parse(readFileSync(passwordsFile, "utf8")) as Record<string, string>)
-    : {};
-  let created = 0;
-  for (const row of readUsersCsv(csv)) {
-    const domainId = (await client.domainIdByName(row.domain)) ?? (await client.createDomain(row.domain));
-    if (await client.findUser(row.username, row.domain)) continue;
-    const password = `Demo-${randomBytes(9).toString("base64url")}`;
-    await client.createUser({ name: row.username, domainId, password, email: row.email });
-    passwords[row.key] = password;
-    created++;
+  try {
+    const passwords: Record<string, string> = existsSync(passwordsFile)
+      ? (JSON.parse(readFileSync(passwordsFile, "utf8")) as Record<string, string>)
+      : {};
+    let created = 0;
+    for (const row of readUsersCsv(csv)) {
+      const domainId = (await client.domainIdByName(row.domain)) ?? (await client.createDomain(row.domain));
+      if (await client.findUser(row.username, row.domain)) continue;
+      const password = `Demo-${randomBytes(9).toString("base64url")}`;
+      await client.createUser({ name: row.username, domainId, password, email: row.email });
+      passwords[row.key] = password;
+      created++;
+    }
+    writeFileSync(passwordsFile, `${JSON.stringify(passwords, null, 2)}\n`, { mode: 0o600 });
+    console.log(`demo users: ${created} created in the local Keystone (passwords in ${passwordsFile})`);
+    return EXIT.ok;
+  } finally {
+    client.close();
   }
-  writeFileSync(passwordsFile, `${JSON.stringify(passwords, null, 2)}\n`, { mode: 0o600 });
-  console.log(`demo users: ${created} created in the local Keystone (passwords in ${passwordsFile})`);
-  client.close();
-} catch (e) {
-  console.error(e instanceof Error ? e.message : String(e));
-  process.exit(exitCodeFor(e));
 }
+
+if (import.meta.main) await runCommand({ name: "demo-users", help: HELP }, main);

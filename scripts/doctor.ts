@@ -8,16 +8,15 @@
 
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { nonEmptyOption, parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
 import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../operator/doctor/mail.ts";
 import type { DoctorPostureSettings } from "../operator/doctor/posture.ts";
 import { formatJson, formatText, runDoctor } from "../operator/doctor/run.ts";
 import type { ManagedCredentials } from "../operator/doctor/users.ts";
+import { resolvePostureFlags } from "../operator/fleet/settings.ts";
 
-/** Exit codes, shared with every script: see README, Exit codes. */
-const EXIT = { ok: 0, failed: 1, usage: 64 } as const;
-
-const HELP = `usage: npm run doctor -- [options]
+export const HELP = `usage: npm run doctor -- [options]
 
 Checks, without changing anything, what would make TOTP enrollment or logins fail:
 Keystone reachable and TLS, the operator's token and roles, permission to manage
@@ -45,7 +44,7 @@ options:
   --help              this text
 
 exit codes: 0 no failure (warnings allowed), 1 failed, 2 bad input (CSV, settings),
-            3 Keystone, 4 mail, 64 usage
+            3 Keystone, 4 mail, 64 usage (README, Exit codes)
 `;
 
 interface Options {
@@ -59,43 +58,34 @@ interface Options {
   stack: string | undefined;
 }
 
-function usage(message: string): never {
-  process.stderr.write(`doctor: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
-}
+const DOCTOR_OPTIONS = {
+  json: { type: "boolean" },
+  csv: { type: "string" },
+  "smtp-url": { type: "string" },
+  "mail-from": { type: "string" },
+  "smtp-ca-file": { type: "string" },
+  outbox: { type: "string" },
+  "no-mail": { type: "boolean" },
+  stack: { type: "string" },
+} as const;
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    json: false,
-    csv: undefined,
-    smtpUrl: process.env[SMTP_URL_ENV] || undefined,
-    mailFrom: process.env[MAIL_FROM_ENV] || undefined,
-    smtpCaFile: undefined,
-    outbox: undefined,
-    noMail: false,
-    stack: undefined,
+/**
+ * The options of a doctor command line; the relay and sender default to the environment.
+ *
+ * @throws {UsageError} an unknown option, a missing or empty value.
+ */
+export function parseDoctorArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Options {
+  const { values: v } = parseCommandLine({ options: DOCTOR_OPTIONS }, argv);
+  return {
+    json: v.json ?? false,
+    csv: nonEmptyOption("--csv", v.csv),
+    smtpUrl: nonEmptyOption("--smtp-url", v["smtp-url"]) ?? (env[SMTP_URL_ENV] || undefined),
+    mailFrom: nonEmptyOption("--mail-from", v["mail-from"]) ?? (env[MAIL_FROM_ENV] || undefined),
+    smtpCaFile: nonEmptyOption("--smtp-ca-file", v["smtp-ca-file"]),
+    outbox: nonEmptyOption("--outbox", v.outbox),
+    noMail: v["no-mail"] ?? false,
+    stack: nonEmptyOption("--stack", v.stack),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v === "") usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--help" || a === "-h") {
-      process.stdout.write(HELP);
-      process.exit(EXIT.ok);
-    } else if (a === "--json") o.json = true;
-    else if (a === "--csv") o.csv = value();
-    else if (a === "--smtp-url") o.smtpUrl = value();
-    else if (a === "--mail-from") o.mailFrom = value();
-    else if (a === "--smtp-ca-file") o.smtpCaFile = value();
-    else if (a === "--outbox") o.outbox = value();
-    else if (a === "--no-mail") o.noMail = true;
-    else if (a === "--stack") o.stack = value();
-    else usage(`unknown option '${a}'`);
-  }
-  return o;
 }
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -106,9 +96,6 @@ async function workspace() {
   return LocalWorkspace.create({ workDir: REPO });
 }
 
-/** The stack's posture settings, as `keystone-totp:*` config (plain values, never secrets). */
-const POSTURE_KEYS = ["enforceMfa", "allowTotpOnlyLogin", "refuseApplicationCredentials", "replaceOwnRules"] as const;
-
 /**
  * Keystone credential IDs in a stack's state (`credentialId` outputs are not secret), and the
  * stack's posture settings.
@@ -116,8 +103,8 @@ const POSTURE_KEYS = ["enforceMfa", "allowTotpOnlyLogin", "refuseApplicationCred
 async function fromStack(stack: string): Promise<{ managed: ManagedCredentials; posture: DoctorPostureSettings }> {
   const ws = await workspace();
   const config = await ws.getAllConfig(stack);
-  const posture: Record<string, boolean> = {};
-  for (const k of POSTURE_KEYS) posture[k] = /^(true|1|yes)$/i.test(config[`keystone-totp:${k}`]?.value ?? "");
+  // The program's reader: a value the program would refuse is E_CONFIG here too.
+  const posture = resolvePostureFlags((k) => config[`keystone-totp:${k}`]?.value);
   const state = await ws.exportStack(stack);
   const resources = (state.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] })
     .resources;
@@ -131,8 +118,8 @@ async function fromStack(stack: string): Promise<{ managed: ManagedCredentials; 
   return { managed: { stack, ids }, posture };
 }
 
-async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+async function main(argv: readonly string[]): Promise<number> {
+  const o = parseDoctorArgs(argv);
   // The stack's openstack:* config, when it has some, is the operator's choice of Keystone.
   const configKeys = o.stack ? Object.keys(await (await workspace()).getAllConfig(o.stack)) : [];
   useLocalKeystoneWithNote("doctor", { repo: REPO, configKeys });
@@ -150,10 +137,5 @@ async function main(): Promise<number> {
   return report.exitCode;
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  // A bug, not a finding: checks report what they find instead of throwing.
-  process.stderr.write(`doctor: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exitCode = EXIT.failed;
-}
+// Checks report what they find instead of throwing: what is thrown is a bad setting or a bug.
+if (import.meta.main) await runCommand({ name: "doctor", help: HELP }, main);

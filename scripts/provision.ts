@@ -6,19 +6,20 @@
  *
  * Usage: node scripts/provision.ts VERB [options]      (npm run provision -- VERB ...)
  */
+import { UsageError } from "../lib/errors.ts";
+import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
+import { openStack, runVerb, type Verb } from "../operator/commands/engine.ts";
 import {
-  defaultEngineOptions,
+  ENGINE_OPTIONS,
   ENGINE_OPTIONS_HELP,
   type EngineOptions,
-  EXIT,
-  openStack,
-  parseEngineOption,
-  runVerb,
-  type Verb,
-} from "../operator/commands/engine.ts";
+  engineOptionsFrom,
+} from "../operator/commands/options.ts";
 import { Progress } from "../operator/commands/progress.ts";
 
-const HELP = `usage: npm run provision -- VERB [options]
+const VERBS: readonly Verb[] = ["preview", "up", "refresh", "destroy"];
+
+export const HELP = `usage: npm run provision -- VERB [options]
 
 Runs the keystone-totp program on a stack: the users CSV becomes one TOTP credential and one
 enrollment message per user; due rotations happen; old credentials past their grace window
@@ -41,37 +42,39 @@ environment:
 
 Shows a progress bar on a terminal (a line every 10 % elsewhere) and a summary at the end.
 exit codes: 0 ok, 1 failed, 2 bad input (CSV, config), 3 Keystone, 4 mail, 64 usage
+(README, Exit codes)
 `;
 
-function usage(message: string): never {
-  process.stderr.write(`provision: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
+/**
+ * The verb and options of a provision command line.
+ *
+ * @throws {UsageError} an unknown verb or option, a bad value, or a change off a terminal without --yes.
+ */
+export function parseProvisionArgs(
+  argv: readonly string[],
+  isTTY = Boolean(process.stdin.isTTY),
+): {
+  verb: Verb;
+  o: EngineOptions;
+} {
+  const { values, positionals } = parseCommandLine(
+    { options: ENGINE_OPTIONS, positionals: [1, 1], positionalsName: `a verb: ${VERBS.join(", ")}` },
+    argv,
+  );
+  const verb = positionals[0] as Verb;
+  if (!VERBS.includes(verb)) throw new UsageError(`unknown verb '${verb}' (verbs: ${VERBS.join(", ")})`);
+  const o = engineOptionsFrom(values);
+  if (verb !== "preview" && !o.yes && !isTTY) {
+    throw new UsageError(`'${verb}' changes the stack: pass --yes to confirm when not on a terminal`, "--yes");
+  }
+  return { verb, o };
 }
 
-function parseArgs(argv: string[]): { verb: Verb; o: EngineOptions } {
-  const verb = argv[0];
-  if (!verb || verb === "--help" || verb === "-h" || argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(HELP);
-    process.exit(EXIT.ok);
-  }
-  if (!["preview", "up", "refresh", "destroy"].includes(verb)) usage(`unknown verb '${verb}'`);
-  const o = defaultEngineOptions() as { -readonly [K in keyof EngineOptions]: EngineOptions[K] };
-  for (let i = 1; i < argv.length; i++) {
-    const next = parseEngineOption(argv, i, o, usage);
-    if (next < 0) usage(`unknown option '${argv[i]}'`);
-    i = next;
-  }
-  if (verb !== "preview" && !o.yes && !process.stdin.isTTY) {
-    usage(`'${verb}' changes the stack: pass --yes to confirm when not on a terminal`);
-  }
-  return { verb: verb as Verb, o };
-}
-
-async function main(): Promise<number> {
-  const { verb, o } = parseArgs(process.argv.slice(2));
+async function main(argv: readonly string[]): Promise<number> {
+  const { verb, o } = parseProvisionArgs(argv);
   const progress = new Progress(verb, o.stack);
   const stack = await openStack(o.stack, () => ({ onPlan: (p) => progress.setPlan(p) }), { configFile: o.configFile });
   return (await runVerb(stack, verb, o, progress)).exitCode;
 }
 
-process.exitCode = await main();
+if (import.meta.main) await runCommand({ name: "provision", help: HELP }, main);

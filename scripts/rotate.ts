@@ -9,42 +9,38 @@
  * Usage: node scripts/rotate.ts [options] USER... | --all      (npm run rotate -- ...)
  */
 import { randomBytes } from "node:crypto";
-import { KeystoneTotpError } from "../lib/errors.ts";
+import { EXIT, InputError, UsageError } from "../lib/errors.ts";
+import { parseCommandLine, runCommand, wholeNumberOption } from "../operator/commands/cli.ts";
+import { confirm, openStack, readStackCsv, runVerb, stackConfig } from "../operator/commands/engine.ts";
 import {
-  confirm,
-  defaultEngineOptions,
+  ENGINE_OPTIONS,
   ENGINE_OPTIONS_HELP,
   type EngineOptions,
-  EXIT,
-  openStack,
-  parseEngineOption,
-  readStackCsv,
-  runMain,
-  runVerb,
-  stackSetting,
-} from "../operator/commands/engine.ts";
+  engineOptionsFrom,
+} from "../operator/commands/options.ts";
 import { Progress } from "../operator/commands/progress.ts";
-import { MAX_GRACE_HOURS } from "../operator/fleet/settings.ts";
+import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS, resolveRotationGraceHours } from "../operator/fleet/settings.ts";
 import { formatShard, inShard, parseShard, shardOf } from "../operator/fleet/shard.ts";
-import { DEFAULT_GRACE_HOURS } from "../providers/delivery/types.ts";
+import { DEFAULT_DOMAIN } from "../providers/credential/types.ts";
 
-const HELP = `usage: npm run rotate -- [options] USER...
+export const HELP = `usage: npm run rotate -- [options] USER...
        npm run rotate -- [options] --all
 
 Issues a new TOTP secret to each USER (name@domain, as the users CSV gives them, e.g.
 alice@Default) or to every user of the stack (--all), and emails each a new QR code. The old
 secret keeps working for the grace window after the new one is delivered
-(keystone-totp:rotationGraceHours, default 24), then the next run deletes it.
+(keystone-totp:rotationGraceHours, default ${DEFAULT_GRACE_HOURS}), then the next run deletes it.
 
 options:
   --all                  every user in the CSV; asks for confirmation unless --yes
-  --grace-hours N        keep old secrets valid N hours after delivery (0: delete them as soon
-                         as the new one is delivered, e.g. after a leak)
+  --grace-hours N        keep old secrets valid N hours after delivery, 0..${MAX_GRACE_HOURS} (0: delete
+                         them as soon as the new one is delivered, e.g. after a leak)
   --preview              show what would happen; change nothing, send nothing
 ${ENGINE_OPTIONS_HELP}
   --help                 this text
 
-exit codes: 0 ok, 1 failed, 2 bad input (unknown user, CSV, config), 3 Keystone, 4 mail, 64 usage
+exit codes: 0 ok, 1 failed, 2 bad input (unknown user, CSV, config), 3 Keystone, 4 mail,
+64 usage (README, Exit codes)
 `;
 
 interface RotateOptions {
@@ -55,42 +51,35 @@ interface RotateOptions {
   readonly preview: boolean;
 }
 
-function usage(message: string): never {
-  process.stderr.write(`rotate: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
-}
+/** The options of rotate, beside {@link ENGINE_OPTIONS}. */
+const ROTATE_OPTIONS = {
+  ...ENGINE_OPTIONS,
+  all: { type: "boolean" },
+  "grace-hours": { type: "string" },
+  preview: { type: "boolean" },
+} as const;
 
-function parseArgs(argv: string[]): RotateOptions {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(HELP);
-    process.exit(EXIT.ok);
+/**
+ * The options of a rotate command line.
+ *
+ * @throws {UsageError} an unknown option, a bad value, users and --all together or neither, or
+ *   a change off a terminal without --yes.
+ */
+export function parseRotateArgs(argv: readonly string[], isTTY = Boolean(process.stdin.isTTY)): RotateOptions {
+  const { values, positionals } = parseCommandLine({ options: ROTATE_OPTIONS, positionals: [0, Infinity] }, argv);
+  const o = engineOptionsFrom(values);
+  const all = values.all ?? false;
+  const preview = values.preview ?? false;
+  const graceHours =
+    values["grace-hours"] === undefined
+      ? undefined
+      : wholeNumberOption("--grace-hours", values["grace-hours"], 0, MAX_GRACE_HOURS);
+  if (all && positionals.length > 0) throw new UsageError("give users or --all, not both", "--all");
+  if (!all && positionals.length === 0) throw new UsageError("name the users to rotate (name@domain), or --all");
+  if (!preview && !o.yes && !isTTY) {
+    throw new UsageError("rotating changes the stack: pass --yes when not on a terminal", "--yes");
   }
-  const o = defaultEngineOptions() as { -readonly [K in keyof EngineOptions]: EngineOptions[K] };
-  const users: string[] = [];
-  let all = false;
-  let preview = false;
-  let graceHours: number | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === "--all") all = true;
-    else if (a === "--preview") preview = true;
-    else if (a === "--grace-hours") {
-      const v = argv[++i];
-      if (v === undefined || !/^[0-9]{1,5}$/.test(v) || Number(v) > MAX_GRACE_HOURS) {
-        usage(`--grace-hours needs a whole number of hours, 0..${MAX_GRACE_HOURS}`);
-      }
-      graceHours = Number(v);
-    } else if (a.startsWith("-")) {
-      const next = parseEngineOption(argv, i, o, usage);
-      if (next < 0) usage(`unknown option '${a}'`);
-      i = next;
-    } else users.push(a);
-  }
-  if (all && users.length > 0) usage("give users or --all, not both");
-  if (!all && users.length === 0) usage("name the users to rotate (name@domain), or --all");
-  if (!preview && !o.yes && !process.stdin.isTTY)
-    usage("rotating changes the stack: pass --yes when not on a terminal");
-  return { engine: o, all, users, graceHours, preview };
+  return { engine: o, all, users: positionals, graceHours, preview };
 }
 
 /**
@@ -109,7 +98,7 @@ export function matchUsers(asked: readonly string[], keys: readonly string[]): {
   const found: string[] = [];
   const unknown: string[] = [];
   for (const a of asked) {
-    const name = a.includes("@") ? a : `${a}@Default`;
+    const name = a.includes("@") ? a : `${a}@${DEFAULT_DOMAIN}`;
     const candidates = exact.has(name) ? [name] : (folded.get(name.toLowerCase()) ?? []);
     if (candidates.length === 1) found.push(candidates[0] as string);
     else unknown.push(a);
@@ -117,8 +106,8 @@ export function matchUsers(asked: readonly string[], keys: readonly string[]): {
   return { keys: [...new Set(found)], unknown };
 }
 
-async function main(): Promise<number> {
-  const r = parseArgs(process.argv.slice(2));
+async function main(argv: readonly string[]): Promise<number> {
+  const r = parseRotateArgs(argv);
   const o = r.engine;
   const progress = new Progress(r.preview ? "preview" : "rotate", o.stack);
   let rotate: { token: string; users: ReadonlySet<string> | "all" } | undefined;
@@ -131,19 +120,11 @@ async function main(): Promise<number> {
     }),
     { create: false, configFile: o.configFile },
   );
-  let keys: string[];
-  let shard: ReturnType<typeof parseShard>;
-  try {
-    keys = ((await readStackCsv(stack, o)) ?? []).map((row) => row.key);
-    shard = parseShard(await stackSetting(stack, o, "keystone-totp:shard"));
-  } catch (e) {
-    if (!(e instanceof KeystoneTotpError)) throw e;
-    process.stderr.write(`rotate: [${e.code}] ${e.message}\n`);
-    return EXIT.badInput;
-  }
+  const keys = ((await readStackCsv(stack, o)) ?? []).map((row) => row.key);
+  const config = await stackConfig(stack, o);
+  const shard = parseShard(config("keystone-totp:shard"));
   if (keys.length === 0) {
-    process.stderr.write("rotate: the stack has no users CSV, or it is empty: nothing to rotate\n");
-    return EXIT.badInput;
+    throw new InputError("usersCsv", "the stack has no users CSV, or it is empty: nothing to rotate");
   }
   let chosen: ReadonlySet<string> | "all";
   if (r.all) {
@@ -151,25 +132,25 @@ async function main(): Promise<number> {
   } else {
     const m = matchUsers(r.users, keys);
     if (m.unknown.length > 0) {
-      process.stderr.write(
-        `rotate: [E_INPUT] no such user in the users CSV: ${m.unknown.join(", ")} (give name@domain, e.g. ${keys[0]})\n`,
+      throw new InputError(
+        "users",
+        `no such user in the users CSV: ${m.unknown.join(", ")} (give name@domain, e.g. ${keys[0]})`,
       );
-      return EXIT.badInput;
     }
     // In a split fleet each user belongs to exactly one stack.
     const elsewhere = shard ? m.keys.filter((k) => !inShard(k, shard)) : [];
     if (shard && elsewhere.length > 0) {
       const where = elsewhere.map((k) => `${k} (shard ${shardOf(k, shard.count)}/${shard.count})`).join(", ");
-      process.stderr.write(
-        `rotate: [E_INPUT] not managed by stack ${o.stack} (shard ${formatShard(shard)}): ${where}; run rotate on their stacks\n`,
+      throw new InputError(
+        "users",
+        `not managed by stack ${o.stack} (shard ${formatShard(shard)}): ${where}; run rotate on their stacks`,
       );
-      return EXIT.badInput;
     }
     chosen = new Set(m.keys);
   }
   const count = chosen === "all" ? keys.filter((k) => inShard(k, shard)).length : chosen.size;
-  const grace =
-    r.graceHours ?? Number((await stackSetting(stack, o, "keystone-totp:rotationGraceHours")) ?? DEFAULT_GRACE_HOURS);
+  // The program's own reading of the setting (E_CONFIG for a bad value), the default included.
+  const grace = r.graceHours ?? resolveRotationGraceHours((k) => config(`keystone-totp:${k}`));
   if (!r.preview && !o.yes) {
     const who = chosen === "all" ? `ALL ${count} users` : `${count} user(s): ${[...chosen].join(", ")}`;
     const ok = await confirm(
@@ -183,4 +164,4 @@ async function main(): Promise<number> {
   return outcome.exitCode;
 }
 
-if (import.meta.main) await runMain("rotate", main);
+if (import.meta.main) await runCommand({ name: "rotate", help: HELP }, main);

@@ -24,18 +24,22 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation/index.js";
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
-import { ConfigError, EXIT_CODES, KeystoneTotpError } from "../lib/errors.ts";
+import { ConfigError, EXIT, UsageError } from "../lib/errors.ts";
+import { parseCommandLine, runCommand, wholeNumberOption } from "../operator/commands/cli.ts";
+import { MAX_PARALLEL } from "../operator/commands/options.ts";
 import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-/** Exit codes, shared with every script: see README, Exit codes. */
-const EXIT = { ok: 0, failed: 1, badInput: 2, usage: 64 } as const;
+/** Stacks run at once unless --concurrency says otherwise: each run uses about one core. */
+export const DEFAULT_CONCURRENCY = 1;
+/** Most stacks --concurrency runs at once. */
+export const MAX_CONCURRENCY = 64;
 const SHARD_KEY = "keystone-totp:shard";
 /** Declared once, in the first stack: every stack would otherwise create its own copy. */
 const FIRST_STACK_ONLY = new Set(["keystone-totp:credentials"]);
 const STACK_PREFIX = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$/;
 
-const HELP = `usage: npm run shards -- VERB --stack-prefix P --shards K [options]
+export const HELP = `usage: npm run shards -- VERB --stack-prefix P --shards K [options]
 
 Runs 'provision VERB' on the stacks P-0 .. P-(K-1), each managing the users of the one users
 CSV whose hash falls in its bucket (stack setting keystone-totp:shard = I/K).
@@ -46,7 +50,7 @@ options:
   --stack-prefix P     stacks are named P-0, P-1, ... (required)
   --shards K           number of stacks, 1..${MAX_SHARDS} (required; destroy and refresh: the
                        existing stacks P-<n> are used and K must match them)
-  --concurrency C      stacks run at once (default 1; each run uses about 1 core)
+  --concurrency C      stacks run at once, 1..${MAX_CONCURRENCY} (default ${DEFAULT_CONCURRENCY}; each run uses about 1 core)
   --config-from STACK  copy that stack's settings (secrets re-encrypted) into every shard
                        stack first, creating missing stacks; keystone-totp:credentials goes
                        to P-0 only. Existing keys are overwritten, others left alone.
@@ -60,7 +64,7 @@ options:
   --help               this text
 
 exit codes: 0 every stack ok; else the code of the first stack that failed (1 failed,
-2 bad input, 3 Keystone, 4 mail), 64 usage
+2 bad input, 3 Keystone, 4 mail), 64 usage (README, Exit codes)
 `;
 
 type Verb = "preview" | "up" | "refresh" | "destroy";
@@ -77,56 +81,64 @@ interface Options {
   passthrough: string[];
 }
 
-function parseArgs(argv: string[]): Options {
-  const verb = argv[0];
-  if (!verb || verb === "--help" || verb === "-h" || argv.includes("--help")) {
-    process.stdout.write(HELP);
-    process.exit(EXIT.ok);
-  }
-  if (!["preview", "up", "refresh", "destroy"].includes(verb)) usage(`unknown verb '${verb}'`);
-  const o: Options = {
-    verb: verb as Verb,
-    prefix: "",
-    shards: 0,
-    concurrency: 1,
-    configFrom: undefined,
-    reshard: false,
-    yes: false,
-    passthrough: [],
-  };
-  const whole = (a: string, v: string, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > max) usage(`${a} takes a whole number from 1 to ${max}, not '${v}'`);
-    return n;
-  };
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--stack-prefix") o.prefix = value();
-    else if (a === "--shards") o.shards = whole(a, value(), MAX_SHARDS);
-    else if (a === "--concurrency") o.concurrency = whole(a, value(), 64);
-    else if (a === "--config-from") o.configFrom = value();
-    else if (a === "--reshard") o.reshard = true;
-    else if (a === "--yes" || a === "-y") o.yes = true;
-    else if (["--expect-no-changes", "--continue-on-error", "--diff", "--skip-doctor"].includes(a))
-      o.passthrough.push(a);
-    else if (a === "--parallel") o.passthrough.push(a, String(whole(a, value(), 1024)));
-    else usage(`unknown option '${a}'`);
-  }
-  if (!STACK_PREFIX.test(o.prefix)) usage("--stack-prefix is required: letters, digits, '_', '.', '-'");
-  if (o.shards === 0) usage("--shards is required");
-  // Several stacks cannot share one terminal prompt: confirm once, here.
-  if (o.verb !== "preview" && !o.yes) usage(`'${o.verb}' changes ${o.shards} stacks: pass --yes (run preview first)`);
-  return o;
-}
+const VERBS: readonly Verb[] = ["preview", "up", "refresh", "destroy"];
 
-function usage(message: string): never {
-  process.stderr.write(`shards: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
+const SHARDS_OPTIONS = {
+  "stack-prefix": { type: "string" },
+  shards: { type: "string" },
+  concurrency: { type: "string" },
+  "config-from": { type: "string" },
+  reshard: { type: "boolean" },
+  yes: { type: "boolean", short: "y" },
+  "expect-no-changes": { type: "boolean" },
+  "continue-on-error": { type: "boolean" },
+  diff: { type: "boolean" },
+  "skip-doctor": { type: "boolean" },
+  parallel: { type: "string" },
+} as const;
+
+/** Options handed to each provision run as they are. */
+const PASSTHROUGH_FLAGS = ["expect-no-changes", "continue-on-error", "diff", "skip-doctor"] as const;
+
+/**
+ * The verb and options of a shards command line.
+ *
+ * @throws {UsageError} an unknown verb or option, a bad value, a missing --stack-prefix or
+ *   --shards, or a change without --yes.
+ */
+export function parseShardsArgs(argv: readonly string[]): Options {
+  const { values: v, positionals } = parseCommandLine(
+    { options: SHARDS_OPTIONS, positionals: [1, 1], positionalsName: `a verb: ${VERBS.join(", ")}` },
+    argv,
+  );
+  const verb = positionals[0] as Verb;
+  if (!VERBS.includes(verb)) throw new UsageError(`unknown verb '${verb}' (verbs: ${VERBS.join(", ")})`);
+  const passthrough: string[] = PASSTHROUGH_FLAGS.filter((f) => v[f]).map((f) => `--${f}`);
+  if (v.parallel !== undefined) {
+    passthrough.push("--parallel", String(wholeNumberOption("--parallel", v.parallel, 1, MAX_PARALLEL)));
+  }
+  const o: Options = {
+    verb,
+    prefix: v["stack-prefix"] ?? "",
+    shards: v.shards === undefined ? 0 : wholeNumberOption("--shards", v.shards, 1, MAX_SHARDS),
+    concurrency:
+      v.concurrency === undefined
+        ? DEFAULT_CONCURRENCY
+        : wholeNumberOption("--concurrency", v.concurrency, 1, MAX_CONCURRENCY),
+    configFrom: v["config-from"],
+    reshard: v.reshard ?? false,
+    yes: v.yes ?? false,
+    passthrough,
+  };
+  if (!STACK_PREFIX.test(o.prefix)) {
+    throw new UsageError("--stack-prefix is required: letters, digits, '_', '.', '-'", "--stack-prefix");
+  }
+  if (o.shards === 0) throw new UsageError("--shards is required", "--shards");
+  // Several stacks cannot share one terminal prompt: confirm once, here.
+  if (o.verb !== "preview" && !o.yes) {
+    throw new UsageError(`'${o.verb}' changes ${o.shards} stacks: pass --yes (run preview first)`, "--yes");
+  }
+  return o;
 }
 
 const say = (msg: string) => process.stderr.write(`shards: ${msg}\n`);
@@ -333,8 +345,8 @@ async function pool<T, R>(items: readonly T[], width: number, fn: (t: T) => Prom
   return out;
 }
 
-async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+async function main(argv: readonly string[]): Promise<number> {
+  const o = parseShardsArgs(argv);
   const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
   const ws = await LocalWorkspace.create({ workDir: REPO, pulumiCommand });
   const existing = await readExisting(ws, o.prefix);
@@ -389,14 +401,4 @@ async function main(): Promise<number> {
   return results.find((r) => r.code !== EXIT.ok)?.code ?? EXIT.ok;
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  if (e instanceof KeystoneTotpError) {
-    say(`[${e.code}] ${e.message}`);
-    process.exitCode = EXIT_CODES[e.code];
-  } else {
-    say(e instanceof Error ? (e.stack ?? e.message) : String(e));
-    process.exitCode = EXIT.failed;
-  }
-}
+if (import.meta.main) await runCommand({ name: "shards", help: HELP }, main);

@@ -7,13 +7,16 @@
  */
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { KeystoneTotpError } from "../lib/errors.ts";
+import { EXIT, exitCodeFor, KeystoneTotpError } from "../lib/errors.ts";
 import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { now } from "../lib/util/clock.ts";
+import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { formatUnconfirmedDelivery } from "../operator/commands/delivery-unconfirmed.ts";
-import { defaultEngineOptions, EXIT, openStack, readStackCsv, runMain } from "../operator/commands/engine.ts";
+import { openStack, readStackCsv, stackConfig } from "../operator/commands/engine.ts";
+import { DEFAULT_STACK, defaultEngineOptions } from "../operator/commands/options.ts";
 import { formatRetireFailure } from "../operator/commands/retire-failed.ts";
+import { resolvePostureFlags } from "../operator/fleet/settings.ts";
 import { renderStatusHtml } from "../operator/report/html.ts";
 import {
   type AccountOptions,
@@ -26,7 +29,7 @@ import {
   statusCsv,
 } from "../operator/report/status.ts";
 
-const HELP = `usage: npm run status -- [options]
+export const HELP = `usage: npm run status -- [options]
 
 One line per user of the stack: state, enrolled since, last delivery, next scheduled
 rotation, MFA enforced, and the TOTP credentials Keystone actually holds for the user
@@ -47,7 +50,7 @@ missing (the managed credential is gone from Keystone: run 'npm run provision --
 then up)
 
 options:
-  --stack NAME           stack (default: dev)
+  --stack NAME           stack (default: ${DEFAULT_STACK})
   --config-file FILE     stack config file (default: Pulumi.NAME.yaml)
   --json                 JSON: {at, stack, counts, users: [...]}, with credential IDs
   --csv                  CSV, one record per user (cells that a spreadsheet would run as a
@@ -58,7 +61,7 @@ options:
 
 exit codes: 0 every user ok or retiring, 1 some user needs attention (missing,
 not-delivered, delivery-unconfirmed, retire-failed, unmanaged, not-enrolled, or posture open without
-keystone-totp:allowTotpOnlyLogin), 2 bad config, 3 Keystone, 64 usage
+keystone-totp:allowTotpOnlyLogin), 2 bad config, 3 Keystone, 64 usage (README, Exit codes)
 `;
 
 interface StatusOptions {
@@ -69,32 +72,30 @@ interface StatusOptions {
   keystone: boolean;
 }
 
-function usage(message: string): never {
-  process.stderr.write(`status: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
-}
+const STATUS_OPTIONS = {
+  stack: { type: "string", short: "s" },
+  "config-file": { type: "string" },
+  json: { type: "boolean" },
+  csv: { type: "boolean" },
+  html: { type: "string" },
+  "no-keystone": { type: "boolean" },
+} as const;
 
-function parseArgs(argv: string[]): StatusOptions {
-  const o: StatusOptions = { stack: "dev", configFile: undefined, format: "table", html: undefined, keystone: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--help" || a === "-h") {
-      process.stdout.write(HELP);
-      process.exit(EXIT.ok);
-    } else if (a === "--stack" || a === "-s") o.stack = value();
-    else if (a === "--config-file") o.configFile = resolve(value());
-    else if (a === "--json") o.format = "json";
-    else if (a === "--csv") o.format = "csv";
-    else if (a === "--html") o.html = resolve(value());
-    else if (a === "--no-keystone") o.keystone = false;
-    else usage(`unknown option '${a}'`);
-  }
-  return o;
+/**
+ * The options of a status command line (the last of --json and --csv wins, as before).
+ *
+ * @throws {UsageError} an unknown option or a missing value.
+ */
+export function parseStatusArgs(argv: readonly string[]): StatusOptions {
+  const { values } = parseCommandLine({ options: STATUS_OPTIONS }, argv);
+  const lastFormat = argv.findLast((a) => a === "--json" || a === "--csv");
+  return {
+    stack: values.stack ?? DEFAULT_STACK,
+    configFile: values["config-file"] === undefined ? undefined : resolve(values["config-file"]),
+    format: lastFormat === "--json" ? "json" : lastFormat === "--csv" ? "csv" : "table",
+    html: values.html === undefined ? undefined : resolve(values.html),
+    keystone: !values["no-keystone"],
+  };
 }
 
 /** Writes a report readable by its owner only: 0600, in a folder made 0700 if we make it. */
@@ -105,8 +106,8 @@ function writePrivate(file: string, text: string): void {
   chmodSync(file, 0o600);
 }
 
-async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+async function main(argv: readonly string[]): Promise<number> {
+  const o = parseStatusArgs(argv);
   const engine = { ...defaultEngineOptions(), stack: o.stack, configFile: o.configFile };
   const stack = await openStack(o.stack, () => ({}), { create: false, configFile: o.configFile });
   const exported = await stack.exportStack();
@@ -128,7 +129,9 @@ async function main(): Promise<number> {
   }
   let keystone: Map<string, readonly string[]> | undefined;
   let postures: PostureSource | undefined;
-  let allowTotpOnlyLogin = false;
+  // The program's reader: a value it refuses is E_CONFIG here too, never taken as false.
+  const setting = await stackConfig(stack, engine);
+  const { allowTotpOnlyLogin } = resolvePostureFlags((k) => setting(`keystone-totp:${k}`));
   if (o.keystone) {
     const config = await stack.getAllConfig();
     try {
@@ -143,12 +146,11 @@ async function main(): Promise<number> {
         await Promise.all(userIds.map(async (u) => [u, (await index.of(u)).map((c) => c.id)] as const)),
       );
       postures = await readPostures(client, domains);
-      allowTotpOnlyLogin = /^(true|1|yes)$/i.test(config["keystone-totp:allowTotpOnlyLogin"]?.value ?? "");
       client.close();
     } catch (e) {
       if (!(e instanceof KeystoneTotpError)) throw e;
       process.stderr.write(`status: [${e.code}] ${e.message} (--no-keystone reports from the state only)\n`);
-      return EXIT.keystone;
+      return exitCodeFor(e);
     }
   }
   const at = now();
@@ -209,4 +211,4 @@ async function readPostures(client: KeystoneClient, domains: ReadonlySet<string>
   return { methods: await client.authMethods(), accounts };
 }
 
-await runMain("status", main);
+if (import.meta.main) await runCommand({ name: "status", help: HELP }, main);

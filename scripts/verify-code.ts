@@ -9,10 +9,12 @@
 
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ConfigError, exitCodeFor, InputError, KeystoneError, UserNotFoundError } from "../lib/errors.ts";
+import { ConfigError, EXIT, KeystoneError, UserNotFoundError } from "../lib/errors.ts";
 import { type KeystoneAuth, normaliseAuthUrl, resolveKeystoneAuth } from "../lib/keystone/auth.ts";
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { createTransport } from "../lib/keystone/http.ts";
+import { TOTP_DIGITS, TOTP_PERIOD_S } from "../lib/totp/secret.ts";
+import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
 import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../operator/doctor/keystone.ts";
 import {
@@ -24,26 +26,35 @@ import {
   verifyCode,
 } from "../operator/doctor/verify.ts";
 
-/** Exit codes of this script. */
-const EXIT = { valid: 0, invalid: 1, badInput: 2, keystone: 3, usage: 64 } as const;
+/** This command's verdicts, as rows of the one exit-code table (lib/errors.ts EXIT). */
+const VERDICT = { valid: EXIT.ok, invalid: EXIT.failed, unknownUser: EXIT.badInput } as const;
 
-const HELP = `usage: npm run verify-code -- USER@DOMAIN CODE
+export const HELP = `usage: npm run verify-code -- USER@DOMAIN CODE
 
-Asks Keystone whether CODE (the 6 digits in the user's authenticator app) is valid for
+Asks Keystone whether CODE (the ${TOTP_DIGITS} digits in the user's authenticator app) is valid for
 the user right now, as a login would. The last @ separates the domain, so
 ops@corp.example@Default is user ops@corp.example in domain Default. Keystone accepts
-the code of the current 30 s window and of the previous one.
+the code of the current ${TOTP_PERIOD_S} s window and of the previous one.
 
 Keystone is found through OS_AUTH_URL or OS_CLOUD. With operator credentials (OS_*
 as for provision), a refused code is explained: user missing or disabled, not enrolled.
 
 exit codes: 0 valid, 1 invalid, 2 bad input (USER@DOMAIN, CODE, unknown user),
-            3 Keystone unreachable or failing, 64 usage
+            3 Keystone unreachable or failing, 64 usage (README, Exit codes)
 `;
 
-function usage(message: string): never {
-  process.stderr.write(`verify-code: ${message}\n\n${HELP}`);
-  process.exit(EXIT.usage);
+/**
+ * USER@DOMAIN and CODE from the command line (checked later, by parseUserAtDomain and
+ * normalisePasscode, for exit 2).
+ *
+ * @throws {UsageError} an option (there are none but --help), or not exactly two arguments.
+ */
+export function parseVerifyCodeArgs(argv: readonly string[]): { who: string; code: string } {
+  const { positionals } = parseCommandLine(
+    { options: {}, positionals: [2, 2], positionalsName: "USER@DOMAIN and CODE" },
+    argv,
+  );
+  return { who: positionals[0] as string, code: positionals[1] as string };
 }
 
 /** The operator's full settings, or just the endpoint when only OS_AUTH_URL is set. */
@@ -62,17 +73,8 @@ function keystoneSettings(): { auth: KeystoneAuth | undefined; authUrl: string; 
   }
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(HELP);
-    return EXIT.valid;
-  }
-  const unknown = args.find((a) => a.startsWith("--"));
-  if (unknown) usage(`unknown option '${unknown}'`);
-  if (args.length !== 2) usage("expected USER@DOMAIN and CODE");
-  const [who = "", rawCode = ""] = args;
-
+async function main(argv: readonly string[]): Promise<number> {
+  const { who, code: rawCode } = parseVerifyCodeArgs(argv);
   const user = parseUserAtDomain(who);
   const code = normalisePasscode(rawCode);
   useLocalKeystoneWithNote("verify-code", { repo: resolve(dirname(fileURLToPath(import.meta.url)), "..") });
@@ -91,7 +93,7 @@ async function main(): Promise<number> {
         ? ` Keystone also requires ${verdict.requiredMethods.map((r) => [...r].sort().join(" + ")).join(" or ")} at login (MFA rules), so the user logs in with their password and this code.`
         : "";
       process.stdout.write(`VALID: the code is valid for ${label} right now.${more}\n`);
-      return EXIT.valid;
+      return VERDICT.valid;
     }
     let facts: UserFacts | undefined;
     if (settings.auth) {
@@ -103,30 +105,17 @@ async function main(): Promise<number> {
           process.stdout.write(
             `INVALID: user ${label} does not exist in Keystone (or the domain does not). Check the spelling; names are case-sensitive.\n`,
           );
-          return EXIT.badInput;
+          return VERDICT.unknownUser;
         }
         if (!(e instanceof KeystoneError)) throw e;
         // The account may not look users up: explain less.
       }
     }
     process.stdout.write(`INVALID: Keystone refused the code for ${label}. ${explainInvalid(facts)}\n`);
-    return EXIT.invalid;
+    return VERDICT.invalid;
   } finally {
     transport.close();
   }
 }
 
-try {
-  process.exitCode = await main();
-} catch (e) {
-  if (e instanceof InputError || e instanceof ConfigError) {
-    process.stderr.write(`verify-code: ${e.message}\n`);
-    process.exitCode = EXIT.badInput;
-  } else if (e instanceof KeystoneError) {
-    process.stderr.write(`verify-code: ${e.message}\n`);
-    process.exitCode = EXIT.keystone;
-  } else {
-    process.stderr.write(`verify-code: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = exitCodeFor(e);
-  }
-}
+if (import.meta.main) await runCommand({ name: "verify-code", help: HELP }, main);

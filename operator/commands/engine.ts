@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { load as loadYaml } from "js-yaml";
 import program, { type ProgramOptions } from "../../index.ts";
-import { ConfigError, type ErrorCode, EXIT_CODES, KeystoneTotpError } from "../../lib/errors.ts";
+import { ConfigError, EXIT, type ExitCode, exitCodeForCode, KeystoneTotpError } from "../../lib/errors.ts";
 import { resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { runDoctor } from "../doctor/run.ts";
@@ -22,141 +22,17 @@ import {
   unconfirmedExitCode,
 } from "./delivery-unconfirmed.ts";
 import { useLocalKeystoneWithNote } from "./local-keystone.ts";
+import type { EngineOptions } from "./options.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-/** Exit codes, shared with every script: see README, Exit codes. */
-export const EXIT = { ok: 0, failed: 1, badInput: 2, keystone: 3, mail: 4, usage: 64 } as const;
-
 /** Engine verbs. */
 export type Verb = "preview" | "up" | "refresh" | "destroy";
 
-/** Options common to the commands that run the engine. */
-export interface EngineOptions {
-  readonly stack: string;
-  readonly configFile: string | undefined;
-  readonly yes: boolean;
-  readonly expectNoChanges: boolean;
-  readonly continueOnError: boolean;
-  readonly diff: boolean;
-  readonly parallel: number | undefined;
-  readonly skipDoctor: boolean;
-  /** Stream the engine's own output even on a terminal (else it goes to a log file there). */
-  readonly verbose: boolean;
-  /** `refresh` only: drop creates a killed run left pending (see README, After a killed run). */
-  readonly clearPendingCreates: boolean;
-}
-
-/** Defaults for {@link EngineOptions}, from the environment where it has a say. */
-export function defaultEngineOptions(): EngineOptions {
-  return {
-    stack: "dev",
-    configFile: undefined,
-    yes: false,
-    expectNoChanges: false,
-    continueOnError: false,
-    diff: false,
-    parallel: undefined,
-    skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
-    verbose: false,
-    clearPendingCreates: false,
-  };
-}
-
-/**
- * Parses one of the common options at `argv[i]`. Returns the index of the last argument
- * consumed, or -1 when `argv[i]` is not a common option.
- */
-export function parseEngineOption(
-  argv: readonly string[],
-  i: number,
-  o: { -readonly [K in keyof EngineOptions]: EngineOptions[K] },
-  usage: (message: string) => never,
-): number {
-  const a = argv[i];
-  const value = () => {
-    const v = argv[i + 1];
-    if (v === undefined) usage(`${a} needs a value`);
-    return v;
-  };
-  switch (a) {
-    case "--stack":
-    case "-s":
-      o.stack = value();
-      return i + 1;
-    case "--config-file":
-      o.configFile = resolve(value());
-      return i + 1;
-    case "--yes":
-    case "-y":
-      o.yes = true;
-      return i;
-    case "--expect-no-changes":
-      o.expectNoChanges = true;
-      return i;
-    case "--continue-on-error":
-      o.continueOnError = true;
-      return i;
-    case "--diff":
-      o.diff = true;
-      return i;
-    case "--non-interactive":
-    case "--skip-preview":
-      return i;
-    case "--parallel": {
-      const n = Number(value());
-      if (!Number.isInteger(n) || n < 1) usage("--parallel needs a whole number of at least 1");
-      o.parallel = n;
-      return i + 1;
-    }
-    case "--skip-doctor":
-      o.skipDoctor = true;
-      return i;
-    case "--verbose":
-    case "-v":
-      o.verbose = true;
-      return i;
-    case "--clear-pending-creates":
-      o.clearPendingCreates = true;
-      return i;
-    default:
-      return -1;
-  }
-}
-
-/** Help text for the common options. */
-export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: dev); created if missing
-  --config-file FILE     stack config file (default: Pulumi.NAME.yaml)
-  --yes                  required to change anything when not on a terminal
-  --expect-no-changes    fail if anything would change
-  --continue-on-error    keep going past failed users and report them all
-  --diff                 show property-level differences
-  --parallel N           resource operations at once (default: Pulumi's, 8 on 2 cores)
-  --skip-doctor          do not run the preflight checks first (see npm run doctor)
-  --verbose              stream the engine's output on a terminal too (else: progress bar,
-                         with the engine's output in .local/logs/)
-  --clear-pending-creates  (refresh) forget creates a killed run left pending; see README,
-                         "After a killed run"`;
-
 /** Our errors carry their code in brackets; the first one seen decides the exit code. */
-export function exitCodeFromOutput(text: string): number {
-  const code = /\[(E_[A-Z_]+)\]/.exec(text)?.[1] ?? "";
-  return Object.hasOwn(EXIT_CODES, code) ? EXIT_CODES[code as ErrorCode] : EXIT.failed;
-}
-
-/**
- * Runs an operator command: its result is the exit code; one of our errors is printed as one
- * line, `NAME: [E_CODE] message`, and exits with its code (no stack trace to bury it).
- */
-export async function runMain(name: string, main: () => Promise<number>): Promise<void> {
-  try {
-    process.exitCode = await main();
-  } catch (e) {
-    if (!(e instanceof KeystoneTotpError)) throw e;
-    process.stderr.write(`${name}: [${e.code}] ${e.message}\n`);
-    process.exitCode = EXIT_CODES[e.code];
-  }
+export function exitCodeFromOutput(text: string): ExitCode {
+  return exitCodeForCode(/\[(E_[A-Z_]+)\]/.exec(text)?.[1]);
 }
 
 /** Asks a yes/no question on the terminal. */
@@ -212,14 +88,28 @@ async function selectStack(name: string, programOptions: () => ProgramOptions, c
   }
 }
 
-/** A stack config value: from --config-file (plain YAML; the Automation API cannot read it) or the stack. */
-export async function stackSetting(stack: Stack, o: EngineOptions, key: string): Promise<string | undefined> {
+/**
+ * The stack's config, read once: from --config-file (plain YAML; the Automation API cannot
+ * read it) or the stack. Returns a reader of full keys (`keystone-totp:usersCsv`).
+ */
+export async function stackConfig(
+  stack: Stack,
+  o: Pick<EngineOptions, "configFile">,
+): Promise<(key: string) => string | undefined> {
   if (o.configFile) {
     const doc = loadYaml(readFileSync(o.configFile, "utf8")) as { config?: Record<string, unknown> } | null;
-    const v = doc?.config?.[key];
-    return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
+    return (key) => {
+      const v = doc?.config?.[key];
+      return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
+    };
   }
-  return (await stack.getAllConfig())[key]?.value;
+  const all = await stack.getAllConfig();
+  return (key) => all[key]?.value;
+}
+
+/** A stack config value: see {@link stackConfig}. */
+export async function stackSetting(stack: Stack, o: EngineOptions, key: string): Promise<string | undefined> {
+  return (await stackConfig(stack, o))(key);
 }
 
 /**
@@ -246,7 +136,7 @@ export async function preflight(stack: Stack, o: EngineOptions): Promise<number 
   } catch (e) {
     if (!(e instanceof KeystoneTotpError)) throw e;
     process.stderr.write(`[${e.code}] ${e.message}\n`);
-    return EXIT.badInput;
+    return exitCodeForCode(e.code);
   }
   if (o.skipDoctor) return undefined;
   try {

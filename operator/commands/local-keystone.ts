@@ -36,13 +36,37 @@ const OS_AUTH_VARIABLES: readonly string[] = [
 ];
 
 /** What scripts/keystone.sh writes in an instance's instance.json (the fields used here). */
-interface InstanceFile {
+export interface InstanceFile {
   readonly authUrl?: unknown;
   readonly username?: unknown;
   readonly password?: unknown;
   readonly projectName?: unknown;
   readonly userDomainName?: unknown;
   readonly projectDomainName?: unknown;
+}
+
+/** The folder of the local state (Keystone instances, logs): `KEYSTONE_TOTP_STATE`, else `REPO/.local`. */
+export function localStateDir(repo: string, env: NodeJS.ProcessEnv = process.env): string {
+  return env.KEYSTONE_TOTP_STATE || join(repo, ".local");
+}
+
+/**
+ * The `OS_*` variables that log in as an instance's admin: the one mapping of instance.json to
+ * Keystone settings, for the commands' local default and the tests alike.
+ *
+ * @returns undefined when a field is missing or empty (a half-written or foreign file).
+ */
+export function instanceEnv(inst: InstanceFile): Record<string, string> | undefined {
+  const values: Record<string, unknown> = {
+    OS_AUTH_URL: inst.authUrl,
+    OS_USERNAME: inst.username,
+    OS_PASSWORD: inst.password,
+    OS_PROJECT_NAME: inst.projectName,
+    OS_USER_DOMAIN_NAME: inst.userDomainName,
+    OS_PROJECT_DOMAIN_NAME: inst.projectDomainName,
+  };
+  if (Object.values(values).some((v) => typeof v !== "string" || v === "")) return undefined;
+  return values as Record<string, string>;
 }
 
 /** Where a local Keystone default was found, for the one-line note. */
@@ -77,7 +101,7 @@ export function useLocalKeystoneByDefault(o: LocalKeystoneOptions): LocalKeyston
   const env = o.env ?? process.env;
   if (env.OS_AUTH_URL || env.OS_CLOUD) return undefined;
   for (const key of o.configKeys ?? []) if (key.startsWith("openstack:")) return undefined;
-  const file = join(env.KEYSTONE_TOTP_STATE || join(o.repo, ".local"), "keystone", LOCAL_INSTANCE, "instance.json");
+  const file = join(localStateDir(o.repo, env), "keystone", LOCAL_INSTANCE, "instance.json");
   if (!existsSync(file)) return undefined;
   let inst: InstanceFile;
   try {
@@ -86,17 +110,10 @@ export function useLocalKeystoneByDefault(o: LocalKeystoneOptions): LocalKeyston
     // A half-written or damaged file: as if there were none; the usual error names what to set.
     return undefined;
   }
-  const values: Record<string, unknown> = {
-    OS_AUTH_URL: inst.authUrl,
-    OS_USERNAME: inst.username,
-    OS_PASSWORD: inst.password,
-    OS_PROJECT_NAME: inst.projectName,
-    OS_USER_DOMAIN_NAME: inst.userDomainName,
-    OS_PROJECT_DOMAIN_NAME: inst.projectDomainName,
-  };
-  if (Object.values(values).some((v) => typeof v !== "string" || v === "")) return undefined;
+  const values = instanceEnv(inst);
+  if (values === undefined) return undefined;
   for (const name of OS_AUTH_VARIABLES) delete env[name];
-  for (const [name, value] of Object.entries(values)) env[name] = value as string;
+  Object.assign(env, values);
   return { authUrl: values.OS_AUTH_URL as string, file };
 }
 

@@ -4,12 +4,10 @@
  * because Keystone refused their DELETE. The run itself succeeded (the messages it sent are
  * on record), so the operator commands read this list after `up` and end non-zero on it.
  */
-import { type ErrorCode, EXIT_CODES } from "../../lib/errors.ts";
+import { EXIT, type ExitCode, exitCodeForCode } from "../../lib/errors.ts";
 
 /** The stack output's name (see index.ts). */
 export const RETIRE_FAILED_OUTPUT = "retireFailed";
-/** Exit code when the failure carries none of our codes: a DELETE is a Keystone call. */
-const KEYSTONE_EXIT = 3;
 
 /** One user of the `retireFailed` stack output. */
 export interface RetireFailedUser {
@@ -54,8 +52,10 @@ export function formatRetireFailure(f: RetireFailedUser): string {
   );
 }
 
-/** The exit code for failed retirements: that of the first one's code, else Keystone's (3). */
-export function retireFailedExitCode(fs: readonly RetireFailedUser[]): number {
-  const code = fs[0]?.code;
-  return code && Object.hasOwn(EXIT_CODES, code) ? EXIT_CODES[code as ErrorCode] : KEYSTONE_EXIT;
+/**
+ * The exit code for failed retirements: that of the first one's code, else Keystone's (a
+ * DELETE is a Keystone call).
+ */
+export function retireFailedExitCode(fs: readonly RetireFailedUser[]): ExitCode {
+  return exitCodeForCode(fs[0]?.code, EXIT.keystone);
 }

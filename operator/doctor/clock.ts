@@ -109,6 +109,6 @@ export function skewConsequence(skewMs: number): string {
       : `codes typed within ${formatSeconds(skewMs)} of appearing are refused as codes from the future`;
   }
   return status === "failure"
-    ? "codes read at the end of their 30 s window are refused even when typed at once"
+    ? `codes read at the end of their ${TOTP_PERIOD_S} s window are refused even when typed at once`
     : `a code read at the end of its window must be typed within ${formatSeconds(TOTP_WINDOW_MS - skewMs)}`;
 }

@@ -18,7 +18,9 @@ import { type KeystoneClient, tokenRequestBody } from "../../lib/keystone/client
 import { type HttpResponse, type Transport, TransportError } from "../../lib/keystone/http.ts";
 import { isLoopbackHost } from "../../lib/mail/config.ts";
 import { MARKER_ATTRIBUTE } from "../../lib/mfa/posture.ts";
-import { generateSecret } from "../../lib/totp/secret.ts";
+import { generateSecret, TOTP_DIGITS } from "../../lib/totp/secret.ts";
+import { DAY_MS } from "../../lib/util/clock.ts";
+import { DEFAULT_DOMAIN } from "../../providers/credential/types.ts";
 import {
   assessSkew,
   type Clock,
@@ -40,7 +42,6 @@ export const DOCTOR_MAX_ATTEMPTS = 2;
 /** A TLS certificate expiring within this many days is a warning. */
 export const CERT_EXPIRY_WARNING_DAYS = 14;
 /** Milliseconds in a day. */
-const DAY_MS = 86_400_000;
 /** How long to wait for a TLS handshake when reading the certificate, in ms. */
 const TLS_INSPECT_TIMEOUT_MS = 5_000;
 
@@ -504,8 +505,8 @@ export async function checkToken(
       result: result(id, title, "warning", `${who}: no '${ADMIN_ROLE}' role`, {
         fix:
           `Managing other users' credentials needs the admin role: openstack role add --user ${info.userName || info.userId} ` +
-          `--user-domain ${info.userDomainName || "Default"} --project ${info.projectName || info.projectId} ` +
-          `--project-domain ${info.projectDomainName || "Default"} ${ADMIN_ROLE}`,
+          `--user-domain ${info.userDomainName || DEFAULT_DOMAIN} --project ${info.projectName || info.projectId} ` +
+          `--project-domain ${info.projectDomainName || DEFAULT_DOMAIN} ${ADMIN_ROLE}`,
         details,
       }),
       session,
@@ -557,8 +558,8 @@ export async function checkCredentialAccess(
   const details: Record<string, unknown> = { probeUserId: target };
   const adminFix =
     `Grant the account the admin role on its project (openstack role add --user ${session.info.userName || own} ` +
-    `--user-domain ${session.info.userDomainName || "Default"} --project ${session.info.projectName || session.info.projectId} ` +
-    `--project-domain ${session.info.projectDomainName || "Default"} ${ADMIN_ROLE}), or run keystone-totp as an account that has it.`;
+    `--user-domain ${session.info.userDomainName || DEFAULT_DOMAIN} --project ${session.info.projectName || session.info.projectId} ` +
+    `--project-domain ${session.info.projectDomainName || DEFAULT_DOMAIN} ${ADMIN_ROLE}), or run keystone-totp as an account that has it.`;
   const forbidden = (what: string, res: HttpResponse): CheckResult =>
     result(
       id,
@@ -678,7 +679,7 @@ export async function checkCredentialAccess(
       "warning",
       `the account may list, create and delete other users' credentials (${session.projectLabel}); the test ` +
         `credential was NOT created on its own user, because ${guardFailure.message}: a TOTP credential without ` +
-        "rules refusing TOTP alone would let a 6-digit code alone log the operator in",
+        `rules refusing TOTP alone would let a ${TOTP_DIGITS}-digit code alone log the operator in`,
       {
         fix: "See the message; an identity backend that refuses option writes (LDAP) cannot be protected this way: check by enrolling one test user instead.",
         details,

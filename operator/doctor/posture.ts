@@ -29,6 +29,7 @@ import {
   previousOptions,
   stagedRules,
 } from "../../lib/mfa/posture.ts";
+import { TOTP_DIGITS } from "../../lib/totp/secret.ts";
 import type { ResolvedUser } from "../../lib/users/resolve.ts";
 import type { ProbeSession } from "./keystone.ts";
 import { type CheckResult, result } from "./types.ts";
@@ -167,7 +168,7 @@ export function checkTotpAlone(
     );
   }
   const message =
-    `${open.length} of ${enrolled.length} enrolled user(s) can log in with a TOTP code alone (user ID and 6 digits, ` +
+    `${open.length} of ${enrolled.length} enrolled user(s) can log in with a TOTP code alone (user ID and ${TOTP_DIGITS} digits, ` +
     `no password; Keystone has no lockout for TOTP): ${nameSome(open)}${own}`;
   if (s.allowTotpOnlyLogin) {
     return result(id, title, "warning", `${message}; keystone-totp:allowTotpOnlyLogin is set, so this is by choice`, {

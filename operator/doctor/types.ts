@@ -5,7 +5,7 @@
  * with what it found and what to do. Results carry no secret (no password, token, TOTP
  * secret or SMTP URL with its password), so they can be printed and stored as they are.
  */
-import { type ErrorCode, EXIT_CODES } from "../../lib/errors.ts";
+import { type ErrorCode, EXIT, EXIT_CODES, type ExitCode } from "../../lib/errors.ts";
 
 /** How a check came out. */
 export type CheckStatus =
@@ -62,16 +62,16 @@ export function result(
 }
 
 /** Exit code when a failure carries no error code. */
-export const EXIT_OTHER_FAILURE = 1;
+export const EXIT_OTHER_FAILURE = EXIT.failed;
 
 /**
  * The process exit code for a list of results: 0 without failures, else the exit code of the
  * first failure in order (2 bad input, 3 Keystone, 4 mail, 1 anything else). Warnings never
  * change the exit code.
  */
-export function exitCodeForResults(results: readonly CheckResult[]): number {
+export function exitCodeForResults(results: readonly CheckResult[]): ExitCode {
   const first = results.find((r) => r.status === "failure");
-  if (!first) return 0;
+  if (!first) return EXIT.ok;
   return first.code !== undefined ? EXIT_CODES[first.code] : EXIT_OTHER_FAILURE;
 }
 

@@ -15,7 +15,7 @@ import { InputError, KeystoneError, UserNotFoundError } from "../../lib/errors.t
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type Transport, TransportError } from "../../lib/keystone/http.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { TOTP_DIGITS } from "../../lib/totp/secret.ts";
+import { TOTP_DIGITS, TOTP_PERIOD_S } from "../../lib/totp/secret.ts";
 import { mfaFacts } from "./users.ts";
 
 /** Longest user or domain name accepted, in characters (Keystone's columns hold 255 and 64). */
@@ -151,7 +151,7 @@ export async function lookUpUser(client: KeystoneClient, user: UserAtDomain): Pr
 export function explainInvalid(facts: UserFacts | undefined): string {
   if (!facts) {
     return (
-      "Either the code is wrong or old (more than one 30 s window), the user has no TOTP credential, " +
+      `Either the code is wrong or old (more than one ${TOTP_PERIOD_S} s window), the user has no TOTP credential, ` +
       "or the user or domain does not exist. Ask for a fresh code; check that the phone sets its time automatically."
     );
   }
@@ -164,7 +164,7 @@ export function explainInvalid(facts: UserFacts | undefined): string {
   }
   return (
     `The user has ${facts.totpCredentials} TOTP credential(s), but the code matches none for the current or the ` +
-    "previous 30 s window. Ask for a fresh code; check that the phone sets its time automatically and that the " +
+    `previous ${TOTP_PERIOD_S} s window. Ask for a fresh code; check that the phone sets its time automatically and that the ` +
     "code comes from the app entry of this cloud and user (an old entry from an earlier enrollment does not work)."
   );
 }

@@ -10,6 +10,7 @@
  * ```
  */
 import { ConfigError } from "../../lib/errors.ts";
+import { DEFAULT_DOMAIN } from "../../providers/credential/types.ts";
 
 /** Arguments accepted per entry (plain values; a supplied secret comes from a secret key). */
 export interface CredentialSpecArgs {
@@ -109,7 +110,7 @@ export function clashesWithFleet(specs: readonly CredentialSpec[], fleet: readon
   const out: string[] = [];
   for (const s of specs) {
     const named = s.args.userName
-      ? byName.get(`${s.args.userName}\n${s.args.userDomain ?? "Default"}`.toLowerCase())
+      ? byName.get(`${s.args.userName}\n${s.args.userDomain ?? DEFAULT_DOMAIN}`.toLowerCase())
       : undefined;
     const u = (s.args.userId ? byId.get(s.args.userId) : undefined) ?? named ?? byKey.get(s.name.toLowerCase());
     if (u) {

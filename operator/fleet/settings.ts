@@ -5,37 +5,35 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../../lib/errors.ts";
+import { DEFAULT_OUTBOX_DIR } from "../../lib/mail/config.ts";
 import { validateLabel } from "../../lib/totp/uri.ts";
-import { DEFAULT_UNMANAGED, MAX_ROTATION_DAYS, type UnmanagedPolicy } from "../../providers/credential/types.ts";
+import {
+  DEFAULT_ISSUER,
+  DEFAULT_UNMANAGED,
+  MAX_ROTATION_DAYS,
+  type UnmanagedPolicy,
+} from "../../providers/credential/types.ts";
 import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../../providers/delivery/types.ts";
 import { parseShard, type Shard } from "./shard.ts";
 
 /** Default users CSV, relative to the project. */
 export const DEFAULT_USERS_CSV = "users.csv";
-/** Default issuer shown in authenticator apps. */
-export const DEFAULT_ISSUER = "OpenStack";
+/** Scheduled rotation when neither the CSV nor `keystone-totp:rotationDays` gives one: never. */
+export const DEFAULT_ROTATION_DAYS = 0;
 
-export { MAX_GRACE_HOURS };
+export { DEFAULT_GRACE_HOURS, DEFAULT_ISSUER, MAX_GRACE_HOURS };
 
 /** How the account label shown in the app is formed. */
 export type AccountLabelStyle = "username@domain" | "username" | "email";
 
-/** Fleet settings. */
-export interface FleetSettings {
+/** Fleet settings (the posture flags included). */
+export interface FleetSettings extends PostureFlags {
   /** Absolute path of the users CSV. */
   readonly usersCsv: string;
   /** Whether `usersCsv` was set explicitly (a missing explicit file is an error). */
   readonly usersCsvExplicit: boolean;
   readonly issuer: string;
   readonly accountLabel: AccountLabelStyle;
-  /** Enforce password + TOTP on users whose enrollment was delivered. Default false. */
-  readonly enforceMfa: boolean;
-  /** Let a TOTP code alone log users in (no staged rules; the 0.2 behaviour). Default false. */
-  readonly allowTotpOnlyLogin: boolean;
-  /** Under enforcement, refuse users' application credentials too. Default false. */
-  readonly refuseApplicationCredentials: boolean;
-  /** Replace users' own MFA rules that let a TOTP code alone in. Default false (such users are refused). */
-  readonly replaceOwnRules: boolean;
   /** Send the message again when the issuer or display name changes. Default false. */
   readonly resendOnLabelChange: boolean;
   /** Whether mail goes over SMTP (else to the outbox folder). */
@@ -58,6 +56,43 @@ function wholeNumber(key: string, v: string | undefined, dflt: number, max: numb
     throw new ConfigError(`keystone-totp:${key} must be a whole number from 0 to ${max}, not '${v}'`);
   }
   return Number(v);
+}
+
+/** The stack's login posture settings (`keystone-totp:*`), each false by default. */
+export interface PostureFlags {
+  /** Enforce password + TOTP on users whose enrollment was delivered. */
+  readonly enforceMfa: boolean;
+  /** Let a TOTP code alone log users in (no staged rules; the 0.2 behaviour). */
+  readonly allowTotpOnlyLogin: boolean;
+  /** Under enforcement, refuse users' application credentials too. */
+  readonly refuseApplicationCredentials: boolean;
+  /** Replace users' own MFA rules that let a TOTP code alone in (else such users are refused). */
+  readonly replaceOwnRules: boolean;
+}
+
+/**
+ * Reads the posture settings: the one reader for the program, `status` and `doctor`, so that a
+ * value one of them refuses is never taken as `false` by another.
+ *
+ * @param get - reads `keystone-totp:<key>` (plain text).
+ * @throws {ConfigError} naming the key, for a value other than true/false/1/0/yes/no.
+ */
+export function resolvePostureFlags(get: (key: string) => string | undefined): PostureFlags {
+  return {
+    enforceMfa: bool("enforceMfa", get("enforceMfa"), false),
+    allowTotpOnlyLogin: bool("allowTotpOnlyLogin", get("allowTotpOnlyLogin"), false),
+    refuseApplicationCredentials: bool("refuseApplicationCredentials", get("refuseApplicationCredentials"), false),
+    replaceOwnRules: bool("replaceOwnRules", get("replaceOwnRules"), false),
+  };
+}
+
+/**
+ * Reads `keystone-totp:rotationGraceHours`, as the program does.
+ *
+ * @throws {ConfigError} for a value that is not a whole number from 0 to {@link MAX_GRACE_HOURS}.
+ */
+export function resolveRotationGraceHours(get: (key: string) => string | undefined): number {
+  return wholeNumber("rotationGraceHours", get("rotationGraceHours"), DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS);
 }
 
 function bool(key: string, v: string | undefined, dflt: boolean): boolean {
@@ -99,20 +134,12 @@ export function resolveFleetSettings(get: (key: string) => string | undefined, p
     usersCsvExplicit: csv !== undefined,
     issuer,
     accountLabel: label,
-    enforceMfa: bool("enforceMfa", get("enforceMfa"), false),
-    allowTotpOnlyLogin: bool("allowTotpOnlyLogin", get("allowTotpOnlyLogin"), false),
-    refuseApplicationCredentials: bool("refuseApplicationCredentials", get("refuseApplicationCredentials"), false),
-    replaceOwnRules: bool("replaceOwnRules", get("replaceOwnRules"), false),
+    ...resolvePostureFlags(get),
     resendOnLabelChange: bool("resendOnLabelChange", get("resendOnLabelChange"), false),
     smtp: (get("smtpUrl") ?? "") !== "",
-    outboxDir: at(get("outboxDir") ?? "outbox"),
-    rotationDays: wholeNumber("rotationDays", get("rotationDays"), 0, MAX_ROTATION_DAYS),
-    rotationGraceHours: wholeNumber(
-      "rotationGraceHours",
-      get("rotationGraceHours"),
-      DEFAULT_GRACE_HOURS,
-      MAX_GRACE_HOURS,
-    ),
+    outboxDir: at(get("outboxDir") ?? DEFAULT_OUTBOX_DIR),
+    rotationDays: wholeNumber("rotationDays", get("rotationDays"), DEFAULT_ROTATION_DAYS, MAX_ROTATION_DAYS),
+    rotationGraceHours: resolveRotationGraceHours(get),
     unmanagedCredentials: unmanaged(get("unmanagedCredentials")),
     shard: parseShard(get("shard")),
   };

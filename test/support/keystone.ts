@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { KeystoneAuth } from "../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
+import { instanceEnv, localStateDir } from "../../operator/commands/local-keystone.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -25,7 +26,7 @@ export interface KeystoneInstance {
 
 /** Reads a running instance's details; fails loudly (tests must not skip silently). */
 export function keystoneInstance(name = "default"): KeystoneInstance {
-  const base = process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local");
+  const base = localStateDir(REPO);
   const file = join(base, "keystone", name, "instance.json");
   if (!existsSync(file)) {
     throw new Error(`no local Keystone '${name}' (${file} missing): run scripts/keystone.sh start, or npm test`);
@@ -55,14 +56,9 @@ export function adminAuth(inst: KeystoneInstance = keystoneInstance(), authUrl =
 
 /** The OS_* environment for the admin of an instance. */
 export function adminEnv(inst: KeystoneInstance = keystoneInstance()): Record<string, string> {
-  return {
-    OS_AUTH_URL: inst.authUrl,
-    OS_USERNAME: inst.username,
-    OS_PASSWORD: inst.password,
-    OS_PROJECT_NAME: inst.projectName,
-    OS_USER_DOMAIN_NAME: inst.userDomainName,
-    OS_PROJECT_DOMAIN_NAME: inst.projectDomainName,
-  };
+  const env = instanceEnv(inst);
+  if (env === undefined) throw new Error(`local Keystone '${inst.name}': instance.json lacks admin settings`);
+  return env;
 }
 
 /** A fresh random password, also recorded so the secret scan can look for it. */

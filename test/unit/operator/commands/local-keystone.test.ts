@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { resolveKeystoneAuth } from "../../../../lib/keystone/auth.ts";
-import { useLocalKeystoneByDefault } from "../../../../operator/commands/local-keystone.ts";
+import { instanceEnv, useLocalKeystoneByDefault } from "../../../../operator/commands/local-keystone.ts";
+import { adminEnv } from "../../../support/keystone.ts";
 
 const repo = mkdtempSync(join(tmpdir(), "kt-local-keystone-"));
 const instanceDir = join(repo, ".local", "keystone", "default");
@@ -59,5 +60,24 @@ describe("the local Keystone as the embedded default of operator commands", () =
   it("honours KEYSTONE_TOTP_STATE, as scripts/keystone.sh does", () => {
     const env: NodeJS.ProcessEnv = { KEYSTONE_TOTP_STATE: join(repo, ".local") };
     expect(useLocalKeystoneByDefault({ env, repo: join(repo, "elsewhere") })?.authUrl).toBe(INSTANCE.authUrl);
+  });
+});
+
+describe("instanceEnv: the one mapping of instance.json to OS_* variables", () => {
+  it("gives the admin's settings, the same the tests log in with", () => {
+    expect(instanceEnv(INSTANCE)).toEqual({
+      OS_AUTH_URL: INSTANCE.authUrl,
+      OS_USERNAME: "admin",
+      OS_PASSWORD: "local-admin-pw",
+      OS_PROJECT_NAME: "admin",
+      OS_USER_DOMAIN_NAME: "Default",
+      OS_PROJECT_DOMAIN_NAME: "Default",
+    });
+    expect(adminEnv(INSTANCE)).toEqual(instanceEnv(INSTANCE));
+  });
+
+  it("gives nothing for a file with a missing or empty field", () => {
+    expect(instanceEnv({ ...INSTANCE, password: "" })).toBeUndefined();
+    expect(instanceEnv({ ...INSTANCE, projectName: undefined })).toBeUndefined();
   });
 });
