@@ -249,8 +249,18 @@ function versions() {
     openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
     keystone_totp_commit: sh("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]),
     keystone_totp_dirty:
-      (sh("git", ["-C", REPO, "status", "--porcelain", "--", "index.ts", "lib", "operator", "providers", "scripts/provision.ts"]) ??
-        "") !== "",
+      (sh("git", [
+        "-C",
+        REPO,
+        "status",
+        "--porcelain",
+        "--",
+        "index.ts",
+        "lib",
+        "operator",
+        "providers",
+        "scripts/provision.ts",
+      ]) ?? "") !== "",
     nodemailer: pkg("nodemailer"),
     smtp_server: pkg("smtp-server"),
   };

@@ -91,6 +91,11 @@ export interface TotpCredentialArgs {
    * never compared, so it never causes a change). Default: none.
    */
   readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
+  /**
+   * `project/stack`, part of the owner tagged on the credentials this resource creates (a
+   * later run recognises its own leftovers after a crash by it). Default: this program's.
+   */
+  readonly stack?: pulumi.Input<string>;
 }
 
 /**
@@ -102,6 +107,11 @@ export interface TotpCredentialArgs {
 const provider = createRequire(import.meta.url)(
   "keystone-totp-runtime/credential.cjs",
 ) as pulumi.dynamic.ResourceProvider;
+
+/** `project/stack` of the running program: with the resource, the owner of what it creates. */
+export function thisStack(): string {
+  return `${pulumi.getProject()}/${pulumi.getStack()}`;
+}
 
 /** A TOTP credential for one Keystone user. */
 export class TotpCredential extends pulumi.dynamic.Resource {
@@ -147,6 +157,8 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       replaceOwnRules: args.replaceOwnRules,
       refuseApplicationCredentials: undefined,
       previousMfa: args.previousMfa,
+      stack: args.stack ?? thisStack(),
+      owner: undefined,
       mfa: undefined,
       retireAfter: undefined,
       retiring: undefined,

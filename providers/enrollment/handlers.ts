@@ -30,6 +30,7 @@
 
 import { withErrorCodes } from "../../lib/errors.ts";
 import type { ConfigGetter } from "../../lib/keystone/auth.ts";
+import { ownerId } from "../../lib/ownership.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { now as clockNow } from "../../lib/util/clock.ts";
 import { defined, sameValue } from "../../lib/util/props.ts";
@@ -87,6 +88,8 @@ function credentialInputs(i: TotpEnrollmentInputs): TotpCredentialInputs {
     allowTotpOnlyLogin: i.allowTotpOnlyLogin,
     replaceOwnRules: i.replaceOwnRules,
     previousMfa: i.previousMfa,
+    // The resource's name is this key: a renamed resource of the same user is another owner.
+    owner: ownerId(i.stack, "enrollment", userKey(i.domain, i.username)),
   });
 }
 

@@ -24,6 +24,7 @@
  */
 import { createRequire } from "node:module";
 import * as pulumi from "@pulumi/pulumi";
+import { thisStack } from "../credential/resource.ts";
 import type { RetireFailure } from "../delivery/types.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./types.ts";
 
@@ -63,6 +64,12 @@ export interface TotpEnrollmentArgs {
   readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
   /** Whether an MfaEnforcement follows delivery (the message says so); never compared. */
   readonly enforceMfa?: pulumi.Input<boolean>;
+  /**
+   * `project/stack`, with the user key the owner tagged on the credentials this enrollment
+   * creates (a later run recognises its own leftovers after a crash by it); never compared.
+   * Default: this program's.
+   */
+  readonly stack?: pulumi.Input<string>;
 }
 
 /**
@@ -114,7 +121,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
     super(
       provider,
       name,
-      { ...outputs, ...args },
+      { ...outputs, ...args, stack: args.stack ?? thisStack() },
       {
         ...opts,
         aliases: [...(opts.aliases ?? []), { type: EARLIER_TYPE }],
