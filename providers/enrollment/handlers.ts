@@ -7,7 +7,7 @@
  *   diff    user changed -> replace; new secret (address changed, rotation due, rotate request),
  *           resend trigger, labels, or retiring credentials past the grace window -> update
  *   create  PATCH the user's MFA rules (staged: a TOTP code alone never logs in), POST the
- *           credential, then send its message; if the message fails, DELETE the credential
+ *           credential (or take over its own leftover, see lib/ownership.ts), then send its message; if the message fails, DELETE the credential
  *           again and fail (the rules stay: they change no other login, and the rerun needs
  *           them): nothing half-done stays, the next run starts over
  *   read    GET the credential (as TotpCredential); the delivery record is kept as it is

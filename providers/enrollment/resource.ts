@@ -9,7 +9,9 @@
  *                resend trigger, labels, or the end of a grace window = update
  *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
  *             -> PATCH  /v3/users/{id} (MFA rules refusing a TOTP code alone, with the marker
- *                recording the options before), then POST /v3/credentials, then SMTP (or the outbox): the QR code;
+ *                recording the options before), then POST /v3/credentials (tagged with its owner; or, for
+ *                its own leftover of a create whose answer was lost, GET /v3/credentials/{id} and take it
+ *                over: see lib/ownership.ts), then SMTP (or the outbox): the QR code;
  *                if the message fails: DELETE /v3/credentials/{id}, and the resource fails
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
  *   update    -> PATCH  /v3/credentials/{id}     (new address: new secret in place), then SMTP
