@@ -56,6 +56,8 @@ const HARD_NAME = "hardstop";
 const HARD_PORT = process.env.KEYSTONE_TOTP_HARDSTOP_PORT ?? "auto";
 /** First start creates a database and bootstraps Keystone: about 90 s on 2 busy cores. */
 const START_TIMEOUT_MS = 240_000;
+/** Time allowed per real hard stop and user (a busy 2-core machine: about 10 s per user per stop). */
+const PER_STOP_USER_MS = 20_000;
 /** Longest wait for a condition of the fault (held creates answered, processes gone). */
 const WAIT_MS = 120_000;
 /**
@@ -238,39 +240,43 @@ describe("Keystone stopped hard with creates in flight, then the recovery up", (
     expectOneEach(o, N);
   });
 
-  it(`a real hard stop (SIGKILL of uWSGI) x${RUNS}, restart, recovery: one credential each`, async () => {
-    await run("bash", [join(REPO, "scripts/keystone.sh"), "start", "--name", HARD_NAME, "--port", HARD_PORT], {
-      timeout: START_TIMEOUT_MS,
-    });
-    cleanups.push(() =>
-      run("bash", [join(REPO, "scripts/keystone.sh"), "stop", "--name", HARD_NAME], { timeout: 60_000 }),
-    );
-    const inst = keystoneInstance(HARD_NAME);
-    const dir = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "keystone", HARD_NAME);
-    const admin = new KeystoneClient(adminAuth(inst));
-    cleanups.push(async () => admin.close());
-    const proxy = await startFaultProxy(inst.port);
-    cleanups.push(() => proxy.close());
-    const outcomes: Outcome[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const f = await fleet(admin, inst, proxy, `hard${i}x`);
-      const failed = await failingUp(proxy, f, async () => {
-        const master = Number(readFileSync(join(dir, "uwsgi.pid"), "utf8").trim());
-        const tree = killTree(master);
-        await until("uWSGI to die", () => tree.every((p) => !alive(p)), WAIT_MS);
-      });
-      expect(failed.code).not.toBe(0);
-      await run("bash", [join(REPO, "scripts/keystone.sh"), "start", "--name", HARD_NAME], {
+  it(
+    `a real hard stop (SIGKILL of uWSGI) x${RUNS}, restart, recovery: one credential each`,
+    async () => {
+      await run("bash", [join(REPO, "scripts/keystone.sh"), "start", "--name", HARD_NAME, "--port", HARD_PORT], {
         timeout: START_TIMEOUT_MS,
       });
-      const st = await stateOf(f.stack);
-      expect(st.pending).toBe(0);
-      const leftovers = await unknownTo(admin, f.people, st.managed);
-      expect(leftovers).toBeGreaterThanOrEqual(M);
-      const o = await recover(admin, inst, f, leftovers);
-      console.log(`keystone-stop (SIGKILL ${i + 1}/${RUNS}): ${N} users; ${JSON.stringify(o)}`);
-      outcomes.push(o);
-    }
-    for (const o of outcomes) expectOneEach(o, N);
-  });
+      cleanups.push(() =>
+        run("bash", [join(REPO, "scripts/keystone.sh"), "stop", "--name", HARD_NAME], { timeout: 60_000 }),
+      );
+      const inst = keystoneInstance(HARD_NAME);
+      const dir = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "keystone", HARD_NAME);
+      const admin = new KeystoneClient(adminAuth(inst));
+      cleanups.push(async () => admin.close());
+      const proxy = await startFaultProxy(inst.port);
+      cleanups.push(() => proxy.close());
+      const outcomes: Outcome[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const f = await fleet(admin, inst, proxy, `hard${i}x`);
+        const failed = await failingUp(proxy, f, async () => {
+          const master = Number(readFileSync(join(dir, "uwsgi.pid"), "utf8").trim());
+          const tree = killTree(master);
+          await until("uWSGI to die", () => tree.every((p) => !alive(p)), WAIT_MS);
+        });
+        expect(failed.code).not.toBe(0);
+        await run("bash", [join(REPO, "scripts/keystone.sh"), "start", "--name", HARD_NAME], {
+          timeout: START_TIMEOUT_MS,
+        });
+        const st = await stateOf(f.stack);
+        expect(st.pending).toBe(0);
+        const leftovers = await unknownTo(admin, f.people, st.managed);
+        expect(leftovers).toBeGreaterThanOrEqual(M);
+        const o = await recover(admin, inst, f, leftovers);
+        console.log(`keystone-stop (SIGKILL ${i + 1}/${RUNS}): ${N} users; ${JSON.stringify(o)}`);
+        outcomes.push(o);
+      }
+      for (const o of outcomes) expectOneEach(o, N);
+    },
+    START_TIMEOUT_MS + RUNS * N * PER_STOP_USER_MS,
+  );
 });
