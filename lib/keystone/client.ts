@@ -17,7 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import { type ErrorCode, KeystoneError } from "../errors.ts";
-import { MARKER_ATTRIBUTE } from "../mfa/posture.ts";
+import { MARKER_ATTRIBUTE } from "../ownership.ts";
 import type { KeystoneAuth } from "./auth.ts";
 import { createTransport, type HttpResponse, type Transport, TransportError } from "./http.ts";
 
@@ -56,6 +56,8 @@ export interface Credential {
   readonly type: string;
   readonly blob: string;
   readonly projectId: string | undefined;
+  /** The credential's `keystone_totp` attribute as Keystone returns it: keystone-totp's tag, if any. */
+  readonly marker?: unknown;
 }
 
 /** A Keystone user, as far as keystone-totp cares. */
@@ -527,10 +529,19 @@ export class KeystoneClient {
    * copies (same blob, so harmless) are deleted before returning.
    *
    * @param blob - a canonical base32 secret (see `normaliseSecret`).
+   * @param marker - keystone-totp's tag (see lib/ownership.ts), stored in the same request as
+   *   the credential, so that a later run recognises it even when this answer is lost.
    * @throws {KeystoneError} once attempts are exhausted or on a definite refusal (4xx).
    */
-  async createTotpCredential(userId: string, blob: string): Promise<Credential> {
-    const json = { credential: { type: "totp", user_id: userId, blob } };
+  async createTotpCredential(userId: string, blob: string, marker?: unknown): Promise<Credential> {
+    const json = {
+      credential: {
+        type: "totp",
+        user_id: userId,
+        blob,
+        ...(marker === undefined ? {} : { [MARKER_ATTRIBUTE]: marker }),
+      },
+    };
     let ambiguous = false;
     for (let attempt = 1; ; attempt++) {
       let failure: KeystoneError | undefined;
@@ -845,6 +856,7 @@ function toCredential(raw: unknown): Credential {
     type: String(c.type ?? ""),
     blob: typeof c.blob === "string" ? c.blob : "",
     projectId: typeof c.project_id === "string" ? c.project_id : undefined,
+    ...(c[MARKER_ATTRIBUTE] === undefined || c[MARKER_ATTRIBUTE] === null ? {} : { marker: c[MARKER_ATTRIBUTE] }),
   };
 }
 

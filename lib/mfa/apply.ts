@@ -18,16 +18,15 @@ import type { KeystoneClient } from "../keystone/client.ts";
 import { defined } from "../util/props.ts";
 import {
   decidePosture,
-  MARKER_VERSION,
   type MfaOptions,
   type MfaRule,
   markerOf,
   NO_OPTIONS,
   type Posture,
-  type PostureMarker,
   PostureRefusal,
   type PostureSettings,
   parseMethods,
+  postureMarker,
 } from "./posture.ts";
 
 /** Posture inputs of a resource (all optional; absent = the safe default). */
@@ -109,7 +108,7 @@ export async function applyPosture(
   }
   // No undefined inside: the engine's wire format has none ("Unexpected struct type").
   if (!d.write) return defined({ posture: d.posture, previous: recorded(previous) });
-  const marker: PostureMarker = { v: MARKER_VERSION, previous };
+  const marker = postureMarker(previous);
   try {
     await client.writeUserMfa(user.id, d.write, marker);
   } catch (e) {

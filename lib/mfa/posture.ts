@@ -18,6 +18,8 @@
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
 
+import { type MARKER_VERSION, marker, readMarker } from "../ownership.ts";
+
 /** One MFA rule: the methods a login must all have used. */
 export type MfaRule = readonly string[];
 
@@ -33,14 +35,12 @@ export interface MfaOptions {
 export const NO_OPTIONS: MfaOptions = Object.freeze({ enabled: null, rules: null });
 
 /**
- * Name of the user attribute where the tool keeps its marker. Keystone's SQL identity backend
+ * The user attribute where the tool keeps its marker, and the marker's version: shared with
+ * the tag on the credentials it creates (see lib/ownership.ts). Keystone's SQL identity backend
  * stores unknown user attributes (`extra`) and returns them in GET and list; the marker is
  * written in the same PATCH as the rules, so a crash can never leave one without the other.
  */
-export const MARKER_ATTRIBUTE = "keystone_totp";
-
-/** Version of the marker's shape. */
-export const MARKER_VERSION = 1;
+export { MARKER_ATTRIBUTE, MARKER_VERSION } from "../ownership.ts";
 
 /**
  * What the tool leaves beside rules it wrote: the options the user had before, to be restored
@@ -51,6 +51,11 @@ export const MARKER_VERSION = 1;
 export interface PostureMarker {
   readonly v: typeof MARKER_VERSION;
   readonly previous: MfaOptions;
+}
+
+/** The marker to write beside the tool's rules on a user whose options before were `previous`. */
+export function postureMarker(previous: MfaOptions): PostureMarker {
+  return marker({ previous });
 }
 
 /** How a user may log in, as far as the tool is concerned. */
@@ -93,13 +98,12 @@ export function optionsOf(options: Readonly<Record<string, unknown>>): MfaOption
 
 /** Reads the tool's marker from a user's `keystone_totp` attribute; undefined when absent or foreign. */
 export function markerOf(raw: unknown): PostureMarker | undefined {
-  if (!raw || typeof raw !== "object") return undefined;
-  const m = raw as Record<string, unknown>;
-  if (m.v !== MARKER_VERSION || !m.previous || typeof m.previous !== "object") return undefined;
+  const m = readMarker(raw);
+  if (!m?.previous || typeof m.previous !== "object") return undefined;
   const p = m.previous as Record<string, unknown>;
   const enabled = typeof p.enabled === "boolean" ? p.enabled : null;
   const rules = isRules(p.rules) ? p.rules : null;
-  return { v: MARKER_VERSION, previous: { enabled, rules } };
+  return postureMarker({ enabled, rules });
 }
 
 /**

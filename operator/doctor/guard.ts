@@ -12,14 +12,7 @@
  */
 import { KeystoneError } from "../../lib/errors.ts";
 import type { KeystoneClient, KeystoneUser } from "../../lib/keystone/client.ts";
-import {
-  admitsTotpAlone,
-  MARKER_VERSION,
-  type MfaOptions,
-  optionsOf,
-  type PostureMarker,
-  stagedRules,
-} from "../../lib/mfa/posture.ts";
+import { admitsTotpAlone, type MfaOptions, optionsOf, postureMarker, stagedRules } from "../../lib/mfa/posture.ts";
 
 /** How the operator's user was protected during the round trip. */
 export type GuardOutcome =
@@ -86,7 +79,7 @@ export async function withTotpAloneRefused<T>(
   const previous = optionsOf(before.options);
   if (!admitsTotpAlone(previous, methods)) return { value: await fn(), outcome: "already-refused" };
 
-  const marker: PostureMarker = { v: MARKER_VERSION, previous };
+  const marker = postureMarker(previous);
   try {
     await client.writeUserMfa(userId, { enabled: true, rules: stagedRules(methods) }, marker);
   } catch (e) {

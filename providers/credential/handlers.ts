@@ -12,11 +12,14 @@
  *           finds credentials Pulumi does not manage), PATCH /v3/users/{id} (the staged MFA
  *           rules and their marker, BEFORE the credential exists: a TOTP code alone never logs
  *           the user in; see mfa/apply.ts), then POST /v3/credentials (exactly once, see
- *           KeystoneClient.createTotpCredential)
+ *           KeystoneClient.createTotpCredential), tagged with the resource's owner; or, when the
+ *           user holds a leftover of this resource's own (a create whose answer was lost, see
+ *           lib/ownership.ts), GET /v3/credentials/{id} and adopt it instead of a POST
  *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift);
  *           GET /v3/users/{id}            (options that let a TOTP code alone in -> drift)
  *   update  in place: PATCH /v3/credentials/{id};
- *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials; the old
+ *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials (or adopt
+ *           an own leftover from that list, as at create); the old
  *           credential is listed in `retiring` and stays valid until the delivery of the new
  *           one is older than the grace window (see delivery/handlers.ts), so nobody is locked
  *           out by a message still in transit
@@ -30,7 +33,12 @@
 
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
-import { KeystoneClient, type KeystoneUser, type TotpCredentialIndex } from "../../lib/keystone/client.ts";
+import {
+  type Credential,
+  KeystoneClient,
+  type KeystoneUser,
+  type TotpCredentialIndex,
+} from "../../lib/keystone/client.ts";
 import {
   applyPosture,
   type MfaState,
@@ -40,6 +48,7 @@ import {
   storedPosture,
 } from "../../lib/mfa/apply.ts";
 import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../../lib/mfa/posture.ts";
+import { credentialTag, ownerId, planAdoption } from "../../lib/ownership.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../../lib/totp/secret.ts";
 import { otpauthUri, validateLabel } from "../../lib/totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../../lib/util/clock.ts";
@@ -87,10 +96,11 @@ export interface HandlerContext {
   readonly client: () => KeystoneClient;
   readonly now: () => Date;
   /**
-   * IDs of the TOTP credentials a user held in Keystone when this run started. Default: one
-   * fleet-wide list per process; absent: one list per user.
+   * The TOTP credentials a user held in Keystone when this run started (with their blobs and
+   * tags: an own leftover is adopted from them). Default: one fleet-wide list per process;
+   * absent: one list per user.
    */
-  readonly existing?: (userId: string) => Promise<readonly string[]>;
+  readonly existing?: (userId: string) => Promise<readonly Credential[]>;
 }
 
 let configGetter: ConfigGetter = () => undefined;
@@ -109,7 +119,7 @@ export const defaultContext: HandlerContext = {
     snapshot.catch(() => {
       snapshot = undefined;
     });
-    return (await (await snapshot).of(userId)).map((c) => c.id);
+    return (await snapshot).of(userId);
   },
 };
 
@@ -331,9 +341,26 @@ function outputs(
   });
 }
 
+/** Whether a blob Keystone holds is a secret a user can be sent (Keystone does not check blobs). */
+function usableSecret(blob: string): boolean {
+  try {
+    return normaliseSecret(blob) === blob;
+  } catch {
+    return false;
+  }
+}
+
+/** The owner of the credentials this resource creates (see lib/ownership.ts). */
+function ownerOf(i: TotpCredentialInputs, userId: string): string {
+  return i.owner ?? ownerId(i.stack, "credential", userLabel(i, userId));
+}
+
 /**
  * Creates the credential: resolves the user, generates a secret unless one was supplied, and
- * POSTs it once.
+ * POSTs it once, tagged with the resource's owner. When the user already holds a credential
+ * of this owner (a leftover of an earlier create whose answer was lost: Keystone stopped, the
+ * run was killed), that one is adopted instead, with its secret: the user keeps one
+ * credential, and a QR code already mailed for it keeps working.
  *
  * @throws {UserNotFoundError} when the user does not exist.
  * @throws {KeystoneError} when Keystone fails after retries.
@@ -343,22 +370,29 @@ async function createImpl(
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id: string; outs: TotpCredentialOutputs }> {
   const { id: userId, user } = await resolveUser(ctx, inputs);
-  // Anything the user already holds was not created by this resource: a crash leftover, or
-  // enrolled by hand. It stays valid until the new credential is delivered (see `retiring`).
-  const before = ctx.existing
-    ? await ctx.existing(userId)
-    : (await ctx.client().listTotpCredentials(userId)).map((c) => c.id);
-  const secret = inputs.secret ? normaliseSecret(inputs.secret) : generateSecret();
+  // Anything the user already holds was not created by this resource, except its own
+  // leftovers (adopted below). It stays valid until the new credential is delivered.
+  const held = ctx.existing ? await ctx.existing(userId) : await ctx.client().listTotpCredentials(userId);
+  const supplied = inputs.secret ? normaliseSecret(inputs.secret) : undefined;
+  const owner = ownerOf(inputs, userId);
+  const plan = planAdoption(held, owner, new Set(), usableSecret, supplied);
   // The rules first: from the moment the credential exists, a TOTP code alone must not log the
   // user in. Rules without a credential change no login, so a failure after this is harmless.
+  // (A leftover already exists: the run that created it wrote the rules before it.)
   const settings = await postureSettings(inputs, ctx.client());
   const previous = await previousOf(ctx, inputs, userId, user);
   const mfa = storedPosture(
     await applyPosture(ctx.client(), { id: userId, key: userLabel(inputs, userId) }, previous, "staged", settings),
   );
-  const cred = await ctx.client().createTotpCredential(userId, secret);
-  const at = ctx.now().toISOString();
-  const others = before.filter((id) => id !== cred.id);
+  const at = ctx.now();
+  // The snapshot may be older than this create: the leftover is read again before it is taken.
+  const found = plan.adopt ? await ctx.client().getCredential(plan.adopt.id) : undefined;
+  const adopted = found && found.type === "totp" && found.blob === plan.adopt?.blob ? found : undefined;
+  const secret = adopted ? adopted.blob : (supplied ?? generateSecret());
+  const cred = adopted ?? (await ctx.client().createTotpCredential(userId, secret, credentialTag(owner, at)));
+  const leftovers = new Set(plan.leftovers);
+  if (plan.adopt && !adopted) leftovers.add(plan.adopt.id);
+  const others = held.map((c) => c.id).filter((id) => id !== cred.id);
   const remove = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
   return {
     id: cred.id,
@@ -367,11 +401,12 @@ async function createImpl(
       cred.id,
       userId,
       secret,
-      at,
-      at,
+      at.toISOString(),
+      at.toISOString(),
       {
-        retiring: remove ? others : [],
-        unmanagedIds: remove ? [] : others,
+        // Own leftovers nobody was sent are retired whatever the policy for others' credentials.
+        retiring: others.filter((id) => remove || leftovers.has(id)),
+        unmanagedIds: others.filter((id) => !remove && !leftovers.has(id)),
       },
       mfa,
     ),
@@ -514,12 +549,17 @@ async function rotate(
 ): Promise<TotpCredentialOutputs> {
   const client = ctx.client();
   const userId = olds.resolvedUserId;
-  const held = (await client.listTotpCredentials(userId)).map((c) => c.id);
-  const secret = generateSecret();
-  const cred = await client.createTotpCredential(userId, secret);
+  const held = await client.listTotpCredentials(userId);
   const managed = new Set([current, ...(olds.retiring ?? [])]);
+  const owner = ownerOf(inputs, userId);
+  // A rotation whose answer was lost left a credential of this owner that the state does not
+  // know: it becomes the new one (its secret is sent now) instead of a second new one.
+  const plan = planAdoption(held, owner, managed, usableSecret);
+  const secret = plan.adopt ? plan.adopt.blob : generateSecret();
+  const cred = plan.adopt ?? (await client.createTotpCredential(userId, secret, credentialTag(owner, at)));
   const removeUnmanaged = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
-  const others = held.filter((h) => h !== cred.id);
+  const ours = new Set([...managed, ...plan.leftovers]);
+  const others = held.map((h) => h.id).filter((h) => h !== cred.id);
   return outputs(
     inputs,
     cred.id,
@@ -528,8 +568,8 @@ async function rotate(
     olds.createdAt,
     at.toISOString(),
     {
-      retiring: others.filter((h) => removeUnmanaged || managed.has(h)),
-      unmanagedIds: others.filter((h) => !removeUnmanaged && !managed.has(h)),
+      retiring: others.filter((h) => removeUnmanaged || ours.has(h)),
+      unmanagedIds: others.filter((h) => !removeUnmanaged && !ours.has(h)),
     },
     mfa,
   );

@@ -97,10 +97,20 @@ export interface TotpCredentialArgs {
    * never compared, so it never causes a change). Default: none.
    */
   readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
+  /**
+   * `project/stack`, part of the owner tagged on the credentials this resource creates (a
+   * later run recognises its own leftovers after a crash by it). Default: this program's.
+   */
+  readonly stack?: pulumi.Input<string>;
 }
 
 /** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
 const provider = providerObject("credential.cjs");
+
+/** `project/stack` of the running program: with the resource, the owner of what it creates. */
+export function thisStack(): string {
+  return `${pulumi.getProject()}/${pulumi.getStack()}`;
+}
 
 /**
  * A TOTP credential for one Keystone user, used on its own (a fleet uses `TotpEnrollment`,
@@ -171,6 +181,8 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       replaceOwnRules: args.replaceOwnRules,
       refuseApplicationCredentials: undefined,
       previousMfa: args.previousMfa,
+      stack: args.stack ?? thisStack(),
+      owner: undefined,
       mfa: undefined,
       retireAfter: undefined,
       retiring: undefined,

@@ -63,6 +63,17 @@ export interface TotpCredentialInputs extends PostureInputs {
   readonly graceHours?: number | undefined;
   /** The caller has just looked `userId` up in Keystone: create skips its own check. */
   readonly userChecked?: boolean | undefined;
+  /**
+   * The Pulumi project and stack, `project/stack`: part of the owner tagged on the credentials
+   * this resource creates, by which a later run recognises its own leftovers after a crash
+   * (see lib/ownership.ts). Absent: owned by no stack in particular.
+   */
+  readonly stack?: string | undefined;
+  /**
+   * The owner to tag, when another resource creates through these handlers (an enrollment);
+   * default `<stack>/credential/<user>`. Never stored by an enrollment.
+   */
+  readonly owner?: string | undefined;
 }
 
 /** Outputs of the resource. `secret` and `otpauthUri` are always stored as Pulumi secrets. */

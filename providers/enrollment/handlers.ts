@@ -7,7 +7,7 @@
  *   diff    user changed -> replace; new secret (address changed, rotation due, rotate request),
  *           resend trigger, labels, or retiring credentials past the grace window -> update
  *   create  PATCH the user's MFA rules (staged: a TOTP code alone never logs in), POST the
- *           credential, then send its message; if the message fails, DELETE the credential
+ *           credential (or take over its own leftover, see lib/ownership.ts), then send its message; if the message fails, DELETE the credential
  *           again and fail (the rules stay: they change no other login, and the rerun needs
  *           them): nothing half-done stays, the next run starts over. If the message may have
  *           gone (E_SMTP_UNCONFIRMED: sent, but no final reply), nothing is undone: the
@@ -36,6 +36,7 @@
 
 import { isUnconfirmedDelivery, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
 import type { ConfigGetter } from "../../lib/keystone/auth.ts";
+import { ownerId } from "../../lib/ownership.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { now as clockNow } from "../../lib/util/clock.ts";
 import { defined, sameValue } from "../../lib/util/props.ts";
@@ -96,6 +97,8 @@ function credentialInputs(i: TotpEnrollmentInputs): TotpCredentialInputs {
     allowTotpOnlyLogin: i.allowTotpOnlyLogin,
     replaceOwnRules: i.replaceOwnRules,
     previousMfa: i.previousMfa,
+    // The resource's name is this key: a renamed resource of the same user is another owner.
+    owner: ownerId(i.stack, "enrollment", userKey(i.domain, i.username)),
   });
 }
 

@@ -9,7 +9,9 @@
  *                resend trigger, labels, or the end of a grace window = update
  *   create    -> GET    /v3/credentials?type=totp (once per run: credentials nobody manages)
  *             -> PATCH  /v3/users/{id} (MFA rules refusing a TOTP code alone, with the marker
- *                recording the options before), then POST /v3/credentials, then SMTP (or the outbox): the QR code;
+ *                recording the options before), then POST /v3/credentials (tagged with its owner; or, for
+ *                its own leftover of a create whose answer was lost, GET /v3/credentials/{id} and take it
+ *                over: see lib/ownership.ts), then SMTP (or the outbox): the QR code;
  *                if the message fails: DELETE /v3/credentials/{id}, and the resource fails; if it
  *                may have arrived (E_SMTP_UNCONFIRMED): nothing, `deliveryUnconfirmed` is recorded
  *   read      -> GET    /v3/credentials/{id}     (404: gone, refresh drops the resource)
@@ -25,6 +27,7 @@
  *                then GET + PATCH /v3/users/{id} (back to the options before; marker cleared)
  */
 import * as pulumi from "@pulumi/pulumi";
+import { thisStack } from "../credential/resource.ts";
 import type { RetireFailure } from "../delivery/types.ts";
 import { providerObject } from "../provider-object.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
@@ -65,6 +68,12 @@ export interface TotpEnrollmentArgs {
   readonly previousMfa?: pulumi.Input<{ enabled: boolean | null; rules: string[][] | null }>;
   /** Whether an MfaEnforcement follows delivery (the message says so); never compared. */
   readonly enforceMfa?: pulumi.Input<boolean>;
+  /**
+   * `project/stack`, with the user key the owner tagged on the credentials this enrollment
+   * creates (a later run recognises its own leftovers after a crash by it); never compared.
+   * Default: this program's.
+   */
+  readonly stack?: pulumi.Input<string>;
 }
 
 /** The one provider instance (see provider-object.ts): Pulumi stores a `require()` of it, not its code. */
@@ -113,7 +122,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
     super(
       provider,
       name,
-      { ...outputs, ...args },
+      { ...outputs, ...args, stack: args.stack ?? thisStack() },
       {
         ...opts,
         aliases: [...(opts.aliases ?? []), { type: EARLIER_TYPE }],

@@ -35,6 +35,11 @@ export interface TotpEnrollmentInputs extends Omit<PostureInputs, "refuseApplica
   /** The user's name and domain, for the message and the user key in messages. */
   readonly username: string;
   readonly domain: string;
+  /**
+   * The Pulumi project and stack, `project/stack`: with the user key, the owner tagged on the
+   * credentials this enrollment creates (see lib/ownership.ts).
+   */
+  readonly stack?: string | undefined;
   /** Recipient of the enrollment message. */
   readonly email: string;
   /** Name used in the greeting; default the username. */

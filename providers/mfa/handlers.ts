@@ -27,13 +27,13 @@ import { applyPosture, POSTURE_KEYS, type PostureInputs, postureSettings } from 
 import {
   decidePosture,
   effectiveRules,
-  MARKER_VERSION,
   type MfaOptions,
   type MfaRule,
   markerOf,
   NO_OPTIONS,
   optionsOf,
   type Posture,
+  postureMarker,
   previousOptions,
   sameRules,
 } from "../../lib/mfa/posture.ts";
@@ -191,7 +191,7 @@ async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: Mf
   const { st, rules } = await enforceOn({ ...news, userId: id }, previous, ctx);
   if (st.rules === undefined) {
     // The user's own rules suffice: take back the tool's rules an earlier run wrote.
-    await ctx.client().writeUserMfa(id, previous, { v: MARKER_VERSION, previous });
+    await ctx.client().writeUserMfa(id, previous, postureMarker(previous));
   }
   return { outs: outputs(news, previous, st.posture, rules, olds.enforcedAt ?? ctx.now().toISOString()) };
 }
@@ -215,7 +215,7 @@ async function removeImpl(id: string, props: MfaOutputs, ctx: MfaContext = defau
   } catch {
     // The user's own rules let TOTP alone in: they are what the user had, and get them back.
   }
-  await client.writeUserMfa(id, target, { v: MARKER_VERSION, previous });
+  await client.writeUserMfa(id, target, postureMarker(previous));
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

@@ -2,9 +2,10 @@
  * `up` killed with SIGKILL mid-run (the provision process, the Pulumi CLI and the provider
  * plugin, all at once), while Keystone has stored credentials whose answers never arrived:
  * the state then holds pending creates and Keystone holds credentials Pulumi does not know.
- * Then the operator's recovery steps from the README ("Recovering from faults") are followed,
- * and afterwards no user is without a delivered credential and no credential is left in
- * Keystone that Pulumi does not manage.
+ * Then the operator's recovery steps from the README ("Recovering from faults") are followed:
+ * the recovery `up` adopts the credentials the killed run stored (they carry the stack's tag,
+ * see lib/ownership.ts), so every user holds exactly one credential, delivered once, at once,
+ * and no credential is left in Keystone that Pulumi does not manage.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -135,14 +136,21 @@ describe("SIGKILL mid-up, then the README's recovery", () => {
     });
     const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
     const pid = child.pid ?? 0;
-    // The held creates have reached Keystone; the answered ones have been delivered.
-    await until("the held creates", () => proxy.held() >= N - K);
+    // Keystone has stored the held creates (answers withheld); the answered users' messages are
+    // delivered and the engine has saved their resources, beside the pending held creates.
+    await until("Keystone to store the held creates", () => proxy.heldAnswered() >= N - K);
     await until("the first deliveries", () => smtp.received.length >= K);
-    await new Promise((r) => setTimeout(r, 1000));
+    await until("the checkpoint of the answered creates", () => {
+      const cp = stack.checkpointNow();
+      const saved = (cp?.resources ?? []).filter((r) => r.type.endsWith(":TotpEnrollment") && r.outputs?.credentialId);
+      return saved.length >= K && (cp?.pending_operations ?? []).length >= N - K;
+    });
     const tree = killTree(pid);
     await exited;
     output.push(out);
-    await new Promise((r) => setTimeout(r, 500));
+    await untilCondition("every killed process to be gone", () => tree.every((p) => !alive(p)), 10_000).catch(
+      () => undefined,
+    );
     const survivors = tree.filter(alive);
     console.log(
       `crash: killed ${tree.length} processes (${smtp.received.length} messages sent); survivors ${survivors.length}`,
@@ -164,16 +172,17 @@ describe("SIGKILL mid-up, then the README's recovery", () => {
     const clear = await cli(["refresh", "--yes", "--skip-preview", "--clear-pending-creates"]);
     expect(clear.code, clear.stdout + clear.stderr).toBe(0);
     expect((await state()).pending).toEqual([]);
-    // 3. up: the users whose create was interrupted get a credential and a message; what they
-    //    already held (the leftovers) is retiring, removed once the grace window has passed.
+    // 3. up: the users whose create was interrupted get a credential and a message. The
+    //    credentials Keystone stored for them in the killed run carry this stack's tag and are
+    //    adopted, not duplicated: one credential each, at once, nothing left for a grace window.
     const repaired = await run(["up", "--yes", "--skip-preview"]);
     expect(repaired.code, repaired.stderr).toBe(0);
     const mid = await state();
     expect(mid.pending).toEqual([]);
     for (const p of people) expect(smtp.messagesFor(p.email), p.email).toHaveLength(1);
-    // the leftovers still exist (nobody ever received their secrets, but they are not deleted early)
-    expect(await orphans(mid.managed)).toHaveLength(N - K);
-    // 4. once the grace window (rotationGraceHours, 24 by default) has passed, an up removes them
+    expect(await orphans(mid.managed)).toEqual([]);
+    for (const p of people) expect(await admin.listTotpCredentials(p.user.id), p.user.name).toHaveLength(1);
+    // 4. once the grace window (rotationGraceHours, 24 by default) has passed, an up finds nothing to retire
     const later = new Date(Date.now() + 25 * 3_600_000).toISOString();
     const retired = await stack.run(["up", "--yes", "--skip-preview"], {
       allowFail: true,

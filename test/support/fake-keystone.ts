@@ -8,7 +8,8 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 
 /** A Keystone holding TOTP credentials in memory; records deletions. */
 export function fakeKeystone(initial: Record<string, string[]> = {}) {
-  const creds = new Map<string, { id: string; userId: string; blob: string }>();
+  /** `marker` is the credential's keystone_totp attribute (the tool's tag), as Keystone keeps it. */
+  const creds = new Map<string, { id: string; userId: string; blob: string; marker?: unknown }>();
   let n = 0;
   for (const [userId, ids] of Object.entries(initial)) for (const id of ids) creds.set(id, { id, userId, blob: "X" });
   const deleted: string[] = [];
@@ -47,8 +48,8 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
       for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
       return { all: m, of: async (userId: string) => m.get(userId) ?? [] };
     },
-    createTotpCredential: async (userId: string, blob: string) => {
-      const c = { id: `new${++n}`, userId, blob };
+    createTotpCredential: async (userId: string, blob: string, marker?: unknown) => {
+      const c = { id: `new${++n}`, userId, blob, ...(marker === undefined ? {} : { marker }) };
       creds.set(c.id, c);
       return { ...c, type: "totp", projectId: undefined };
     },
@@ -78,6 +79,13 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
   return {
     client: client as unknown as KeystoneClient,
     ids: (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map((c) => c.id),
+    /** Stores a credential as another run (or an operator) left it. */
+    put: (c: { id: string; userId: string; blob: string; marker?: unknown }) => {
+      creds.set(c.id, { ...c });
+    },
+    /** What a user holds, as the client lists it. */
+    held: (userId: string) =>
+      [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
     deleted,
     writes,
     options: (userId: string) => users.get(userId)?.options ?? {},

@@ -91,10 +91,21 @@ export interface FaultProxy {
   count(pattern: RegExp): number;
   /** Requests held so far (see the `hold` fault). */
   held(): number;
+  /**
+   * Held requests the server has answered (the proxy swallowed the answer): the server acted
+   * on them, so a POST among them is stored, and the client never learns it.
+   */
+  heldAnswered(): number;
   /** Whether the proxy plays a stopped server (see the `down` fault). */
   isDown(): boolean;
   /** The server goes down now, as with the `down` fault. */
   down(): Promise<void>;
+  /**
+   * The server dies now, as a power cut or a SIGKILL does: like {@link FaultProxy.down}, and
+   * every open connection is reset at once, so answers not yet delivered (held ones included)
+   * never arrive, whether or not the server had acted on the request.
+   */
+  crash(): Promise<void>;
   /** The server is back: listens again on the same port and forwards again. */
   up(): Promise<void>;
   /** Stops listening and closes every connection. */
@@ -142,6 +153,7 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
   let fired = 0;
   let connections = 0;
   let held = 0;
+  let heldAnswered = 0;
   let isDown = false;
   let port = 0;
 
@@ -247,6 +259,7 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
           return;
         }
         if (o?.onAnswer === "hold") {
+          heldAnswered++;
           swallowing = true;
           return;
         }
@@ -309,10 +322,18 @@ export async function startFaultProxy(upstreamPort: number): Promise<FaultProxy>
     exchanges: () => log,
     count: (pattern) => log.filter((e) => pattern.test(`${e.request} HTTP/1.1`)).length,
     held: () => held,
+    heldAnswered: () => heldAnswered,
     isDown: () => isDown,
     async down() {
       // Without waiting: close() resolves only once every open connection has ended.
       void goDown();
+    },
+    async crash() {
+      const closing = goDown();
+      for (const so of sockets) {
+        if (!so.destroyed) so.resetAndDestroy();
+      }
+      await closing;
     },
     async up() {
       if (!isDown) return;

@@ -185,6 +185,22 @@ export class TestStack {
     return (await this.run(["stack", "export"])).stdout;
   }
 
+  /**
+   * The checkpoint as the file backend holds it right now, read from disk without the CLI (so
+   * that a test can watch a running `up` save its steps); undefined while there is none or
+   * while it is being rewritten. Secrets stay encrypted.
+   */
+  checkpointNow():
+    | { resources?: { type: string; outputs?: Record<string, unknown> }[]; pending_operations?: { type: string }[] }
+    | undefined {
+    const file = join(this.dir, "backend", ".pulumi", "stacks", "keystone-totp", `${this.name}.json`);
+    try {
+      return (JSON.parse(readFileSync(file, "utf8")) as { checkpoint?: { latest?: never } }).checkpoint?.latest;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Stack outputs; with `showSecrets` the plaintext values (tests only, never logged). */
   async outputs(showSecrets = false): Promise<Record<string, unknown>> {
     const r = await this.run(["stack", "output", "--json", ...(showSecrets ? ["--show-secrets"] : [])], {

@@ -105,7 +105,7 @@ describe(`Keystone with list_limit = ${LIST_LIMIT}`, () => {
     };
     configure((k) => config[k]);
     for (const [userId, ids] of held) {
-      expect([...((await defaultContext.existing?.(userId)) ?? [])].sort()).toEqual([...ids].sort());
+      expect([...((await defaultContext.existing?.(userId)) ?? [])].map((c) => c.id).sort()).toEqual([...ids].sort());
     }
   });
 });

@@ -65,10 +65,10 @@ describe("when a rotation is due", () => {
 describe("credential rotation keeps the old credential valid", () => {
   it("create hands credentials the user already held to retirement (remove) or reports them (keep)", async () => {
     const ks = fakeKeystone({ u1: ["leftover"] });
-    const r = await create({ ...base, unmanaged: "remove" }, { ...ctxAt(ks, T0), existing: async () => ["leftover"] });
+    const r = await create({ ...base, unmanaged: "remove" }, { ...ctxAt(ks, T0), existing: async () => ks.held("u1") });
     expect(r.outs.retiring).toEqual(["leftover"]);
     expect(r.outs.unmanagedIds).toEqual([]);
-    const k = await create({ ...base, unmanaged: "keep" }, { ...ctxAt(ks, T0), existing: async () => ["leftover"] });
+    const k = await create({ ...base, unmanaged: "keep" }, { ...ctxAt(ks, T0), existing: async () => ks.held("u1") });
     expect(k.outs.retiring).toEqual([]);
     expect(k.outs.unmanagedIds).toEqual(["leftover"]);
     expect(ks.deleted).toEqual([]); // nothing is deleted before the new secret is delivered

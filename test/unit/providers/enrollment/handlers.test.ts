@@ -8,9 +8,10 @@ import { describe, expect, it } from "vitest";
 import { KeystoneError, MailError } from "../../../../lib/errors.ts";
 import type { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { resolveMailConfig } from "../../../../lib/mail/config.ts";
-import type { ComposedMessage } from "../../../../lib/mail/message.ts";
+import { type ComposedMessage, FINGERPRINT_HEADER } from "../../../../lib/mail/message.ts";
 import type { Mailer } from "../../../../lib/mail/send.ts";
-import { fingerprint } from "../../../../lib/totp/secret.ts";
+import { ownerId } from "../../../../lib/ownership.ts";
+import { fingerprint, generateSecret } from "../../../../lib/totp/secret.ts";
 import type { EnrollmentContext } from "../../../../providers/enrollment/handlers.ts";
 import { check, create, diff, read, remove, update } from "../../../../providers/enrollment/handlers.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../../providers/enrollment/types.ts";
@@ -109,6 +110,88 @@ describe("enrollment create", () => {
     expect(s.ks.ids("u1")).toEqual([outs.credentialId]);
     expect(outs.retiring).toEqual([]);
     expect(outs.retiredAt).toBeDefined();
+  });
+});
+
+describe("enrollment after a crash: its own leftovers are adopted, others' are not", () => {
+  const STACK = "keystone-totp/dev";
+  const OWNER = ownerId(STACK, "enrollment", "alice@Default");
+  const mine = (id: string, blob: string, at = "2027-01-01T00:00:00.000Z") => ({
+    id,
+    userId: "u1",
+    blob,
+    marker: { v: 1, owner: OWNER, at },
+  });
+
+  it("create tags the credential it POSTs with its owner and time", async () => {
+    const s = setup();
+    const { outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    expect(s.ks.held("u1")).toEqual([
+      expect.objectContaining({
+        id: outs.credentialId,
+        marker: { v: 1, owner: OWNER, at: new Date(T0).toISOString() },
+      }),
+    ]);
+  });
+
+  it("create adopts a leftover of its own (a create whose answer was lost): one credential, its secret mailed", async () => {
+    const s = setup();
+    const secret = generateSecret();
+    s.ks.put(mine("lost", secret));
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    expect(id).toBe("lost");
+    expect(outs.secret).toBe(secret);
+    expect(s.ks.ids("u1")).toEqual(["lost"]);
+    expect(outs.retiring).toEqual([]);
+    expect(s.mail.sent).toHaveLength(1);
+    expect(s.mail.sent[0]?.headers[FINGERPRINT_HEADER]).toBe(fingerprint(secret));
+  });
+
+  it("several leftovers: the newest is adopted, the others retire even under the keep policy", async () => {
+    const s = setup();
+    const newest = generateSecret();
+    s.ks.put(mine("l1", generateSecret(), "2027-01-01T00:00:00.000Z"));
+    s.ks.put(mine("l2", newest, "2027-01-01T00:05:00.000Z"));
+    s.ks.put({ id: "hand", userId: "u1", blob: generateSecret() });
+    const { id, outs } = await create({ ...alice, stack: STACK, unmanaged: "keep", graceHours: 0 }, s.ctx);
+    expect(id).toBe("l2");
+    expect(outs.secret).toBe(newest);
+    // The other leftover is gone at delivery (grace 0); the hand-enrolled one is kept and reported.
+    expect(s.ks.ids("u1").sort()).toEqual(["hand", "l2"]);
+    expect(outs.unmanagedIds).toEqual(["hand"]);
+  });
+
+  it("hand-enrolled and another stack's credentials are never adopted: a new one is POSTed, the policy applies", async () => {
+    const s = setup();
+    s.ks.put({ id: "hand", userId: "u1", blob: generateSecret() });
+    s.ks.put({
+      id: "prod",
+      userId: "u1",
+      blob: generateSecret(),
+      marker: {
+        v: 1,
+        owner: ownerId("keystone-totp/prod", "enrollment", "alice@Default"),
+        at: "2027-01-01T00:00:00.000Z",
+      },
+    });
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    expect(["hand", "prod"]).not.toContain(id);
+    expect([...outs.retiring].sort()).toEqual(["hand", "prod"]);
+    expect(s.ks.ids("u1")).toHaveLength(3);
+  });
+
+  it("a rotation whose answer was lost is adopted by the next rotation: no second new credential", async () => {
+    const s = setup();
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    const lost = generateSecret();
+    s.ks.put(mine("lost-rotation", lost, "2027-01-02T00:00:00.000Z"));
+    s.at(DAY);
+    const r = await update(id, outs, { ...alice, stack: STACK, rotateRequest: "r1" }, s.ctx);
+    expect(r.outs.credentialId).toBe("lost-rotation");
+    expect(r.outs.secret).toBe(lost);
+    expect(r.outs.retiring).toEqual([outs.credentialId]);
+    expect(s.ks.ids("u1").sort()).toEqual([outs.credentialId, "lost-rotation"].sort());
+    expect(s.mail.sent).toHaveLength(2);
   });
 });
 
