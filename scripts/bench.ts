@@ -43,40 +43,31 @@ import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { generateSecret } from "../lib/totp/secret.ts";
 import { startSmtpServer, type TestSmtpServer } from "../test/support/smtp.ts";
 import { renderChart } from "./bench/chart.ts";
+import type { FloorRequest, FloorResult } from "./bench/floor.ts";
 import { pool, type RawAuth, RawKeystone } from "./bench/keystone.ts";
-import { cpuDelta, cpuOfMatching, cpuOfTree, machineCpu, type Role, type RoleStats, watchTree } from "./bench/procs.ts";
+import { classCpu, cpuDelta, keystoneCpuOf, machineCpu, type Role, type RoleStats, watchTree } from "./bench/procs.ts";
 import { type CountingProxy, type RequestCounts, startCountingProxy } from "./bench/proxy.ts";
+import { affinityOf, type Cores, cpusIn, Pinning, pin, tasksetAvailable } from "./bench/split.ts";
+
+/** shared: every process on every core (as before); split: Keystone on one core, ours on another. */
+type Layout = "shared" | "split";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DOMAIN = "keystone-totp-bench";
 const USER_RE = /^bench-\d+-\d+$/;
-const FLOOR_LEVELS = [1, 4, 8];
-const FLOOR_PROBE = 100;
+/** Users in flight tried for the floor (each on the first FLOOR_PROBE users), the best then run on all. */
+const FLOOR_LEVELS = [2, 4, 8, 16];
+const FLOOR_PROBE = 50;
+/** `--parallel` given to every engine run unless told: Pulumi's default on 2 cores (4 x GOMAXPROCS). */
+const DEFAULT_PARALLEL = 8;
+/** Cores of the split layout unless --cores says otherwise. */
+const DEFAULT_CORES: Cores = { keystone: 0, ours: 1 };
 const CLI_SAMPLE = 20;
 /** Mail rate given to the program: the highest accepted, so that the relay limit is not measured. */
 const SEND_RATE = 1000;
 const KEYSTONE_STATE = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "keystone", "default");
 
-/**
- * CPU seconds so far of this checkout's Keystone and its PostgreSQL backends. Other checkouts
- * run Keystones with the same process titles on this machine, so the uWSGI workers are found
- * under the master in this instance's pid file, and the backends by this instance's database.
- */
-function keystoneCpu(): Map<number, number> {
-  const out = new Map<number, number>();
-  const pidFile = join(KEYSTONE_STATE, "uwsgi.pid");
-  const master = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : Number.NaN;
-  const uwsgi = process.env.KT_BENCH_KEYSTONE_PROCS
-    ? cpuOfMatching(new RegExp(process.env.KT_BENCH_KEYSTONE_PROCS))
-    : Number.isInteger(master)
-      ? cpuOfTree(master)
-      : cpuOfMatching(/^keystone-default uWSGI/);
-  const conf = join(KEYSTONE_STATE, "keystone.conf");
-  const db = existsSync(conf) ? /^connection = \S+\/(\w+)\s*$/m.exec(readFileSync(conf, "utf8"))?.[1] : undefined;
-  const pg = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
-  for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg)]) out.set(pid, v);
-  return out;
-}
+const keystoneCpu = () => keystoneCpuOf(KEYSTONE_STATE);
 
 const HELP = `usage: npm run bench -- [options]
 
@@ -93,9 +84,24 @@ options:
                     (how much of the time is the file backend's per-step checkpoint)
   --diagnose-parallel LIST
                     also time an up with each of these --parallel values, each on a fresh stack
-  --parallel P      pass --parallel P to every up and preview (default: Pulumi's, 4 x cores)
+  --users LIST      the same as --n
+  --parallel P      pass --parallel P to every up and preview (default ${DEFAULT_PARALLEL}, Pulumi's
+                    default on 2 cores; set explicitly because pinning the engine to one core
+                    would halve Pulumi's default, 4 x GOMAXPROCS)
   --shards K        run up, no-op up and preview through scripts/shards.ts on K stacks
-                    (figures are sums over the stacks); results are kept per N and K
+                    (figures are sums over the stacks); results are kept per N, K and layout
+  --stacks K        the same as --shards
+  --split           the split layout: Keystone (uWSGI) and its PostgreSQL backends pinned to
+                    one core with the bench's SMTP sink and counting proxy (they stand for the
+                    far side of the network), everything of ours (program, CLI/engine,
+                    providers, the floor's client, the CLI loop) to the other (taskset)
+  --layout L        shared (default: everything on every core, as before), split, or both
+                    (each N measured in both layouts, one after the other)
+  --cores K,O       cores of the split layout: Keystone's, ours (default ${DEFAULT_CORES.keystone},${DEFAULT_CORES.ours})
+  --cpu-prof DIR    write V8 CPU profiles of the program and the provider processes of every
+                    measured run into DIR (node --cpu-prof; summarise with
+                    node scripts/bench/profile.ts DIR); the figures then include the
+                    profiler's overhead
   --shard-concurrency C
                     stacks run at once with --shards (default 2)
   --keep            keep the users, credentials, stacks and temp files
@@ -109,8 +115,11 @@ interface Options {
   cliSample: number;
   diagnose: boolean;
   diagnoseParallel: number[];
-  parallel: number | undefined;
+  parallel: number;
   shards: number;
+  layouts: Layout[];
+  cores: Cores;
+  cpuProf: string | undefined;
   shardConcurrency: number;
   keep: boolean;
   report: boolean;
@@ -129,8 +138,11 @@ function parseArgs(argv: string[]): Options {
     cliSample: CLI_SAMPLE,
     diagnose: false,
     diagnoseParallel: [],
-    parallel: undefined,
+    parallel: DEFAULT_PARALLEL,
     shards: 1,
+    layouts: ["shared"],
+    cores: DEFAULT_CORES,
+    cpuProf: undefined,
     shardConcurrency: 2,
     keep: false,
     report: false,
@@ -145,7 +157,7 @@ function parseArgs(argv: string[]): Options {
     if (a === "--help" || a === "-h") {
       process.stdout.write(HELP);
       process.exit(0);
-    } else if (a === "--n") {
+    } else if (a === "--n" || a === "--users") {
       o.ns = value()
         .split(",")
         .map((s) => Number(s.trim()));
@@ -162,7 +174,29 @@ function parseArgs(argv: string[]): Options {
         .split(",")
         .map((v) => whole(a, v, 256));
     else if (a === "--parallel") o.parallel = whole(a, value(), 256);
-    else if (a === "--shards") o.shards = whole(a, value(), 64);
+    else if (a === "--shards" || a === "--stacks") o.shards = whole(a, value(), 64);
+    else if (a === "--split") o.layouts = ["split"];
+    else if (a === "--layout") {
+      const v = value();
+      if (v === "both") o.layouts = ["shared", "split"];
+      else if (v === "shared" || v === "split") o.layouts = [v];
+      else usage(`--layout takes shared, split or both, not '${v}'`);
+    } else if (a === "--cores") {
+      const [k, u, ...rest] = value()
+        .split(",")
+        .map((c) => Number(c.trim()));
+      const max = os.cpus().length - 1;
+      if (
+        rest.length > 0 ||
+        !Number.isInteger(k) ||
+        !Number.isInteger(u) ||
+        k === u ||
+        [k, u].some((c) => (c as number) < 0 || (c as number) > max)
+      ) {
+        usage(`--cores takes two different cores from 0 to ${max}: KEYSTONE,OURS`);
+      }
+      o.cores = { keystone: k as number, ours: u as number };
+    } else if (a === "--cpu-prof") o.cpuProf = resolve(value());
     else if (a === "--shard-concurrency") o.shardConcurrency = whole(a, value(), 64);
     else if (a === "--keep") o.keep = true;
     else if (a === "--report") o.report = true;
@@ -284,7 +318,7 @@ function cleanupStaleFiles(): void {
   }
   // Only the folders this script makes (mkdtemp adds six characters).
   for (const d of readdirSync(os.tmpdir(), { withFileTypes: true })) {
-    if (d.isDirectory() && /^kt-bench-\d+-(csv-)?[A-Za-z0-9]{6}$/.test(d.name)) {
+    if (d.isDirectory() && /^kt-bench-\d+-(csv-|cpu-)?[A-Za-z0-9]{6}$/.test(d.name)) {
       rmSync(join(os.tmpdir(), d.name), { recursive: true, force: true });
     }
   }
@@ -298,58 +332,87 @@ interface BenchUser {
 
 // ------------------------------------------------------------------ the floor
 
-interface FloorResult {
-  floor_s: number;
-  floor_concurrency: number;
-  floor_creates_per_s: number;
-  floor_probe_creates_per_s: Record<string, number>;
-  floor_delete_s: number;
+/** Keystone's [auth] methods as the local instance was started with (they shape the rules). */
+function keystoneMethods(): string[] {
+  try {
+    const m = (JSON.parse(readFileSync(join(KEYSTONE_STATE, "instance.json"), "utf8")) as { methods?: unknown })
+      .methods;
+    if (typeof m === "string" && m !== "") return m.split(",");
+    if (Array.isArray(m)) return m.map(String);
+  } catch {
+    // not the local instance: Keystone's defaults with TOTP, as the tests run it
+  }
+  return ["external", "password", "token", "oauth1", "totp", "application_credential"];
 }
 
-async function timedCreates(ks: RawKeystone, users: readonly BenchUser[], level: number) {
-  const t0 = process.hrtime.bigint();
-  const ids = await pool(users, level, (u) => ks.createTotp(u.id, generateSecret()));
-  return { s: since(t0), ids };
+/** The command line that runs `cmd` on our core in the split layout, as it is in the shared one. */
+function onOurCore(layout: LayoutSpec, cmd: string[]): string[] {
+  return layout.layout === "split" ? ["taskset", "-c", String(layout.cores.ours), ...cmd] : cmd;
 }
 
-async function measureFloor(ks: RawKeystone, users: readonly BenchUser[]): Promise<FloorResult> {
-  const probe = users.slice(0, Math.min(FLOOR_PROBE, users.length));
-  const rates: Record<string, number> = {};
-  const created: string[] = [];
-  let best = { level: 1, s: Number.POSITIVE_INFINITY };
-  for (const level of FLOOR_LEVELS) {
-    const r = await timedCreates(ks, probe, level);
-    created.push(...r.ids);
-    rates[String(level)] = round(probe.length / r.s, 1);
-    log(`floor probe: ${probe.length} creates at ${level} in flight: ${r.s.toFixed(2)} s`);
-    if (r.s < best.s) best = { level, s: r.s };
-  }
-  let floorS = best.s;
-  if (users.length > probe.length) {
-    const r = await timedCreates(ks, users, best.level);
-    created.push(...r.ids);
-    floorS = r.s;
-    log(`floor: ${users.length} creates at ${best.level} in flight: ${r.s.toFixed(2)} s`);
-  }
-  const t0 = process.hrtime.bigint();
-  await pool(created, 8, (id) => ks.deleteCredential(id));
-  const del = since(t0);
-  return {
-    floor_s: round(floorS),
-    floor_concurrency: best.level,
-    floor_creates_per_s: round(users.length / floorS, 1),
-    floor_probe_creates_per_s: rates,
-    floor_delete_s: round(del),
+/** Runs scripts/bench/floor.ts (on our core in the split layout) over `users`. */
+function measureFloor(auth: RawAuth, users: readonly BenchUser[], layout: LayoutSpec): Promise<FloorResult> {
+  const request: FloorRequest = {
+    auth,
+    userIds: users.map((u) => u.id),
+    levels: FLOOR_LEVELS,
+    probe: FLOOR_PROBE,
+    keystoneState: KEYSTONE_STATE,
+    methods: keystoneMethods(),
   };
+  const [cmd, ...args] = onOurCore(layout, [process.execPath, join(REPO, "scripts/bench/floor.ts")]);
+  return new Promise((res, rej) => {
+    const c = spawn(cmd as string, args, { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    c.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    c.stderr.on("data", (b: Buffer) => {
+      err += b.toString();
+      for (const line of b.toString().split("\n")) if (line.trim()) log(line.trim());
+    });
+    c.on("error", rej);
+    c.on("close", (code) =>
+      code === 0
+        ? res(JSON.parse(out) as FloorResult)
+        : rej(new Error(`the floor exited ${code}: ${err.slice(-2000)}`)),
+    );
+    c.stdin.end(JSON.stringify(request));
+  });
 }
 
 // ------------------------------------------------------------------ ours
+
+/** The layout of one measurement. */
+interface LayoutSpec {
+  layout: Layout;
+  cores: Cores;
+  cpuProf: string | undefined;
+}
+
+/** CPU seconds of one run by class of process, exact where the exit hook reported. */
+interface ClassCpu {
+  /** scripts/provision.ts (or shards.ts and the provision.ts it starts). */
+  program: number;
+  /** The Pulumi CLI processes (engine) and what they start besides the providers (the shims). */
+  engine: number;
+  /** The dynamic-provider Node.js processes. */
+  provider: number;
+  /** Everything under the run, from the wrapper shell's `times` (reaped children included). */
+  total: number;
+  /** Processes whose exit the hook recorded, and those only polled (their last poll counts). */
+  exact_processes: number;
+  polled_processes: number;
+  peak_rss_mb: Record<"program" | "provider" | "engine", number>;
+}
 
 interface RunResult {
   code: number;
   wall_s: number;
   output: string;
   roles: Record<Role, RoleStats>;
+  cpu: ClassCpu;
   keystone: RequestCounts;
   smtpConnections: number;
   smtpMessages: number;
@@ -372,6 +435,7 @@ class Stack {
   readonly env: Record<string, string>;
   readonly shards: number;
   readonly shardConcurrency: number;
+  readonly layout: LayoutSpec;
   private created = false;
 
   constructor(
@@ -381,7 +445,9 @@ class Stack {
     proxy: CountingProxy,
     osEnv: Record<string, string>,
     split: { shards: number; concurrency: number } = { shards: 1, concurrency: 1 },
+    layout: LayoutSpec = { layout: "shared", cores: DEFAULT_CORES, cpuProf: undefined },
   ) {
+    this.layout = layout;
     this.name = `bench-${n}-${randomBytes(3).toString("hex")}`;
     this.shards = split.shards;
     this.shardConcurrency = split.concurrency;
@@ -434,7 +500,8 @@ class Stack {
 
   pulumi(args: string[], stack = this.name): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((res, rej) => {
-      const c = spawn("pulumi", [...args, "--stack", stack, "--non-interactive"], {
+      const [cmd, ...rest] = onOurCore(this.layout, ["pulumi", ...args, "--stack", stack, "--non-interactive"]);
+      const c = spawn(cmd as string, rest, {
         cwd: REPO,
         env: this.env,
         stdio: ["ignore", "pipe", "pipe"],
@@ -475,13 +542,35 @@ class Stack {
     const m0 = machineCpu();
     const logFile = join(REPO, ".local", "logs", `bench-${this.name}.log`);
     mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
+    const acct = mkdtempSync(join(os.tmpdir(), `kt-bench-${this.name.split("-")[1]}-cpu-`));
+    const cpuLog = join(acct, "exits.jsonl");
+    const timesFile = join(acct, "times");
+    const nodeOptions = [
+      process.env.NODE_OPTIONS ?? "",
+      `--require=${join(REPO, "scripts/bench/exit-cpu.cjs")}`,
+      ...(this.layout.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${this.layout.cpuProf}`] : []),
+    ]
+      .filter((x) => x !== "")
+      .join(" ");
+    // The shell's `times` after the run: the CPU of everything under it, reaped children included.
+    const wrapper = 'rc=0; "$@" || rc=$?; times > "$KT_BENCH_TIMES"; exit $rc';
     return new Promise((res, rej) => {
       const t0 = process.hrtime.bigint();
-      const child = spawn(process.execPath, [...args, ...extra], {
-        cwd: REPO,
-        env: { ...this.env, ...ctx.env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const child = spawn(
+        "bash",
+        ["-c", wrapper, "bench-run", ...onOurCore(this.layout, [process.execPath, ...args, ...extra])],
+        {
+          cwd: REPO,
+          env: {
+            ...this.env,
+            ...ctx.env,
+            NODE_OPTIONS: nodeOptions,
+            KT_BENCH_CPU_LOG: cpuLog,
+            KT_BENCH_TIMES: timesFile,
+          },
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       const watch = watchTree(child.pid ?? -1);
       let output = "";
       let pending = "";
@@ -504,6 +593,8 @@ class Stack {
       child.on("close", (code) => {
         const wall = since(t0);
         const roles = watch.stop();
+        const cpu = classCpu(watch.perProcess(), cpuLog, timesFile);
+        rmSync(acct, { recursive: true, force: true });
         const ks1 = keystoneCpu();
         const m1 = machineCpu();
         appendFileSync(
@@ -522,6 +613,7 @@ class Stack {
           wall_s: round(wall),
           output,
           roles,
+          cpu,
           keystone: ctx.proxy.counts(),
           smtpConnections: ctx.smtp.connections - smtp0.c,
           smtpMessages: ctx.smtp.received.length - smtp0.m,
@@ -616,6 +708,7 @@ async function measureCliLoop(
   users: readonly BenchUser[],
   sample: number,
   osEnv: Record<string, string>,
+  layout: LayoutSpec,
 ): Promise<{ s_per_user: number | null; sample: number; note: string | null }> {
   if (sh("openstack", ["--version"]) === null) {
     return { s_per_user: null, sample: 0, note: "openstack CLI not found: apt-get install python3-openstackclient" };
@@ -626,14 +719,14 @@ async function measureCliLoop(
   const t0 = process.hrtime.bigint();
   for (const u of picked) {
     const id = await new Promise<string>((res, rej) => {
-      const c = spawn(
+      const [cmd, ...args] = onOurCore(layout, [
         "openstack",
-        ["credential", "create", "--type", "totp", u.id, generateSecret(), "-f", "value", "-c", "id"],
-        {
-          env,
-          stdio: ["ignore", "pipe", "pipe"],
-        },
-      );
+        ...["credential", "create", "--type", "totp", u.id, generateSecret(), "-f", "value", "-c", "id"],
+      ]);
+      const c = spawn(cmd as string, args, {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let out = "";
       let err = "";
       c.stdout.on("data", (b: Buffer) => {
@@ -666,8 +759,10 @@ async function benchN(
   smtp: TestSmtpServer,
   proxy: CountingProxy,
   meta: { machine: ReturnType<typeof machine>; versions: ReturnType<typeof versions> },
+  auth: RawAuth,
+  layout: LayoutSpec,
 ): Promise<Result> {
-  log(`N=${n}: creating ${n} users in domain ${DOMAIN}`);
+  log(`N=${n} (${layout.layout} layout): creating ${n} users in domain ${DOMAIN}`);
   const domainId = await ks.ensureDomain(DOMAIN);
   await cleanupUsers(ks, n);
   let t0 = process.hrtime.bigint();
@@ -683,7 +778,7 @@ async function benchN(
   const setupS = since(t0);
   log(`N=${n}: users created in ${setupS.toFixed(1)} s`);
 
-  const floor = await measureFloor(ks, users);
+  const floor = await measureFloor(auth, users, layout);
   log(`N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight`);
 
   const stacks: Stack[] = [];
@@ -693,14 +788,14 @@ async function benchN(
     writeFileSync(csv, `username,email,domain\n${users.map((u) => `${u.name},${u.email},${DOMAIN}`).join("\n")}\n`);
     const split = { shards: o.shards, concurrency: o.shardConcurrency };
     const newStack = async () => {
-      const s = new Stack(n, csv, smtp, proxy, osEnv, split);
+      const s = new Stack(n, csv, smtp, proxy, osEnv, split, layout);
       stacks.push(s);
       await s.init();
       return s;
     };
     const stack = await newStack();
     const ctx = { proxy, smtp, expectedOps: 2 * n };
-    const par = o.parallel ? ["--parallel", String(o.parallel)] : [];
+    const par = ["--parallel", String(o.parallel)];
     const loadStart = os.loadavg().map((v) => round(v));
 
     log(`N=${n}: up (stack ${stack.name}${o.shards > 1 ? `, ${o.shards} shards` : ""})`);
@@ -738,7 +833,7 @@ async function benchN(
     let cli: Awaited<ReturnType<typeof measureCliLoop>> = { s_per_user: null, sample: 0, note: "skipped" };
     if (!o.skipCliLoop) {
       log(`N=${n}: openstack CLI loop on ${Math.min(o.cliSample, n)} users`);
-      cli = await measureCliLoop(ks, users, o.cliSample, osEnv);
+      cli = await measureCliLoop(ks, users, o.cliSample, osEnv, layout);
     }
 
     const creds = up.keystone.byRoute["POST /v3/credentials"] ?? 0;
@@ -746,10 +841,15 @@ async function benchN(
     const result: Result = {
       n,
       date: new Date().toISOString(),
+      layout: layout.layout,
+      cores: layout.layout === "split" ? layout.cores : null,
       floor_s: floor.floor_s,
       floor_concurrency: floor.floor_concurrency,
-      floor_creates_per_s: floor.floor_creates_per_s,
-      floor_probe_creates_per_s: floor.floor_probe_creates_per_s,
+      floor_enrollments_per_s: floor.floor_enrollments_per_s,
+      floor_probe_enrollments_per_s: floor.floor_probe_enrollments_per_s,
+      floor_requests: "PATCH /v3/users/{id} (MFA rules) + POST /v3/credentials per user",
+      floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / n, 1),
+      floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / n, 1),
       up_s: up.wall_s,
       noop_up_s: noop.wall_s,
       preview_s: preview.wall_s,
@@ -787,20 +887,21 @@ async function benchN(
       state_bytes_per_user: Math.round(state.bytes / n),
       state_provider_bytes_per_user: Math.round(state.providerBytes / n),
       state_resources: state.resources,
-      peak_rss_program_mb: Math.max(up.roles.program.peakRssMb, noop.roles.program.peakRssMb),
-      peak_rss_provider_mb: Math.max(up.roles.provider.peakRssMb, noop.roles.provider.peakRssMb),
-      peak_rss_engine_mb: Math.max(up.roles.engine.peakRssMb, noop.roles.engine.peakRssMb),
+      peak_rss_program_mb: Math.max(up.cpu.peak_rss_mb.program, noop.cpu.peak_rss_mb.program),
+      peak_rss_provider_mb: Math.max(up.cpu.peak_rss_mb.provider, noop.cpu.peak_rss_mb.provider),
+      peak_rss_engine_mb: Math.max(up.cpu.peak_rss_mb.engine, noop.cpu.peak_rss_mb.engine),
       provider_processes: up.roles.provider.processes,
       up_cpu_s: {
-        program: up.roles.program.cpuS,
-        engine: up.roles.engine.cpuS,
-        provider: up.roles.provider.cpuS,
+        program: up.cpu.program,
+        engine: up.cpu.engine,
+        provider: up.cpu.provider,
         keystone_and_postgres: up.keystoneCpuS,
       },
       noop_up_cpu_s: {
-        program: noop.roles.program.cpuS,
-        engine: noop.roles.engine.cpuS,
-        provider: noop.roles.provider.cpuS,
+        program: noop.cpu.program,
+        engine: noop.cpu.engine,
+        provider: noop.cpu.provider,
+        keystone_and_postgres: noop.keystoneCpuS,
       },
       up_machine_busy_fraction: up.machineBusy,
       up_progress: up.progress,
@@ -821,9 +922,16 @@ async function benchN(
       ),
       load_average_during: { start: loadStart, after_up_noop_preview: loadAfterMain },
       users_setup_s: round(setupS, 1),
-      floor_delete_s: floor.floor_delete_s,
+      floor_cleanup_s: floor.floor_cleanup_s,
       send_rate_per_second: SEND_RATE,
-      parallel: o.parallel ?? "default (4 x cores)",
+      parallel: o.parallel,
+      // Go sizes GOMAXPROCS from the CPUs the engine may run on.
+      engine_gomaxprocs: layout.layout === "split" ? 1 : os.cpus().length,
+      cpu_ms_per_user: cpuPerUser(up, n),
+      noop_cpu_ms_per_user: cpuPerUser(noop, n),
+      preview_cpu_ms_per_user: cpuPerUser(preview, n),
+      cpu_accounting: { up: up.cpu, noop_up: noop.cpu, preview: preview.cpu },
+      cpu_profiled: layout.cpuProf !== undefined,
       machine: meta.machine,
       versions: meta.versions,
     };
@@ -843,32 +951,61 @@ async function benchN(
 
 // ------------------------------------------------------------------ output
 
+/**
+ * CPU ms per user of one run by class, and ours (engine + providers + program) over Keystone's
+ * (its uWSGI processes and PostgreSQL backends) in the same run.
+ */
+function cpuPerUser(r: RunResult, n: number) {
+  const ms = (s: number) => round((s * 1000) / n, 2);
+  const ours = r.cpu.engine + r.cpu.provider + r.cpu.program;
+  return {
+    engine: ms(r.cpu.engine),
+    providers: ms(r.cpu.provider),
+    program: ms(r.cpu.program),
+    ours: ms(ours),
+    keystone_and_postgres: ms(r.keystoneCpuS),
+    ours_over_keystone: r.keystoneCpuS > 0 ? round(ours / r.keystoneCpuS) : null,
+  };
+}
+
+/** Issue 15's targets, for the rows they apply to (null: not this row's). */
 function targets(r: Result) {
   const n = r.n;
-  const sPerUser = (r.s_per_user as { up: number }).up;
+  const cpu = r.cpu_ms_per_user as ReturnType<typeof cpuPerUser> | undefined;
+  const split = layoutOf(r) === "split";
+  const peak = Math.max(
+    r.peak_rss_program_mb as number,
+    r.peak_rss_provider_mb as number,
+    r.peak_rss_engine_mb as number,
+  );
   return {
     n,
-    up_within_1_5x_floor: n === 1000 ? (r.up_over_floor as number) <= 1.5 : null,
-    cli_loop_20x_slower: n === 1000 && r.cli_loop_over_up !== null ? (r.cli_loop_over_up as number) >= 20 : null,
-    noop_up_within_30_s: n === 1000 ? (r.noop_up_s as number) <= 30 : null,
-    noop_zero_writes: r.noop_keystone_writes === 0,
+    stacks: shardsOf(r),
+    layout: layoutOf(r),
+    up_within_1_5x_floor: split && n === 1000 ? (r.up_over_floor as number) <= 1.5 : null,
+    cli_loop_20x_slower:
+      split && n === 1000 && r.cli_loop_over_up != null ? (r.cli_loop_over_up as number) >= 20 : null,
+    ours_cpu_at_most_keystones: cpu?.ours_over_keystone != null ? cpu.ours_over_keystone <= 1 : null,
+    peak_rss_under_1_gib: peak < 1024,
+    noop_up_within_5pct_of_floor: split && n >= 10_000 ? (r.noop_up_s as number) <= 0.05 * (r.floor_s as number) : null,
+    noop_zero_writes_by_resources:
+      ((r.noop_keystone_requests_by_agent as Record<string, { writes: number }> | undefined)?.["keystone-totp"]
+        ?.writes ?? 0) === 0,
     preview_sends_nothing: r.preview_keystone_writes === 0 && r.preview_smtp_messages === 0,
-    requests_per_credential_1_05: (r.keystone_requests_per_credential as number) <= 1.05,
-    smtp_connection_per_100_messages: (r.smtp_connections as number) <= Math.ceil((r.smtp_messages as number) / 100),
-    state_3kb_per_user: (r.state_bytes_per_user as number) <= 3072,
-    s_per_user: sPerUser,
+    s_per_user: (r.s_per_user as { up: number }).up,
   };
 }
 
 function table(results: readonly Result[]): string {
   const head = [
     "N",
+    "layout",
     "floor s (in flight)",
     "up s",
     "up/floor",
     "no-op up s",
     "preview s",
-    "Keystone req/cred",
+    "Keystone req/user",
     "no-op writes",
     "SMTP conns/msgs",
     "state B/user",
@@ -878,6 +1015,7 @@ function table(results: readonly Result[]): string {
   ];
   const rows = results.map((r) => [
     shardsOf(r) > 1 ? `${r.n} (${shardsOf(r)} stacks)` : String(r.n),
+    layoutOf(r),
     `${r.floor_s} (${r.floor_concurrency})`,
     String(r.up_s),
     `${r.up_over_floor}x`,
@@ -887,15 +1025,53 @@ function table(results: readonly Result[]): string {
     String(r.noop_keystone_writes),
     `${r.smtp_connections}/${r.smtp_messages}`,
     String(r.state_bytes_per_user),
-    r.cli_loop_s_per_user === null ? "n/a" : String(r.cli_loop_s_per_user),
-    r.cli_loop_over_up === null ? "n/a" : `${r.cli_loop_over_up}x`,
+    r.cli_loop_s_per_user == null ? "n/a" : String(r.cli_loop_s_per_user),
+    r.cli_loop_over_up == null ? "n/a" : `${r.cli_loop_over_up}x`,
     `${r.peak_rss_program_mb}/${r.peak_rss_provider_mb}/${r.peak_rss_engine_mb}`,
   ]);
-  return [
-    `| ${head.join(" | ")} |`,
-    `|${head.map(() => "---").join("|")}|`,
-    ...rows.map((r) => `| ${r.join(" | ")} |`),
-  ].join("\n");
+  const md = (h: string[], rs: string[][]) =>
+    [`| ${h.join(" | ")} |`, `|${h.map(() => "---").join("|")}|`, ...rs.map((x) => `| ${x.join(" | ")} |`)].join("\n");
+  const cpuHead = [
+    "N",
+    "layout",
+    "run",
+    "engine",
+    "providers",
+    "program",
+    "ours",
+    "Keystone + PostgreSQL",
+    "ours / Keystone",
+    "floor: Keystone / client",
+  ];
+  const cpuRows: string[][] = [];
+  for (const r of results) {
+    for (const [run, key] of [
+      ["up", "cpu_ms_per_user"],
+      ["no-op up", "noop_cpu_ms_per_user"],
+      ["preview", "preview_cpu_ms_per_user"],
+    ] as const) {
+      const c = r[key] as ReturnType<typeof cpuPerUser> | undefined;
+      if (!c) continue;
+      cpuRows.push([
+        shardsOf(r) > 1 ? `${r.n} (${shardsOf(r)} stacks)` : String(r.n),
+        layoutOf(r),
+        run,
+        String(c.engine),
+        String(c.providers),
+        String(c.program),
+        String(c.ours),
+        String(c.keystone_and_postgres),
+        c.ours_over_keystone === null ? "n/a" : `${c.ours_over_keystone}x`,
+        run === "up" ? `${r.floor_keystone_cpu_ms_per_user ?? "n/a"} / ${r.floor_client_cpu_ms_per_user ?? "n/a"}` : "",
+      ]);
+    }
+  }
+  return `${md(head, rows)}\n\nCPU ms per user (from /proc; ours = engine + providers + program)\n\n${md(cpuHead, cpuRows)}`;
+}
+
+/** The layout a result was measured in (results from before --split: shared). */
+function layoutOf(r: Result): Layout {
+  return r.layout === "split" ? "split" : "shared";
 }
 
 /** Stacks a result was measured on (results from before --shards existed: 1). */
@@ -912,16 +1088,20 @@ function writeOutputs(fresh: readonly Result[]): Result[] {
   } catch {
     old = [];
   }
-  // One result per N and number of stacks: a split run does not replace the one-stack figures.
-  const merged = [...old.filter((r) => !fresh.some((f) => f.n === r.n && shardsOf(f) === shardsOf(r))), ...fresh].sort(
-    (a, b) => a.n - b.n || shardsOf(a) - shardsOf(b),
+  // One result per N, number of stacks and layout: a split run does not replace the shared figures.
+  const same = (a: Result, b: Result) => a.n === b.n && shardsOf(a) === shardsOf(b) && layoutOf(a) === layoutOf(b);
+  const merged = [...old.filter((r) => !fresh.some((f) => same(f, r))), ...fresh].sort(
+    (a, b) => a.n - b.n || shardsOf(a) - shardsOf(b) || layoutOf(a).localeCompare(layoutOf(b)),
   );
   writeFileSync(file, `${JSON.stringify(merged, null, 2)}\n`);
-  const per = (k: "floor" | "up" | "cli_loop" | "noop_up", shards = 1) =>
+  const per = (k: "floor" | "up" | "cli_loop" | "noop_up", shards = 1, layout: Layout = "shared") =>
     merged
-      .filter((r) => shardsOf(r) === shards)
+      .filter((r) => shardsOf(r) === shards && layoutOf(r) === layout)
       .map((r) => [r.n, (r.s_per_user as Record<string, number | null>)[k] ?? null] as const);
-  const splits = [...new Set(merged.map(shardsOf))].filter((k) => k > 1).sort((a, b) => a - b);
+  const splits = [...new Set(merged.filter((r) => layoutOf(r) === "shared").map(shardsOf))]
+    .filter((k) => k > 1)
+    .sort((a, b) => a - b);
+  const pinned = [...new Set(merged.filter((r) => layoutOf(r) === "split").map(shardsOf))].sort((a, b) => a - b);
   const m = merged[merged.length - 1]?.machine as { cores?: number } | undefined;
   const svg = renderChart(
     "keystone-totp: time per user to enroll N users",
@@ -935,7 +1115,15 @@ function writeOutputs(fresh: readonly Result[]): Result[] {
         dash: "8 3",
         points: per("up", k),
       })),
+      ...pinned.map((k) => ({
+        name: `up, split layout${k > 1 ? `, ${k} stacks` : ""}`,
+        color: "#1a3e6e",
+        points: per("up", k, "split"),
+      })),
       { name: "raw REST floor", color: "#27ae60", points: per("floor") },
+      ...(pinned.length > 0
+        ? [{ name: "floor, split layout", color: "#145a32", dash: "4 2", points: per("floor", pinned[0], "split") }]
+        : []),
       { name: "no-op up", color: "#8e44ad", dash: "2 3", points: per("noop_up") },
     ],
   );
@@ -944,6 +1132,29 @@ function writeOutputs(fresh: readonly Result[]): Result[] {
 }
 
 // ------------------------------------------------------------------ main
+
+/**
+ * Runs `fn` in a layout. Split: this Keystone and its database backends, and this process
+ * (the SMTP sink, the counting proxy and the /proc poller: the far side of the network and
+ * the measurement) on Keystone's core; what `fn` starts of ours is put on the other core by
+ * {@link onOurCore}. Affinities are given back afterwards.
+ */
+async function inLayout<T>(spec: LayoutSpec, fn: () => Promise<T>): Promise<T> {
+  if (spec.layout === "shared") return fn();
+  if (!tasksetAvailable()) throw new Error("the split layout needs taskset (util-linux): apt-get install util-linux");
+  const self = affinityOf(process.pid) ?? `0-${os.cpus().length - 1}`;
+  const pins = new Pinning(KEYSTONE_STATE, spec.cores);
+  pin(process.pid, String(spec.cores.keystone));
+  log(
+    `split layout: Keystone, PostgreSQL (${pins.pinned} processes) and the bench's instruments on core ${spec.cores.keystone}; ours on core ${spec.cores.ours} (engine GOMAXPROCS ${cpusIn(String(spec.cores.ours))})`,
+  );
+  try {
+    return await fn();
+  } finally {
+    pins.release();
+    pin(process.pid, self);
+  }
+}
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
@@ -968,10 +1179,13 @@ async function main(): Promise<number> {
   const results: Result[] = [];
   try {
     for (const n of o.ns) {
-      const r = await benchN(n, o, ks, osEnv, smtp, proxy, meta);
-      results.push(r);
-      (smtp.received as unknown[]).length = 0; // free the messages; counters are deltas
-      writeOutputs(results);
+      for (const layout of o.layouts) {
+        const spec: LayoutSpec = { layout, cores: o.cores, cpuProf: o.cpuProf };
+        const r = await inLayout(spec, () => benchN(n, o, ks, osEnv, smtp, proxy, meta, auth, spec));
+        results.push(r);
+        (smtp.received as unknown[]).length = 0; // free the messages; counters are deltas
+        writeOutputs(results);
+      }
     }
   } finally {
     await proxy.close();

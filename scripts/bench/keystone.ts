@@ -4,6 +4,7 @@
  * credential), and what sets up and tears down the bench users.
  */
 import http from "node:http";
+import { MARKER_ATTRIBUTE } from "../../lib/mfa/posture.ts";
 
 /** Operator credentials, as in an openrc file. */
 export interface RawAuth {
@@ -146,6 +147,24 @@ export class RawKeystone {
   async createTotp(userId: string, blob: string): Promise<string> {
     const res = await this.ok("POST", "/credentials", { credential: { type: "totp", user_id: userId, blob } });
     return String((res.body.credential as { id: string }).id);
+  }
+
+  /**
+   * The other request of a first enrollment: the user's MFA rules and the tool's marker, as
+   * the provider writes them (`lib/keystone/client.ts` writeUserMfa). `options` null and
+   * `marker` null give the user back no options.
+   */
+  async patchUserMfa(
+    userId: string,
+    options: { enabled: boolean | null; rules: readonly (readonly string[])[] | null },
+    marker: unknown,
+  ): Promise<void> {
+    await this.ok("PATCH", `/users/${userId}`, {
+      user: {
+        options: { multi_factor_auth_enabled: options.enabled, multi_factor_auth_rules: options.rules },
+        [MARKER_ATTRIBUTE]: marker,
+      },
+    });
   }
 
   async deleteCredential(id: string): Promise<void> {

@@ -58,15 +58,19 @@ function cmdline(pid: number): string {
   return (read(`/proc/${pid}/cmdline`) ?? "").split("\0").join(" ").trim();
 }
 
-function classify(cmd: string): Role {
-  if (cmd.includes("scripts/provision.ts")) return "program";
+/** The role of a process from its command line. */
+export function classify(cmd: string): Role {
+  if (cmd.includes("scripts/provision.ts") || cmd.includes("scripts/shards.ts")) return "program";
   if (cmd.includes("dynamic-provider")) return "provider";
   if (/(^|\/)pulumi(\s|$)/.test(cmd)) return "engine";
   return "other";
 }
 
 /** Polls the process tree under `root` until stopped. */
-export function watchTree(root: number, everyMs = 250): { stop(): Record<Role, RoleStats> } {
+export function watchTree(
+  root: number,
+  everyMs = 250,
+): { stop(): Record<Role, RoleStats>; perProcess(): Map<number, { role: Role; cpuS: number; peakRssKb: number }> } {
   const seen = new Map<number, Seen>();
   const poll = () => {
     const all = pids();
@@ -119,6 +123,9 @@ export function watchTree(root: number, everyMs = 250): { stop(): Record<Role, R
       }
       return out;
     },
+    perProcess() {
+      return new Map([...seen].map(([pid, s]) => [pid, { role: s.role, cpuS: s.cpuTicks / TICK, peakRssKb: s.hwmKb }]));
+    },
   };
 }
 
@@ -168,4 +175,101 @@ export function cpuOfTree(root: number): Map<number, number> {
     }
   }
   return out;
+}
+
+/**
+ * CPU seconds so far of one Keystone instance (state folder `state`) and its PostgreSQL
+ * backends. Other checkouts run Keystones with the same process titles on this machine, so the
+ * uWSGI processes are found under the master in this instance's pid file, and the backends by
+ * this instance's database. KT_BENCH_KEYSTONE_PROCS / KT_BENCH_POSTGRES_PROCS (regular
+ * expressions on the command line) override both, for a Keystone started otherwise.
+ */
+export function keystoneCpuOf(state: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const pidFile = `${state}/uwsgi.pid`;
+  const master = Number((read(pidFile) ?? "").trim() || Number.NaN);
+  const uwsgi = process.env.KT_BENCH_KEYSTONE_PROCS
+    ? cpuOfMatching(new RegExp(process.env.KT_BENCH_KEYSTONE_PROCS))
+    : Number.isInteger(master)
+      ? cpuOfTree(master)
+      : cpuOfMatching(/^keystone-default uWSGI/);
+  const db = /^connection = \S+\/(\w+)\s*$/m.exec(read(`${state}/keystone.conf`) ?? "")?.[1];
+  const pg = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
+  for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg)]) out.set(pid, v);
+  return out;
+}
+
+/** One line of scripts/bench/exit-cpu.cjs. */
+interface ExitLine {
+  pid: number;
+  argv: string;
+  userUs: number;
+  systemUs: number;
+  maxRssKb: number;
+}
+
+/** Children's user + system seconds from bash's `times` output (its second line). */
+export function parseTimes(text: string): number | undefined {
+  const line = text.trim().split("\n")[1];
+  if (!line) return undefined;
+  const parts = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  return parts.length === 2 ? (parts[0] as number) + (parts[1] as number) : undefined;
+}
+
+/**
+ * CPU seconds of one measured run by class: program and providers from the exit hook's exact
+ * figures (else their last poll), the total from the wrapper shell's `times` (reaped children
+ * included), and the engine as the rest: the Pulumi CLI processes and what they start besides
+ * the providers (the provider shims). Peak RSS per class in MB, the hook's where it reported.
+ */
+export function classCpu(
+  polled: ReadonlyMap<number, { role: Role; cpuS: number; peakRssKb: number }>,
+  exitLog: string,
+  timesFile: string,
+): {
+  program: number;
+  engine: number;
+  provider: number;
+  total: number;
+  exact_processes: number;
+  polled_processes: number;
+  peak_rss_mb: Record<"program" | "provider" | "engine", number>;
+} {
+  const exact = new Map<number, ExitLine>();
+  for (const line of (read(exitLog) ?? "").split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const e = JSON.parse(line) as ExitLine;
+      exact.set(e.pid, e);
+    } catch {
+      // a line cut short by a killed process
+    }
+  }
+  const sum = { program: 0, provider: 0, other: 0, engine: 0 };
+  const peak = { program: 0, provider: 0, engine: 0 };
+  let polledOnly = 0;
+  const pidsAll = new Set([...polled.keys(), ...exact.keys()]);
+  for (const pid of pidsAll) {
+    const e = exact.get(pid);
+    const p = polled.get(pid);
+    const role: Role = e ? classify(e.argv) : (p?.role ?? "other");
+    const cpu = e ? (e.userUs + e.systemUs) / 1e6 : (p?.cpuS ?? 0);
+    if (!e) polledOnly++;
+    sum[role] += cpu;
+    const kb = Math.max(e?.maxRssKb ?? 0, p?.peakRssKb ?? 0);
+    if (role !== "other") peak[role] = Math.max(peak[role], kb);
+  }
+  const all = sum.program + sum.provider + sum.other + sum.engine;
+  const total = parseTimes(read(timesFile) ?? "") ?? all;
+  const r2 = (v: number) => Math.round(v * 100) / 100;
+  const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+  return {
+    program: r2(sum.program),
+    provider: r2(sum.provider),
+    engine: r2(Math.max(0, total - sum.program - sum.provider)),
+    total: r2(total),
+    exact_processes: exact.size,
+    polled_processes: polledOnly,
+    peak_rss_mb: { program: mb(peak.program), provider: mb(peak.provider), engine: mb(peak.engine) },
+  };
 }

@@ -1,0 +1,109 @@
+/**
+ * The floor of the benchmark, run as a process of its own so that the split layout can put
+ * it on keystone-totp's core (`taskset`) while the bench's instruments stay on Keystone's: the
+ * minimal REST work of one first enrollment, the user's MFA rules (`PATCH /v3/users/{id}`,
+ * the body the provider sends) then the credential (`POST /v3/credentials`), with a bare
+ * keep-alive client, `level` users in flight.
+ *
+ * Each level is probed on the first `probe` users; the best is then run on all of them. After
+ * each pass the credentials are deleted and the users given back no options (not timed), so
+ * that the program later finds them as they were.
+ *
+ * Reads one JSON request on stdin: {auth, userIds, levels, probe, keystoneState}. Writes one
+ * JSON result on stdout (see {@link FloorResult}); progress on stderr.
+ */
+import { decidePosture, MARKER_VERSION, NO_OPTIONS } from "../../lib/mfa/posture.ts";
+import { generateSecret } from "../../lib/totp/secret.ts";
+import { pool, type RawAuth, RawKeystone } from "./keystone.ts";
+import { cpuDelta, keystoneCpuOf } from "./procs.ts";
+
+/** What the parent sends. */
+export interface FloorRequest {
+  auth: RawAuth;
+  userIds: string[];
+  levels: number[];
+  probe: number;
+  keystoneState: string;
+  /** Keystone's [auth] methods, as the program would probe them: they shape the rules. */
+  methods: string[];
+}
+
+/** What the floor measured. */
+export interface FloorResult {
+  floor_s: number;
+  floor_concurrency: number;
+  floor_enrollments_per_s: number;
+  floor_probe_enrollments_per_s: Record<string, number>;
+  /** Keystone + PostgreSQL CPU during the full pass, seconds. */
+  floor_keystone_cpu_s: number;
+  /** This client's own CPU during the full pass, seconds. */
+  floor_client_cpu_s: number;
+  floor_cleanup_s: number;
+}
+
+const round = (v: number, d = 2) => Math.round(v * 10 ** d) / 10 ** d;
+const since = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+const log = (m: string) => process.stderr.write(`[floor] ${m}\n`);
+
+async function main(): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const req = JSON.parse(Buffer.concat(chunks).toString("utf8")) as FloorRequest;
+  const ks = new RawKeystone(req.auth);
+  await ks.login();
+  const write = decidePosture(NO_OPTIONS, "staged", {
+    methods: req.methods,
+    allowTotpOnlyLogin: false,
+    refuseApplicationCredentials: false,
+    replaceOwnRules: false,
+  }).write;
+  if (!write) throw new Error("the default posture writes rules: the floor expects to PATCH them");
+  const marker = { v: MARKER_VERSION, previous: NO_OPTIONS };
+  const enroll = async (userId: string) => {
+    await ks.patchUserMfa(userId, write, marker);
+    return ks.createTotp(userId, generateSecret());
+  };
+  let cleanupS = 0;
+  const undo = async (userIds: readonly string[], credentialIds: readonly string[]) => {
+    const t0 = process.hrtime.bigint();
+    await pool(credentialIds, 8, (id) => ks.deleteCredential(id));
+    await pool(userIds, 8, (id) => ks.patchUserMfa(id, NO_OPTIONS, null));
+    cleanupS += since(t0);
+  };
+  const pass = async (userIds: readonly string[], level: number) => {
+    const ks0 = keystoneCpuOf(req.keystoneState);
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    const ids = await pool(userIds, level, enroll);
+    const s = since(t0);
+    const c = process.cpuUsage(c0);
+    const ksCpu = cpuDelta(ks0, keystoneCpuOf(req.keystoneState));
+    await undo(userIds, ids);
+    return { s, keystoneCpuS: ksCpu, clientCpuS: (c.user + c.system) / 1e6 };
+  };
+
+  const probe = req.userIds.slice(0, Math.min(req.probe, req.userIds.length));
+  const rates: Record<string, number> = {};
+  let best = { level: req.levels[0] ?? 1, s: Number.POSITIVE_INFINITY };
+  for (const level of req.levels) {
+    const r = await pass(probe, level);
+    rates[String(level)] = round(probe.length / r.s, 1);
+    log(`probe: ${probe.length} enrollments at ${level} in flight: ${r.s.toFixed(2)} s`);
+    if (r.s < best.s) best = { level, s: r.s };
+  }
+  const full = await pass(req.userIds, best.level);
+  log(`${req.userIds.length} enrollments at ${best.level} in flight: ${full.s.toFixed(2)} s`);
+  ks.close();
+  const result: FloorResult = {
+    floor_s: round(full.s),
+    floor_concurrency: best.level,
+    floor_enrollments_per_s: round(req.userIds.length / full.s, 1),
+    floor_probe_enrollments_per_s: rates,
+    floor_keystone_cpu_s: round(full.keystoneCpuS),
+    floor_client_cpu_s: round(full.clientCpuS),
+    floor_cleanup_s: round(cleanupS),
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+await main();
