@@ -26,6 +26,16 @@ import { TotpEnrollment } from "./providers/enrollment/resource.ts";
 import { MfaEnforcement } from "./providers/mfa/resource.ts";
 import { omitResourceStackTraces } from "./providers/stack-traces.ts";
 
+/** Set to 1 to let the SDK's debug messages reach the engine (shown by `pulumi up --debug`). */
+const SDK_DEBUG_ENV = "KEYSTONE_TOTP_SDK_DEBUG";
+// The SDK sends the engine three debug messages per resource it registers ("Registering
+// resource", "RPC prepared", "RPC finished"), each a gRPC call, one after another, that the
+// engine decodes and drops unless run with --debug: on a no-op up, about a sixth of the program's
+// CPU and part of the engine's. The operator commands never ask for --debug.
+if (!/^(1|true|yes)$/i.test(process.env[SDK_DEBUG_ENV] ?? "")) {
+  (pulumi.log as { debug: (...args: unknown[]) => Promise<void> }).debug = () => Promise.resolve();
+}
+
 /** What an operator command asks of one run, beyond the stack's configuration. */
 export interface ProgramOptions {
   /** Rotate these users now (`npm run rotate`). */
