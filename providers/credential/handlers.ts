@@ -48,7 +48,7 @@ import {
   storedPosture,
 } from "../../lib/mfa/apply.ts";
 import { admitsTotpAlone, NO_OPTIONS, optionsOf, previousOptions } from "../../lib/mfa/posture.ts";
-import { credentialTag, ownerId, planAdoption } from "../../lib/ownership.ts";
+import { credentialTag, ownerId, planAdoption, tagOf } from "../../lib/ownership.ts";
 import { fingerprint, generateSecret, normaliseSecret } from "../../lib/totp/secret.ts";
 import { otpauthUri, validateLabel } from "../../lib/totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../../lib/util/clock.ts";
@@ -585,10 +585,30 @@ async function removeImpl(
   id: string,
   props?: TotpCredentialOutputs,
   ctx: HandlerContext = defaultContext,
+  isOwn?: (owner: string) => boolean,
 ): Promise<void> {
   const ids = new Set([props?.credentialId ?? id, ...(props?.retiring ?? [])]);
   for (const c of ids) await ctx.client().deleteCredential(c);
-  if (props?.resolvedUserId) await releasePosture(ctx.client(), props.resolvedUserId, props.mfa);
+  const userId = props?.resolvedUserId;
+  if (!userId) return;
+  // A create or rotation whose answer was lost (a crash) left a credential of this resource that
+  // the state does not name; the next create or rotation would have taken it over, but the
+  // resource is going. Deleted before the options are given back: with them, its secret (which
+  // a message may have carried) could log the user in with a TOTP code alone.
+  const own = isOwn ?? (props.owner !== undefined || props.stack !== undefined ? exactOwner(props, userId) : undefined);
+  if (own) {
+    for (const c of await ctx.client().listTotpCredentials(userId)) {
+      const tag = tagOf(c.marker);
+      if (!ids.has(c.id) && tag && own(tag.owner)) await ctx.client().deleteCredential(c.id);
+    }
+  }
+  await releasePosture(ctx.client(), userId, props.mfa);
+}
+
+/** Matches exactly the owner the resource with these outputs tags its credentials with. */
+function exactOwner(props: TotpCredentialOutputs, userId: string): (owner: string) => boolean {
+  const owner = ownerOf(props, userId);
+  return (o) => o === owner;
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

@@ -254,6 +254,8 @@ function outputs(
     allowTotpOnlyLogin: i.allowTotpOnlyLogin,
     replaceOwnRules: i.replaceOwnRules,
     mfa: c.mfa,
+    // Stored so that the delete finds this resource's own leftovers (its inputs are gone by then).
+    owner: ownerId(i.stack, "enrollment", userKey(i.domain, i.username)),
   });
 }
 
@@ -510,7 +512,11 @@ async function readImpl(
 
 /** Deletes the current credential and every retiring one (404 counts as deleted). */
 async function removeImpl(id: string, props?: TotpEnrollmentOutputs, ctx: EnrollmentContext = defaultContext) {
-  await credential.remove(id, props ? credentialOutputs(id, props) : undefined, ctx);
+  // A state written before the owner was stored (0.3.0 and earlier) names no owner: any
+  // enrollment's tag on this user is then taken for its own (one enrollment per user and stack).
+  const owner = props?.owner;
+  const isOwn = owner !== undefined ? (o: string) => o === owner : (o: string) => o.includes("/enrollment/");
+  await credential.remove(id, props ? credentialOutputs(id, props) : undefined, ctx, isOwn);
 }
 
 /** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */

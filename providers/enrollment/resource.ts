@@ -118,6 +118,7 @@ export class TotpEnrollment extends pulumi.dynamic.Resource {
       retireFailed: undefined,
       deliveryUnconfirmed: undefined,
       mfa: undefined,
+      owner: undefined,
     };
     super(
       provider,

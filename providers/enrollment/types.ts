@@ -116,4 +116,10 @@ export interface TotpEnrollmentOutputs
   readonly deliveryUnconfirmed?: UnconfirmedDelivery | undefined;
   /** The login posture given to the user before its credential existed (see mfa/posture.ts). */
   readonly mfa?: MfaState | undefined;
+  /**
+   * The owner tagged on the credentials this enrollment creates (see lib/ownership.ts), so that
+   * its delete also removes a leftover of a crashed create or rotation before the options are
+   * given back. Absent in states of 0.3.0 and earlier.
+   */
+  readonly owner?: string | undefined;
 }

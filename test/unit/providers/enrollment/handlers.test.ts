@@ -195,6 +195,42 @@ describe("enrollment after a crash: its own leftovers are adopted, others' are n
   });
 });
 
+describe("enrollment delete after a crash", () => {
+  const STACK = "keystone-totp/dev";
+  const OWNER = ownerId(STACK, "enrollment", "alice@Default");
+  const tagged = (id: string, owner: string) => ({
+    id,
+    userId: "u1",
+    blob: generateSecret(),
+    marker: { v: 1, owner, at: "2027-01-02T00:00:00.000Z" },
+  });
+
+  it("deletes its own leftover of a lost rotation BEFORE giving the options back; others' stay", async () => {
+    // The leftover's secret may have been mailed; once the options before (MFA off) are back,
+    // it would log the user in with a TOTP code alone.
+    const s = setup();
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    s.ks.put(tagged("lost-rotation", OWNER));
+    s.ks.put(tagged("prod", ownerId("keystone-totp/prod", "enrollment", "alice@Default")));
+    s.ks.put({ id: "hand", userId: "u1", blob: generateSecret() });
+    await remove(id, outs, s.ctx);
+    expect(s.ks.ids("u1").sort()).toEqual(["hand", "prod"]);
+    const release = s.ks.writes.at(-1);
+    expect(release?.marker ?? null).toBeNull();
+    expect(release?.credentialsAtWrite).toBe(2);
+  });
+
+  it("a state written before the owner was stored: any enrollment's tag on the user counts as its own", async () => {
+    const s = setup();
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    const { owner: _none, ...older } = outs;
+    s.ks.put(tagged("lost-rotation", OWNER));
+    s.ks.put(tagged("standalone", ownerId(STACK, "credential", "alice@Default")));
+    await remove(id, older, s.ctx);
+    expect(s.ks.ids("u1")).toEqual(["standalone"]);
+  });
+});
+
 describe("enrollment diff and update", () => {
   it("a rerun with the same inputs and new provider code: no replacement, no update", async () => {
     // What the engine hands diff: the outputs create stored plus the provider it stored, and the
