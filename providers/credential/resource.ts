@@ -24,6 +24,7 @@
  * whose methods import the handler module at run time, in the provider process.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { ownerId } from "../../lib/ownership.ts";
 import { qrPngDataUri } from "../../lib/qr.ts";
 import { providerObject } from "../provider-object.ts";
 import { DEFAULT_ISSUER, type TotpCredentialInputs, type TotpCredentialOutputs } from "./types.ts";
@@ -182,7 +183,9 @@ export class TotpCredential extends pulumi.dynamic.Resource {
       refuseApplicationCredentials: undefined,
       previousMfa: args.previousMfa,
       stack: args.stack ?? thisStack(),
-      owner: undefined,
+      // The resource's name makes its owner unique in the stack: two resources of one user (a
+      // program may declare several) never take over or delete each other's credentials.
+      owner: pulumi.output(args.stack ?? thisStack()).apply((stack) => ownerId(stack, "credential", name)),
       mfa: undefined,
       retireAfter: undefined,
       retiring: undefined,

@@ -70,8 +70,9 @@ export interface TotpCredentialInputs extends PostureInputs {
    */
   readonly stack?: string | undefined;
   /**
-   * The owner to tag, when another resource creates through these handlers (an enrollment);
-   * default `<stack>/credential/<user>`. Never stored by an enrollment.
+   * The owner to tag (see lib/ownership.ts): a `TotpCredential` gives `<stack>/credential/<its
+   * resource name>`, an enrollment its own. Default, for states without one:
+   * `<stack>/credential/<user>`. Never compared; never stored by an enrollment.
    */
   readonly owner?: string | undefined;
 }

@@ -227,3 +227,19 @@ describe("TotpCredential on its own retires what it replaced (it cannot see a de
     expect(ks.ids("u1")).toContain(c.outs.credentialId);
   });
 });
+
+describe("two TotpCredentials of one user in one stack (each its own owner)", () => {
+  const STACK = "keystone-totp/dev";
+  const first = { ...base, stack: STACK, owner: "keystone-totp/dev/credential/alice", unmanaged: "keep" as const };
+  const second = { ...first, owner: "keystone-totp/dev/credential/aliceSupplied", account: "alice (supplied)" };
+
+  it("the second's create neither takes over nor retires the first's credential, and its delete keeps it", async () => {
+    const ks = fakeKeystone();
+    const a = await create(first, ctxAt(ks, T0));
+    const b = await create(second, ctxAt(ks, T0));
+    expect(b.id).not.toBe(a.id);
+    expect(b.outs.retiring).toEqual([]);
+    await remove(b.id, b.outs, ctxAt(ks, T0));
+    expect(ks.ids("u1")).toEqual([a.id]);
+  });
+});
