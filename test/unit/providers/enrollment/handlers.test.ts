@@ -15,7 +15,7 @@ import { fingerprint, generateSecret } from "../../../../lib/totp/secret.ts";
 import type { EnrollmentContext } from "../../../../providers/enrollment/handlers.ts";
 import { check, create, diff, read, remove, update } from "../../../../providers/enrollment/handlers.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../../providers/enrollment/types.ts";
-import { fakeKeystone } from "../../../support/fake-keystone.ts";
+import { enrollmentSetup } from "../../../support/enrollment.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -52,24 +52,7 @@ function recordingMailer() {
 }
 
 function setup(initial: Record<string, string[]> = {}) {
-  const ks = fakeKeystone(initial);
-  const mail = recordingMailer();
-  let t = T0;
-  const ctx: EnrollmentContext = {
-    client: () => ks.client,
-    keystone: () => ks.client,
-    now: () => new Date(t),
-    mailer: () => mail.mailer,
-    mailConfig: () => mailConfig,
-  };
-  return {
-    ks,
-    mail,
-    ctx,
-    at: (ms: number) => {
-      t = T0 + ms;
-    },
-  };
+  return enrollmentSetup(recordingMailer(), mailConfig, T0, initial);
 }
 
 /** What the engine hands diff and update: stored outputs plus the provider's code. */

@@ -12,10 +12,9 @@ import { resolveMailConfig } from "../../../../lib/mail/config.ts";
 import type { ComposedMessage } from "../../../../lib/mail/message.ts";
 import type { Mailer } from "../../../../lib/mail/send.ts";
 import { otpauthUri } from "../../../../lib/totp/uri.ts";
-import type { EnrollmentContext } from "../../../../providers/enrollment/handlers.ts";
 import { create, diff, read, update } from "../../../../providers/enrollment/handlers.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "../../../../providers/enrollment/types.ts";
-import { fakeKeystone } from "../../../support/fake-keystone.ts";
+import { enrollmentSetup } from "../../../support/enrollment.ts";
 
 const HOUR = 3_600_000;
 const T0 = Date.parse("2027-01-01T00:00:00Z");
@@ -66,24 +65,7 @@ function scriptedMailer() {
 }
 
 function setup() {
-  const ks = fakeKeystone();
-  const mail = scriptedMailer();
-  let t = T0;
-  const ctx: EnrollmentContext = {
-    client: () => ks.client,
-    keystone: () => ks.client,
-    now: () => new Date(t),
-    mailer: () => mail.mailer,
-    mailConfig: () => mailConfig,
-  };
-  return {
-    ks,
-    mail,
-    ctx,
-    at: (ms: number) => {
-      t = T0 + ms;
-    },
-  };
+  return enrollmentSetup(scriptedMailer(), mailConfig, T0);
 }
 
 /** What the engine hands diff and update: stored outputs plus the provider's code. */
