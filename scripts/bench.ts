@@ -785,174 +785,178 @@ async function benchN(
   const setupS = since(t0);
   log(`N=${n}: users created in ${setupS.toFixed(1)} s`);
 
-  // A sampled floor is scaled to N: Keystone's work per enrollment (one PATCH, one POST, both
-  // by primary key or indexed user) does not grow with the number of users.
-  const floorUsers = Math.min(n, o.floorSample ?? n);
-  const measured = await measureFloor(auth, users.slice(0, floorUsers), layout);
-  const floor = { ...measured, floor_s: round((measured.floor_s * n) / floorUsers) };
-  log(
-    `N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight` +
-      (floorUsers < n ? ` (${measured.floor_s} s measured on ${floorUsers} users, scaled)` : ""),
-  );
-
   const stacks: Stack[] = [];
   try {
-    const dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-csv-`));
-    const csv = join(dir, "users.csv");
-    writeFileSync(csv, `username,email,domain\n${users.map((u) => `${u.name},${u.email},${DOMAIN}`).join("\n")}\n`);
-    const split = { shards: o.shards, concurrency: o.shardConcurrency };
-    const newStack = async () => {
-      const s = new Stack(n, csv, smtp, proxy, osEnv, split, layout);
-      stacks.push(s);
-      await s.init();
-      return s;
-    };
-    const stack = await newStack();
-    const ctx = { proxy, smtp, expectedOps: 2 * n };
-    const par = ["--parallel", String(o.parallel)];
-    const loadStart = os.loadavg().map((v) => round(v));
+    // Pinned only while measuring: creating and deleting the users (untimed) is Keystone's work
+    // alone, and on one core it took twice as long (at N = 10,000, about 40 minutes more).
+    return await inLayout(layout, async () => {
+      // A sampled floor is scaled to N: Keystone's work per enrollment (one PATCH, one POST, both
+      // by primary key or indexed user) does not grow with the number of users.
+      const floorUsers = Math.min(n, o.floorSample ?? n);
+      const measured = await measureFloor(auth, users.slice(0, floorUsers), layout);
+      const floor = { ...measured, floor_s: round((measured.floor_s * n) / floorUsers) };
+      log(
+        `N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight` +
+          (floorUsers < n ? ` (${measured.floor_s} s measured on ${floorUsers} users, scaled)` : ""),
+      );
 
-    log(`N=${n}: up (stack ${stack.name}${o.shards > 1 ? `, ${o.shards} shards` : ""})`);
-    const up = await stack.provision("up", ["--yes", ...par], ctx);
-    failIf(up, "up");
-    log(`N=${n}: up ${up.wall_s} s; noop up`);
-    const noop = await stack.provision("up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
-    failIf(noop, "no-op up");
-    log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
-    const preview = await stack.provision("preview", [...par], { ...ctx, expectedOps: 0 });
-    failIf(preview, "preview");
-    log(`N=${n}: preview ${preview.wall_s} s; stack export`);
-    const state = await stack.exportState();
-    const loadAfterMain = os.loadavg().map((v) => round(v));
+      const dir = mkdtempSync(join(os.tmpdir(), `kt-bench-${n}-csv-`));
+      const csv = join(dir, "users.csv");
+      writeFileSync(csv, `username,email,domain\n${users.map((u) => `${u.name},${u.email},${DOMAIN}`).join("\n")}\n`);
+      const split = { shards: o.shards, concurrency: o.shardConcurrency };
+      const newStack = async () => {
+        const s = new Stack(n, csv, smtp, proxy, osEnv, split, layout);
+        stacks.push(s);
+        await s.init();
+        return s;
+      };
+      const stack = await newStack();
+      const ctx = { proxy, smtp, expectedOps: 2 * n };
+      const par = ["--parallel", String(o.parallel)];
+      const loadStart = os.loadavg().map((v) => round(v));
 
-    let diag: RunResult | undefined;
-    if (o.diagnose) {
-      const second = await newStack();
-      log(`N=${n}: diagnose: up with PULUMI_SKIP_CHECKPOINTS=true (stack ${second.name})`);
-      diag = await second.provision("up", ["--yes", ...par], { ...ctx, env: { PULUMI_SKIP_CHECKPOINTS: "true" } });
-      failIf(diag, "up (PULUMI_SKIP_CHECKPOINTS)");
-      log(`N=${n}: up with PULUMI_SKIP_CHECKPOINTS=true: ${diag.wall_s} s`);
-    }
-    const byParallel: Record<string, { up_s: number; engine_cpu_s: number; load_average_1m: number }> = {};
-    for (const p of o.diagnoseParallel) {
-      const other = await newStack();
-      const load = round(os.loadavg()[0] ?? 0);
-      log(`N=${n}: diagnose: up with --parallel ${p} (stack ${other.name})`);
-      const r = await other.provision("up", ["--yes", "--parallel", String(p)], ctx);
-      failIf(r, `up --parallel ${p}`);
-      byParallel[String(p)] = { up_s: r.wall_s, engine_cpu_s: r.roles.engine.cpuS, load_average_1m: load };
-      log(`N=${n}: up with --parallel ${p}: ${r.wall_s} s`);
-    }
+      log(`N=${n}: up (stack ${stack.name}${o.shards > 1 ? `, ${o.shards} shards` : ""})`);
+      const up = await stack.provision("up", ["--yes", ...par], ctx);
+      failIf(up, "up");
+      log(`N=${n}: up ${up.wall_s} s; noop up`);
+      const noop = await stack.provision("up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
+      failIf(noop, "no-op up");
+      log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
+      const preview = await stack.provision("preview", [...par], { ...ctx, expectedOps: 0 });
+      failIf(preview, "preview");
+      log(`N=${n}: preview ${preview.wall_s} s; stack export`);
+      const state = await stack.exportState();
+      const loadAfterMain = os.loadavg().map((v) => round(v));
 
-    let cli: Awaited<ReturnType<typeof measureCliLoop>> = { s_per_user: null, sample: 0, note: "skipped" };
-    if (!o.skipCliLoop) {
-      log(`N=${n}: openstack CLI loop on ${Math.min(o.cliSample, n)} users`);
-      cli = await measureCliLoop(ks, users, o.cliSample, osEnv, layout);
-    }
+      let diag: RunResult | undefined;
+      if (o.diagnose) {
+        const second = await newStack();
+        log(`N=${n}: diagnose: up with PULUMI_SKIP_CHECKPOINTS=true (stack ${second.name})`);
+        diag = await second.provision("up", ["--yes", ...par], { ...ctx, env: { PULUMI_SKIP_CHECKPOINTS: "true" } });
+        failIf(diag, "up (PULUMI_SKIP_CHECKPOINTS)");
+        log(`N=${n}: up with PULUMI_SKIP_CHECKPOINTS=true: ${diag.wall_s} s`);
+      }
+      const byParallel: Record<string, { up_s: number; engine_cpu_s: number; load_average_1m: number }> = {};
+      for (const p of o.diagnoseParallel) {
+        const other = await newStack();
+        const load = round(os.loadavg()[0] ?? 0);
+        log(`N=${n}: diagnose: up with --parallel ${p} (stack ${other.name})`);
+        const r = await other.provision("up", ["--yes", "--parallel", String(p)], ctx);
+        failIf(r, `up --parallel ${p}`);
+        byParallel[String(p)] = { up_s: r.wall_s, engine_cpu_s: r.roles.engine.cpuS, load_average_1m: load };
+        log(`N=${n}: up with --parallel ${p}: ${r.wall_s} s`);
+      }
 
-    const creds = up.keystone.byRoute["POST /v3/credentials"] ?? 0;
-    const cliLoopS = cli.s_per_user === null ? null : round(cli.s_per_user * n, 1);
-    const result: Result = {
-      n,
-      date: new Date().toISOString(),
-      layout: layout.layout,
-      cores: layout.layout === "split" ? layout.cores : null,
-      floor_s: floor.floor_s,
-      floor_concurrency: floor.floor_concurrency,
-      floor_enrollments_per_s: floor.floor_enrollments_per_s,
-      floor_probe_enrollments_per_s: floor.floor_probe_enrollments_per_s,
-      floor_measured_users: floorUsers,
-      floor_measured_s: measured.floor_s,
-      floor_requests: "PATCH /v3/users/{id} (MFA rules) + POST /v3/credentials per user",
-      floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / floorUsers, 1),
-      floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / floorUsers, 1),
-      up_s: up.wall_s,
-      noop_up_s: noop.wall_s,
-      preview_s: preview.wall_s,
-      up_over_floor: round(up.wall_s / floor.floor_s),
-      cli_loop_s: cliLoopS,
-      cli_loop_s_per_user: cli.s_per_user,
-      cli_loop_sample: cli.sample,
-      cli_loop_note: cli.note,
-      cli_loop_over_up: cliLoopS === null ? null : round(cliLoopS / up.wall_s, 1),
-      s_per_user: {
-        floor: round(floor.floor_s / n, 4),
-        up: round(up.wall_s / n, 4),
-        noop_up: round(noop.wall_s / n, 4),
-        preview: round(preview.wall_s / n, 4),
-        cli_loop: cli.s_per_user,
-      },
-      keystone_credentials_created: creds,
-      keystone_requests: up.keystone.total,
-      keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
-      // Without the preflight's requests (the doctor's, which include a refused POST probe).
-      keystone_requests_per_credential_program: round((up.keystone.byAgent["keystone-totp"]?.requests ?? 0) / n, 3),
-      keystone_requests_by_route: up.keystone.byRoute,
-      keystone_tokens_issued: up.keystone.tokens,
-      keystone_requests_by_agent: up.keystone.byAgent,
-      noop_keystone_requests_by_agent: noop.keystone.byAgent,
-      noop_keystone_requests: noop.keystone.total,
-      noop_keystone_writes: noop.keystone.writes,
-      preview_keystone_requests: preview.keystone.total,
-      preview_keystone_writes: preview.keystone.writes,
-      preview_smtp_messages: preview.smtpMessages,
-      smtp_messages: up.smtpMessages,
-      smtp_connections: up.smtpConnections,
-      noop_smtp_connections: noop.smtpConnections + preview.smtpConnections,
-      state_bytes: state.bytes,
-      state_bytes_per_user: Math.round(state.bytes / n),
-      state_provider_bytes_per_user: Math.round(state.providerBytes / n),
-      state_resources: state.resources,
-      peak_rss_program_mb: Math.max(up.cpu.peak_rss_mb.program, noop.cpu.peak_rss_mb.program),
-      peak_rss_provider_mb: Math.max(up.cpu.peak_rss_mb.provider, noop.cpu.peak_rss_mb.provider),
-      peak_rss_engine_mb: Math.max(up.cpu.peak_rss_mb.engine, noop.cpu.peak_rss_mb.engine),
-      provider_processes: up.roles.provider.processes,
-      up_cpu_s: {
-        program: up.cpu.program,
-        engine: up.cpu.engine,
-        provider: up.cpu.provider,
-        keystone_and_postgres: up.keystoneCpuS,
-      },
-      noop_up_cpu_s: {
-        program: noop.cpu.program,
-        engine: noop.cpu.engine,
-        provider: noop.cpu.provider,
-        keystone_and_postgres: noop.keystoneCpuS,
-      },
-      up_machine_busy_fraction: up.machineBusy,
-      up_progress: up.progress,
-      up_skip_checkpoints_s: diag ? diag.wall_s : null,
-      up_skip_checkpoints_over_floor: diag ? round(diag.wall_s / floor.floor_s) : null,
-      up_by_parallel: byParallel,
-      shards: o.shards,
-      shard_concurrency: o.shards > 1 ? o.shardConcurrency : null,
-      state_compact_bytes_per_user: Math.round(state.compactBytes / n),
-      state_checkpoint_bytes_per_user: Math.round(state.checkpointBytes / n),
-      state_bytes_per_user_by_type: Object.fromEntries(
-        Object.entries(state.byType).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
-      ),
-      state_bytes_per_user_by_field: Object.fromEntries(
-        Object.entries(state.byField)
-          .sort(([, a], [, b]) => b - a)
-          .map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
-      ),
-      load_average_during: { start: loadStart, after_up_noop_preview: loadAfterMain },
-      users_setup_s: round(setupS, 1),
-      floor_cleanup_s: floor.floor_cleanup_s,
-      send_rate_per_second: SEND_RATE,
-      parallel: o.parallel,
-      // Go sizes GOMAXPROCS from the CPUs the engine may run on.
-      engine_gomaxprocs: layout.layout === "split" ? 1 : os.cpus().length,
-      cpu_ms_per_user: cpuPerUser(up, n),
-      noop_cpu_ms_per_user: cpuPerUser(noop, n),
-      preview_cpu_ms_per_user: cpuPerUser(preview, n),
-      cpu_accounting: { up: up.cpu, noop_up: noop.cpu, preview: preview.cpu },
-      cpu_profiled: layout.cpuProf !== undefined,
-      machine: meta.machine,
-      versions: meta.versions,
-    };
-    rmSync(dir, { recursive: true, force: true });
-    return result;
+      let cli: Awaited<ReturnType<typeof measureCliLoop>> = { s_per_user: null, sample: 0, note: "skipped" };
+      if (!o.skipCliLoop) {
+        log(`N=${n}: openstack CLI loop on ${Math.min(o.cliSample, n)} users`);
+        cli = await measureCliLoop(ks, users, o.cliSample, osEnv, layout);
+      }
+
+      const creds = up.keystone.byRoute["POST /v3/credentials"] ?? 0;
+      const cliLoopS = cli.s_per_user === null ? null : round(cli.s_per_user * n, 1);
+      const result: Result = {
+        n,
+        date: new Date().toISOString(),
+        layout: layout.layout,
+        cores: layout.layout === "split" ? layout.cores : null,
+        floor_s: floor.floor_s,
+        floor_concurrency: floor.floor_concurrency,
+        floor_enrollments_per_s: floor.floor_enrollments_per_s,
+        floor_probe_enrollments_per_s: floor.floor_probe_enrollments_per_s,
+        floor_measured_users: floorUsers,
+        floor_measured_s: measured.floor_s,
+        floor_requests: "PATCH /v3/users/{id} (MFA rules) + POST /v3/credentials per user",
+        floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / floorUsers, 1),
+        floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / floorUsers, 1),
+        up_s: up.wall_s,
+        noop_up_s: noop.wall_s,
+        preview_s: preview.wall_s,
+        up_over_floor: round(up.wall_s / floor.floor_s),
+        cli_loop_s: cliLoopS,
+        cli_loop_s_per_user: cli.s_per_user,
+        cli_loop_sample: cli.sample,
+        cli_loop_note: cli.note,
+        cli_loop_over_up: cliLoopS === null ? null : round(cliLoopS / up.wall_s, 1),
+        s_per_user: {
+          floor: round(floor.floor_s / n, 4),
+          up: round(up.wall_s / n, 4),
+          noop_up: round(noop.wall_s / n, 4),
+          preview: round(preview.wall_s / n, 4),
+          cli_loop: cli.s_per_user,
+        },
+        keystone_credentials_created: creds,
+        keystone_requests: up.keystone.total,
+        keystone_requests_per_credential: creds > 0 ? round(up.keystone.total / creds, 3) : null,
+        // Without the preflight's requests (the doctor's, which include a refused POST probe).
+        keystone_requests_per_credential_program: round((up.keystone.byAgent["keystone-totp"]?.requests ?? 0) / n, 3),
+        keystone_requests_by_route: up.keystone.byRoute,
+        keystone_tokens_issued: up.keystone.tokens,
+        keystone_requests_by_agent: up.keystone.byAgent,
+        noop_keystone_requests_by_agent: noop.keystone.byAgent,
+        noop_keystone_requests: noop.keystone.total,
+        noop_keystone_writes: noop.keystone.writes,
+        preview_keystone_requests: preview.keystone.total,
+        preview_keystone_writes: preview.keystone.writes,
+        preview_smtp_messages: preview.smtpMessages,
+        smtp_messages: up.smtpMessages,
+        smtp_connections: up.smtpConnections,
+        noop_smtp_connections: noop.smtpConnections + preview.smtpConnections,
+        state_bytes: state.bytes,
+        state_bytes_per_user: Math.round(state.bytes / n),
+        state_provider_bytes_per_user: Math.round(state.providerBytes / n),
+        state_resources: state.resources,
+        peak_rss_program_mb: Math.max(up.cpu.peak_rss_mb.program, noop.cpu.peak_rss_mb.program),
+        peak_rss_provider_mb: Math.max(up.cpu.peak_rss_mb.provider, noop.cpu.peak_rss_mb.provider),
+        peak_rss_engine_mb: Math.max(up.cpu.peak_rss_mb.engine, noop.cpu.peak_rss_mb.engine),
+        provider_processes: up.roles.provider.processes,
+        up_cpu_s: {
+          program: up.cpu.program,
+          engine: up.cpu.engine,
+          provider: up.cpu.provider,
+          keystone_and_postgres: up.keystoneCpuS,
+        },
+        noop_up_cpu_s: {
+          program: noop.cpu.program,
+          engine: noop.cpu.engine,
+          provider: noop.cpu.provider,
+          keystone_and_postgres: noop.keystoneCpuS,
+        },
+        up_machine_busy_fraction: up.machineBusy,
+        up_progress: up.progress,
+        up_skip_checkpoints_s: diag ? diag.wall_s : null,
+        up_skip_checkpoints_over_floor: diag ? round(diag.wall_s / floor.floor_s) : null,
+        up_by_parallel: byParallel,
+        shards: o.shards,
+        shard_concurrency: o.shards > 1 ? o.shardConcurrency : null,
+        state_compact_bytes_per_user: Math.round(state.compactBytes / n),
+        state_checkpoint_bytes_per_user: Math.round(state.checkpointBytes / n),
+        state_bytes_per_user_by_type: Object.fromEntries(
+          Object.entries(state.byType).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
+        ),
+        state_bytes_per_user_by_field: Object.fromEntries(
+          Object.entries(state.byField)
+            .sort(([, a], [, b]) => b - a)
+            .map(([k, v]) => [k, Math.round((v / n) * 10) / 10]),
+        ),
+        load_average_during: { start: loadStart, after_up_noop_preview: loadAfterMain },
+        users_setup_s: round(setupS, 1),
+        floor_cleanup_s: floor.floor_cleanup_s,
+        send_rate_per_second: SEND_RATE,
+        parallel: o.parallel,
+        // Go sizes GOMAXPROCS from the CPUs the engine may run on.
+        engine_gomaxprocs: layout.layout === "split" ? 1 : os.cpus().length,
+        cpu_ms_per_user: cpuPerUser(up, n),
+        noop_cpu_ms_per_user: cpuPerUser(noop, n),
+        preview_cpu_ms_per_user: cpuPerUser(preview, n),
+        cpu_accounting: { up: up.cpu, noop_up: noop.cpu, preview: preview.cpu },
+        cpu_profiled: layout.cpuProf !== undefined,
+        machine: meta.machine,
+        versions: meta.versions,
+      };
+      rmSync(dir, { recursive: true, force: true });
+      return result;
+    });
   } finally {
     if (!o.keep) {
       for (const s of stacks) await s.remove();
@@ -1197,7 +1201,7 @@ async function main(): Promise<number> {
     for (const n of o.ns) {
       for (const layout of o.layouts) {
         const spec: LayoutSpec = { layout, cores: o.cores, cpuProf: o.cpuProf };
-        const r = await inLayout(spec, () => benchN(n, o, ks, osEnv, smtp, proxy, meta, auth, spec));
+        const r = await benchN(n, o, ks, osEnv, smtp, proxy, meta, auth, spec);
         results.push(r);
         (smtp.received as unknown[]).length = 0; // free the messages; counters are deltas
         writeOutputs(results);
