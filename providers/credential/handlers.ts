@@ -28,7 +28,11 @@
  *           `graceHours` have passed since the rotation, DELETE /v3/credentials/{id} for each
  *           retiring credential (it cannot see a delivery, so it counts from the rotation)
  *   delete  DELETE /v3/credentials/{id}   for the current and every retiring one (404 = done),
- *           then GET + PATCH /v3/users/{id} giving back the options the user had before
+ *           GET /v3/credentials?user_id=..&type=totp (DELETE the resource's own leftovers),
+ *           then GET + PATCH /v3/users/{id} giving back the options the user had before,
+ *           unless a credential another keystone-totp resource created is still there (a
+ *           renamed user's new enrollment, a TotpCredential beside an enrollment, another
+ *           stack): its rules stay, for that resource to give back when it goes
  */
 
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
@@ -579,7 +583,11 @@ async function rotate(
  * Deletes the current credential and every retiring one (one already gone counts as deleted),
  * THEN gives the user back the options it had before the tool (see mfa/apply.ts): released
  * earlier, the rules would let a TOTP code alone in while a credential still exists.
- * Unmanaged credentials left alone under the `keep` policy stay.
+ * Unmanaged credentials left alone under the `keep` policy stay. The options are NOT given
+ * back while the user still holds a credential tagged by another keystone-totp resource:
+ * that resource's secret was sent to the user, and without the rules it would log them in
+ * with a TOTP code alone (the same user under a new name in the CSV is a new enrollment,
+ * created before the old one is deleted). The rules and their marker stay for that resource.
  */
 async function removeImpl(
   id: string,
@@ -596,12 +604,14 @@ async function removeImpl(
   // resource is going. Deleted before the options are given back: with them, its secret (which
   // a message may have carried) could log the user in with a TOTP code alone.
   const own = isOwn ?? (props.owner !== undefined || props.stack !== undefined ? exactOwner(props, userId) : undefined);
-  if (own) {
-    for (const c of await ctx.client().listTotpCredentials(userId)) {
-      const tag = tagOf(c.marker);
-      if (!ids.has(c.id) && tag && own(tag.owner)) await ctx.client().deleteCredential(c.id);
-    }
+  let othersHeld = false;
+  for (const c of await ctx.client().listTotpCredentials(userId)) {
+    const tag = tagOf(c.marker);
+    if (ids.has(c.id) || !tag) continue;
+    if (own?.(tag.owner)) await ctx.client().deleteCredential(c.id);
+    else othersHeld = true;
   }
+  if (othersHeld) return;
   await releasePosture(ctx.client(), userId, props.mfa);
 }
 

@@ -81,6 +81,11 @@ export async function deleteProject(id: string): Promise<void> {
     .catch(() => undefined);
 }
 
+/** Renames a user in Keystone, as an admin would (its ID, options and credentials stay). */
+export async function renameUser(userId: string, name: string): Promise<void> {
+  await call(await adminToken(), "PATCH", `/users/${userId}`, { user: { name } });
+}
+
 /** Gives a user a role (default `member`) on a project. */
 export async function grantRole(userId: string, projectId: string, roleName = "member"): Promise<void> {
   const t = await adminToken();

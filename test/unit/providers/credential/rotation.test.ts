@@ -239,7 +239,11 @@ describe("two TotpCredentials of one user in one stack (each its own owner)", ()
     const b = await create(second, ctxAt(ks, T0));
     expect(b.id).not.toBe(a.id);
     expect(b.outs.retiring).toEqual([]);
+    const rules = ks.options("u1");
     await remove(b.id, b.outs, ctxAt(ks, T0));
     expect(ks.ids("u1")).toEqual([a.id]);
+    // The first's secret still logs in: without the rules, with a TOTP code alone.
+    expect(ks.options("u1")).toEqual(rules);
+    expect(rules.multi_factor_auth_rules).toBeDefined();
   });
 });

@@ -188,19 +188,48 @@ describe("enrollment delete after a crash", () => {
     marker: { v: 1, owner, at: "2027-01-02T00:00:00.000Z" },
   });
 
-  it("deletes its own leftover of a lost rotation BEFORE giving the options back; others' stay", async () => {
+  it("deletes its own leftover of a lost rotation BEFORE giving the options back; a credential not made by keystone-totp stays", async () => {
     // The leftover's secret may have been mailed; once the options before (MFA off) are back,
     // it would log the user in with a TOTP code alone.
     const s = setup();
     const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
     s.ks.put(tagged("lost-rotation", OWNER));
-    s.ks.put(tagged("prod", ownerId("keystone-totp/prod", "enrollment", "alice@Default")));
     s.ks.put({ id: "hand", userId: "u1", blob: generateSecret() });
     await remove(id, outs, s.ctx);
-    expect(s.ks.ids("u1").sort()).toEqual(["hand", "prod"]);
+    expect(s.ks.ids("u1")).toEqual(["hand"]);
     const release = s.ks.writes.at(-1);
     expect(release?.marker ?? null).toBeNull();
-    expect(release?.credentialsAtWrite).toBe(2);
+    expect(release?.credentialsAtWrite).toBe(1);
+  });
+
+  it("keeps the rules while another keystone-totp resource's credential of the user stays (another stack)", async () => {
+    // prod's secret reached the user; without the rules it would log them in with a TOTP code alone.
+    const s = setup();
+    const { id, outs } = await create({ ...alice, stack: STACK }, s.ctx);
+    const rules = s.ks.options("u1");
+    const writes = s.ks.writes.length;
+    s.ks.put(tagged("lost-rotation", OWNER));
+    s.ks.put(tagged("prod", ownerId("keystone-totp/prod", "enrollment", "alice@Default")));
+    await remove(id, outs, s.ctx);
+    expect(s.ks.ids("u1")).toEqual(["prod"]);
+    expect(s.ks.writes.length).toBe(writes);
+    expect(s.ks.options("u1")).toEqual(rules);
+    expect(rules.multi_factor_auth_rules).toBeDefined();
+  });
+
+  it("a user renamed in Keystone and the CSV: the old name's delete (after the new one's create) keeps the new credential and the rules; the new one's delete gives the options back", async () => {
+    const s = setup();
+    const old = await create({ ...alice, stack: STACK }, s.ctx);
+    const renamed = { ...alice, username: "alice2", account: "alice2@Default", stack: STACK };
+    const next = await create(renamed, s.ctx);
+    const rules = s.ks.options("u1");
+    await remove(old.id, old.outs, s.ctx);
+    expect(s.ks.ids("u1")).toEqual([next.id]);
+    expect(s.ks.options("u1")).toEqual(rules);
+    await remove(next.id, next.outs, s.ctx);
+    expect(s.ks.ids("u1")).toEqual([]);
+    expect(s.ks.writes.at(-1)?.marker ?? null).toBeNull();
+    expect(s.ks.options("u1").multi_factor_auth_rules).toBeUndefined();
   });
 
   it("a state written before the owner was stored: any enrollment's tag on the user counts as its own", async () => {
