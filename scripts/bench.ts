@@ -822,8 +822,32 @@ async function benchN(
       const up = await stack.provision("up", ["--yes", ...par], ctx);
       failIf(up, "up");
       log(`N=${n}: up ${up.wall_s} s; noop up`);
+      // A run of 10,000 users takes over an hour before its row is written: what it has
+      // measured so far is kept, so that a run stopped later still leaves its figures.
+      const partial = {
+        ...{ n, layout: layout.layout, shards: o.shards, parallel: o.parallel, floor },
+        ...{ floor_measured_users: floorUsers, floor_measured_s: measured.floor_s },
+      };
+      writePartial({
+        ...partial,
+        up_s: up.wall_s,
+        cpu_ms_per_user: cpuPerUser(up, n),
+        up_cpu: up.cpu,
+        up_keystone: up.keystone,
+      });
       const noop = await stack.provision("up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
       failIf(noop, "no-op up");
+      writePartial({
+        ...partial,
+        up_s: up.wall_s,
+        noop_up_s: noop.wall_s,
+        cpu_ms_per_user: cpuPerUser(up, n),
+        noop_cpu_ms_per_user: cpuPerUser(noop, n),
+        up_cpu: up.cpu,
+        noop_cpu: noop.cpu,
+        up_keystone: up.keystone,
+        noop_keystone_writes: noop.keystone.writes,
+      });
       log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
       const preview = await stack.provision("preview", [...par], { ...ctx, expectedOps: 0 });
       failIf(preview, "preview");
@@ -978,6 +1002,15 @@ async function benchN(
  * CPU ms per user of one run by class, and ours (engine + providers + program) over Keystone's
  * (its uWSGI processes and PostgreSQL backends) in the same run.
  */
+/** Where a run keeps what it has measured before its row is complete (overwritten by each run). */
+const PARTIAL_FILE = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "bench-partial.json");
+
+function writePartial(figures: Record<string, unknown>): void {
+  mkdirSync(dirname(PARTIAL_FILE), { recursive: true });
+  writeFileSync(PARTIAL_FILE, `${JSON.stringify({ date: new Date().toISOString(), ...figures }, null, 2)}\n`);
+  log(`partial figures kept in ${PARTIAL_FILE}`);
+}
+
 function cpuPerUser(r: RunResult, n: number) {
   const ms = (s: number) => round((s * 1000) / n, 2);
   const ours = r.cpu.engine + r.cpu.provider + r.cpu.program;

@@ -8,8 +8,8 @@
  *           in place); rotation due (rotationDays) or a new rotate request -> update (new
  *           credential beside the old one); issuer or account -> update (new URI only);
  *           anything else, including the provider's own code -> no change
- *   create  GET /v3/credentials?type=totp (once per provider process, for the whole fleet:
- *           finds credentials Pulumi does not manage), PATCH /v3/users/{id} (the staged MFA
+ *   create  GET /v3/credentials?user_id=..&type=totp (what the user already holds: credentials
+ *           Pulumi does not manage, an own leftover), PATCH /v3/users/{id} (the staged MFA
  *           rules and their marker, BEFORE the credential exists: a TOTP code alone never logs
  *           the user in; see mfa/apply.ts), then POST /v3/credentials (exactly once, see
  *           KeystoneClient.createTotpCredential), tagged with the resource's owner; or, when the
@@ -37,12 +37,7 @@
 
 import { KeystoneTotpError, UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
-import {
-  type Credential,
-  KeystoneClient,
-  type KeystoneUser,
-  type TotpCredentialIndex,
-} from "../../lib/keystone/client.ts";
+import { type Credential, KeystoneClient, type KeystoneUser } from "../../lib/keystone/client.ts";
 import {
   applyPosture,
   type MfaState,
@@ -100,31 +95,27 @@ export interface HandlerContext {
   readonly client: () => KeystoneClient;
   readonly now: () => Date;
   /**
-   * The TOTP credentials a user held in Keystone when this run started (with their blobs and
-   * tags: an own leftover is adopted from them). Default: one fleet-wide list per process;
-   * absent: one list per user.
+   * The TOTP credentials a user holds in Keystone before this create (with their blobs and
+   * tags: an own leftover is adopted from them). Absent (the default): one
+   * `GET /v3/credentials?user_id=...&type=totp` per created user. Tests substitute a list.
    */
   readonly existing?: (userId: string) => Promise<readonly Credential[]>;
 }
 
 let configGetter: ConfigGetter = () => undefined;
-let snapshot: Promise<TotpCredentialIndex> | undefined;
 
-/** The default context: the process-wide client from the stack config and `OS_*`. */
+/**
+ * The default context: the process-wide client from the stack config and `OS_*`.
+ *
+ * It has no fleet-wide credential list: each create lists its own user's credentials. Keystone
+ * decrypts every credential a list returns (5.3 ms of its CPU each, measured on Keystone 22), so
+ * one cloud-wide list per provider process cost Keystone nearly as much as the enrollments
+ * themselves at 10,000 users on 40 stacks; one list per created user costs one request and
+ * that user's credentials only.
+ */
 export const defaultContext: HandlerContext = {
   client: () => KeystoneClient.shared(resolveKeystoneAuth({ config: configGetter })),
   now: () => clockNow(),
-  existing: async (userId) => {
-    // One list for the whole fleet, taken before this process creates anything: whatever it
-    // holds was not created by this run. A failed list is not kept, so the next call retries.
-    // Where Keystone's list_limit cut that list short, each user is listed when first asked
-    // about, which is before this process creates that user's credential.
-    snapshot ??= defaultContext.client().listAllTotpCredentials();
-    snapshot.catch(() => {
-      snapshot = undefined;
-    });
-    return (await snapshot).of(userId);
-  },
 };
 
 /**
@@ -133,7 +124,6 @@ export const defaultContext: HandlerContext = {
  */
 export function configure(get: ConfigGetter): void {
   configGetter = get;
-  snapshot = undefined;
 }
 
 function str(v: unknown): string | undefined {
@@ -389,7 +379,7 @@ async function createImpl(
     await applyPosture(ctx.client(), { id: userId, key: userLabel(inputs, userId) }, previous, "staged", settings),
   );
   const at = ctx.now();
-  // The snapshot may be older than this create: the leftover is read again before it is taken.
+  // The list may be older than this create: the leftover is read again before it is taken.
   const found = plan.adopt ? await ctx.client().getCredential(plan.adopt.id) : undefined;
   const adopted = found && found.type === "totp" && found.blob === plan.adopt?.blob ? found : undefined;
   const secret = adopted ? adopted.blob : (supplied ?? generateSecret());
