@@ -16,16 +16,8 @@ import { admitsTotpAlone, markerOf, optionsOf, stagedRules } from "../../../../l
 import { generateSecret, totpCode } from "../../../../lib/totp/secret.ts";
 import { type DoctorReport, runDoctor } from "../../../../operator/doctor/run.ts";
 import type { CheckResult } from "../../../../operator/doctor/types.ts";
-import {
-  adminClient,
-  adminEnv,
-  appCredentialLogin,
-  keystoneInstance,
-  makeAppCredential,
-  makeUser,
-  type TestUser,
-  uniq,
-} from "../../../support/keystone.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../../../support/keystone.ts";
+import { grantRole, loginAppCredential, makeAppCredential, projectIdByName } from "../../../support/posture.ts";
 import { registerSecrets } from "../../../support/secrets.ts";
 
 let admin: KeystoneClient;
@@ -104,16 +96,18 @@ describe("doctor: login posture of the CSV's users", () => {
   it("flags a user whose application credential the MFA rules block, and not one the tool's rules keep", async () => {
     const blocked = await user("ac-blocked");
     const kept = await user("ac-kept");
-    const blockedAc = await makeAppCredential(blocked);
-    await makeAppCredential(kept);
-    registerSecrets(blockedAc.secret);
-    expect(await appCredentialLogin(blockedAc)).toBe(201);
+    const projectId = await projectIdByName(keystoneInstance().projectName);
+    await grantRole(blocked.id, projectId);
+    await grantRole(kept.id, projectId);
+    const blockedAc = await makeAppCredential(blocked, projectId);
+    await makeAppCredential(kept, projectId);
+    expect(await loginAppCredential(blockedAc)).toBe(201);
     await admin.updateUserOptions(blocked.id, {
       multi_factor_auth_enabled: true,
       multi_factor_auth_rules: [["password", "totp"]],
     });
     // The finding is real: the application credential no longer logs in.
-    expect(await appCredentialLogin(blockedAc)).toBe(401);
+    expect(await loginAppCredential(blockedAc)).toBe(401);
 
     const report = await doctor(csvOf([blocked, kept]));
     const c = check(report, "users.app-credentials");
