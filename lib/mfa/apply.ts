@@ -87,6 +87,8 @@ function recorded(o: MfaOptions): MfaOptions | undefined {
  * marker in one PATCH when the user's options must change.
  *
  * @param previous - the user's options before the tool ever touched them.
+ * @param enforcedBy - with `enforced`: the enforcement writing the rules, recorded in the marker
+ *   (see `PostureMarker.enforcedBy`).
  * @throws {PostureError} `E_POSTURE` naming the user when its own rules let TOTP alone in, or
  *   enforcement is impossible on this Keystone.
  * @throws {KeystoneError} `E_KEYSTONE_FORBIDDEN` naming the user when Keystone refuses the write
@@ -99,6 +101,7 @@ export async function applyPosture(
   previous: MfaOptions,
   want: "staged" | "enforced",
   s: PostureSettings,
+  enforcedBy?: string,
 ): Promise<MfaState> {
   let d: ReturnType<typeof decidePosture>;
   try {
@@ -108,7 +111,7 @@ export async function applyPosture(
   }
   // No undefined inside: the engine's wire format has none ("Unexpected struct type").
   if (!d.write) return defined({ posture: d.posture, previous: recorded(previous) });
-  const marker = postureMarker(previous);
+  const marker = postureMarker(previous, want === "enforced" ? enforcedBy : undefined);
   try {
     await client.writeUserMfa(user.id, d.write, marker);
   } catch (e) {

@@ -51,11 +51,22 @@ export { MARKER_ATTRIBUTE, MARKER_VERSION } from "../ownership.ts";
 export interface PostureMarker {
   readonly v: typeof MARKER_VERSION;
   readonly previous: MfaOptions;
+  /**
+   * The `MfaEnforcement` whose enforced rules these are (its `enforcedBy`); absent for staged
+   * rules and for markers written before it existed. An enforcement's delete loosens the rules
+   * only while they are its own: a renamed user's new enforcement, or the one of the stack a
+   * user moved to, may have enforced them since.
+   */
+  readonly enforcedBy?: string;
 }
 
-/** The marker to write beside the tool's rules on a user whose options before were `previous`. */
-export function postureMarker(previous: MfaOptions): PostureMarker {
-  return marker({ previous });
+/**
+ * The marker to write beside the tool's rules on a user whose options before were `previous`.
+ *
+ * @param enforcedBy - the enforcement writing enforced rules (see {@link PostureMarker.enforcedBy}).
+ */
+export function postureMarker(previous: MfaOptions, enforcedBy?: string): PostureMarker {
+  return enforcedBy === undefined ? marker({ previous }) : marker({ previous, enforcedBy });
 }
 
 /** How a user may log in, as far as the tool is concerned. */
@@ -103,7 +114,8 @@ export function markerOf(raw: unknown): PostureMarker | undefined {
   const p = m.previous as Record<string, unknown>;
   const enabled = typeof p.enabled === "boolean" ? p.enabled : null;
   const rules = isRules(p.rules) ? p.rules : null;
-  return postureMarker({ enabled, rules });
+  const by = typeof m.enforcedBy === "string" && m.enforcedBy !== "" ? m.enforcedBy : undefined;
+  return postureMarker({ enabled, rules }, by);
 }
 
 /**

@@ -16,10 +16,13 @@
  *   delete  GET + PATCH /v3/users/{id}  back to the enrollment's staged rules, never to options
  *           that let a TOTP code alone in while the user still holds a credential; the
  *           enrollment's own delete then restores the options from before; a waiting one wrote
- *           nothing and takes nothing back
+ *           nothing and takes nothing back; nor does one whose rules another enforcement has
+ *           written since (the user's marker names that one: a renamed user's new enforcement,
+ *           created before this one is deleted, or the stack's a user moved to): only a GET
  *
  * @see https://docs.openstack.org/keystone/latest/admin/multi-factor-authentication.html
  */
+import { randomUUID } from "node:crypto";
 import { UserNotFoundError, withErrorCodes } from "../../lib/errors.ts";
 import { type ConfigGetter, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
@@ -76,6 +79,12 @@ export interface MfaOutputs extends Omit<MfaInputs, "previousMfa"> {
   readonly rules?: readonly MfaRule[] | undefined;
   /** A refresh found other rules on the user: the next update writes them again. */
   readonly drift?: boolean | undefined;
+  /**
+   * This enforcement's mark, written in the user's marker with its rules (a random UUID, not a
+   * secret); absent when it wrote nothing, and in states written before it existed. Its delete loosens the
+   * rules only while the marker still carries it.
+   */
+  readonly enforcedBy?: string | undefined;
 }
 
 /** Where the handlers get their Keystone client; tests substitute their own. */
@@ -129,6 +138,7 @@ function outputs(
   posture: Posture,
   rules: readonly MfaRule[] | undefined,
   at: string,
+  enforcedBy: string | undefined,
 ) {
   const { previousMfa: _observed, ...kept } = i;
   return defined({
@@ -138,14 +148,16 @@ function outputs(
     enforcedAt: at,
     posture,
     rules,
+    enforcedBy,
   }) as MfaOutputs;
 }
 
-async function enforceOn(i: MfaInputs, previous: MfaOptions, ctx: MfaContext) {
+/** Writes the enforced rules marked `by`; `by` is returned only when rules were written. */
+async function enforceOn(i: MfaInputs, previous: MfaOptions, ctx: MfaContext, by: string) {
   const client = ctx.client();
   const s = await postureSettings(i, client);
-  const st = await applyPosture(client, { id: i.userId, key: i.userKey }, previous, "enforced", s);
-  return { st, rules: st.rules ?? effectiveRules(previous) };
+  const st = await applyPosture(client, { id: i.userId, key: i.userKey }, previous, "enforced", s, by);
+  return { st, rules: st.rules ?? effectiveRules(previous), by: st.rules === undefined ? undefined : by };
 }
 
 /** The outputs of an enforcement that waits for a confirmed delivery: the inputs, nothing written. */
@@ -168,8 +180,8 @@ async function createImpl(i: MfaInputs, ctx: MfaContext = defaultContext): Promi
     if (!user) throw new UserNotFoundError([`${i.userKey} (${i.userId})`]);
     previous = previousOptions(user);
   }
-  const { st, rules } = await enforceOn(i, previous, ctx);
-  return { id: i.userId, outs: outputs(i, previous, st.posture, rules, ctx.now().toISOString()) };
+  const { st, rules, by } = await enforceOn(i, previous, ctx, randomUUID());
+  return { id: i.userId, outs: outputs(i, previous, st.posture, rules, ctx.now().toISOString(), by) };
 }
 
 /** Reads the user's rules back: other rules than those in force are drift. */
@@ -188,26 +200,29 @@ async function readImpl(id: string, props: MfaOutputs, ctx: MfaContext = default
 async function updateImpl(id: string, olds: MfaOutputs, news: MfaInputs, ctx: MfaContext = defaultContext) {
   if (olds.waiting === true) return { outs: (await createImpl({ ...news, userId: id }, ctx)).outs };
   const previous = previousOf(olds);
-  const { st, rules } = await enforceOn({ ...news, userId: id }, previous, ctx);
+  const { st, rules, by } = await enforceOn({ ...news, userId: id }, previous, ctx, olds.enforcedBy ?? randomUUID());
   if (st.rules === undefined) {
     // The user's own rules suffice: take back the tool's rules an earlier run wrote.
     await ctx.client().writeUserMfa(id, previous, postureMarker(previous));
   }
-  return { outs: outputs(news, previous, st.posture, rules, olds.enforcedAt ?? ctx.now().toISOString()) };
+  return { outs: outputs(news, previous, st.posture, rules, olds.enforcedAt ?? ctx.now().toISOString(), by) };
 }
 
 /**
  * Takes enforcement back: the user returns to the enrollment's posture (staged rules, or its
  * own), with the marker kept, so that a TOTP code alone never logs in while the user still
  * holds a credential; the enrollment's delete restores the options from before. A deleted user
- * counts as done.
+ * counts as done. Rules another enforcement wrote since stay: it takes them back when it goes
+ * (loosening them here would let a password alone in while that enforcement is in force).
  */
 async function removeImpl(id: string, props: MfaOutputs, ctx: MfaContext = defaultContext): Promise<void> {
   if (props.waiting === true) return;
   const client = ctx.client();
   const user = await client.getUser(id);
   if (!user) return;
-  const previous = markerOf(user.marker)?.previous ?? previousOf(props);
+  const held = markerOf(user.marker);
+  if (held?.enforcedBy !== undefined && held.enforcedBy !== props.enforcedBy) return;
+  const previous = held?.previous ?? previousOf(props);
   const s = await postureSettings(props, client);
   let target: MfaOptions = previous;
   try {

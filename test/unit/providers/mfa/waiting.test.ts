@@ -39,7 +39,11 @@ describe("MfaEnforcement waiting for a confirmed delivery", () => {
     expect(diff(asRecord(outs), deliveredBob).changes).toBe(true);
     const { outs: after } = await update("u1", outs, deliveredBob, s.ctx);
     expect(s.ks.options("u1")).toEqual({ multi_factor_auth_enabled: true, multi_factor_auth_rules: enforced });
-    expect(s.ks.writes[0]?.marker).toEqual({ v: 1, previous: { enabled: null, rules: null } });
+    expect(s.ks.writes[0]?.marker).toEqual({
+      v: 1,
+      previous: { enabled: null, rules: null },
+      enforcedBy: after.enforcedBy,
+    });
     expect(after.posture).toBe("enforced");
     expect(after.waiting).toBeUndefined();
     expect(diff(asRecord(after), deliveredBob).changes).toBe(false);
