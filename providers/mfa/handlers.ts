@@ -81,8 +81,8 @@ export interface MfaOutputs extends Omit<MfaInputs, "previousMfa"> {
   readonly drift?: boolean | undefined;
   /**
    * This enforcement's mark, written in the user's marker with its rules (a random UUID, not a
-   * secret); absent when it wrote nothing, and in states written before it existed. Its delete loosens the
-   * rules only while the marker still carries it.
+   * secret); absent when it wrote nothing, and in states written before it existed. Its delete
+   * loosens the rules only while the marker still carries it.
    */
   readonly enforcedBy?: string | undefined;
 }
