@@ -824,28 +824,27 @@ async function benchN(
       log(`N=${n}: up ${up.wall_s} s; noop up`);
       // A run of 10,000 users takes over an hour before its row is written: what it has
       // measured so far is kept, so that a run stopped later still leaves its figures.
-      const partial = {
-        ...{ n, layout: layout.layout, shards: o.shards, parallel: o.parallel, floor },
-        ...{ floor_measured_users: floorUsers, floor_measured_s: measured.floor_s },
-      };
-      writePartial({
-        ...partial,
+      const afterUp = {
+        n,
+        layout: layout.layout,
+        shards: o.shards,
+        parallel: o.parallel,
+        floor,
+        floor_measured_users: floorUsers,
+        floor_measured_s: measured.floor_s,
         up_s: up.wall_s,
         cpu_ms_per_user: cpuPerUser(up, n),
         up_cpu: up.cpu,
         up_keystone: up.keystone,
-      });
+      };
+      writePartial(afterUp);
       const noop = await stack.provision("up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
       failIf(noop, "no-op up");
       writePartial({
-        ...partial,
-        up_s: up.wall_s,
+        ...afterUp,
         noop_up_s: noop.wall_s,
-        cpu_ms_per_user: cpuPerUser(up, n),
         noop_cpu_ms_per_user: cpuPerUser(noop, n),
-        up_cpu: up.cpu,
         noop_cpu: noop.cpu,
-        up_keystone: up.keystone,
         noop_keystone_writes: noop.keystone.writes,
       });
       log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
