@@ -288,6 +288,8 @@ function versions() {
     pulumi_sdk: pkg("@pulumi/pulumi"),
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not a template
     keystone: sh("dpkg-query", ["-W", "-f", "${Version}", "keystone"]),
+    // Keystone's cache changes what each request costs it (about 8x per GET here): see README.
+    keystone_cache: keystoneCache(),
     openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
     keystone_totp_commit: sh("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]),
     keystone_totp_dirty:
@@ -339,6 +341,19 @@ interface BenchUser {
 }
 
 // ------------------------------------------------------------------ the floor
+
+/**
+ * The cache the local instance was started with (scripts/keystone.sh `--cache`): "memcached" or
+ * "none" (also for instances from before the option); null when it has no instance.json.
+ */
+function keystoneCache(): string | null {
+  try {
+    const c = (JSON.parse(readFileSync(join(KEYSTONE_STATE, "instance.json"), "utf8")) as { cache?: unknown }).cache;
+    return typeof c === "string" && c !== "" ? c : "none";
+  } catch {
+    return null;
+  }
+}
 
 /** Keystone's [auth] methods as the local instance was started with (they shape the rules). */
 function keystoneMethods(): string[] {

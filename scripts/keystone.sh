@@ -8,6 +8,7 @@
 #       zbar-tools). Fast no-op when everything is already installed.
 #   scripts/keystone.sh start [--name NAME] [--port PORT] [--methods LIST]
 #                             [--token-expiration SECONDS] [--list-limit N]
+#                             [--cache none|memcached]
 #       Start instance NAME (default "default") on http://127.0.0.1:PORT/v3 and
 #       wait until GET /v3 answers 200. The first start of an instance creates
 #       its PostgreSQL role and database and bootstraps Keystone (about 20 s);
@@ -24,8 +25,13 @@
 #       Methods without "totp" give a "TOTP not enabled" Keystone. --list-limit
 #       N writes `[DEFAULT] list_limit = N` (lists longer than N come back cut
 #       short with "truncated": true, as on many production clouds); 0 removes
-#       the limit. Starting a running instance with the same settings does
-#       nothing.
+#       the limit. --cache memcached gives the instance a memcached of its own
+#       (on a unix socket in its folder) and turns Keystone's cache on with
+#       oslo.cache's memcache_pool backend, as production deployments run it
+#       (tokens, users, roles and the catalog are then cached); it installs
+#       Debian's memcached and python3-memcache when missing. none (the default)
+#       is Keystone's default: no cache. Starting a running instance with the
+#       same settings does nothing.
 #   scripts/keystone.sh stop [--name NAME | --all]
 #   scripts/keystone.sh destroy [--name NAME]   stop, drop its database, remove its files
 #   scripts/keystone.sh status                  list instances and whether they answer
@@ -38,10 +44,11 @@
 #   openrc          exports OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ... (admin)
 #   instance.json   {"authUrl","username","password","projectName",
 #                    "userDomainName","projectDomainName","port","name",
-#                    "methods","totpEnabled","tokenExpiration","listLimit"}
+#                    "methods","totpEnabled","tokenExpiration","listLimit","cache"}
 #   admin-password, keystone.conf, settings (port, methods, ..., DB password),
 #   port (the port it uses or is about to use, so that no other instance takes it),
 #   uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's own logs),
+#   memcached.pid and memcached.sock (with --cache memcached),
 #   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
 #
 # Must run as root (it manages packages, PostgreSQL and its roles). Passwords
@@ -61,6 +68,11 @@ readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_creden
 readonly DEFAULT_TOKEN_EXPIRATION=3600
 # Entries per list answer; 0 means Keystone's default, no limit.
 readonly DEFAULT_LIST_LIMIT=0
+# Keystone's own default: no cache. "memcached" is what production deployments run.
+readonly DEFAULT_CACHE=none
+# Memory of an instance's memcached, MiB (the tokens and users of a 10,000-user bench fit many times).
+readonly MEMCACHED_MB=128
+readonly CACHE_PACKAGES=(memcached python3-memcache)
 # Port a new instance asks for (Keystone's usual public port), and how many ports from it up
 # are tried when it is taken and no port was given.
 readonly DEFAULT_PORT=${KEYSTONE_DEFAULT_PORT:-5000}
@@ -95,14 +107,17 @@ random_alnum() {
 
 # ---------------------------------------------------------------- packages --
 
+# Installs those of the Debian packages given (default: PACKAGES) that are not installed yet.
 cmd_install() {
   require_root
+  local -a wanted=("$@")
+  ((${#wanted[@]})) || wanted=("${PACKAGES[@]}")
   local missing=() pkg status
   local -A installed=()
   while read -r pkg status; do
     [[ $status == installed ]] && installed[$pkg]=1
-  done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
-  for pkg in "${PACKAGES[@]}"; do
+  done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${wanted[@]}" 2>/dev/null || true)
+  for pkg in "${wanted[@]}"; do
     [[ -n ${installed[$pkg]:-} ]] || missing+=("$pkg")
   done
   if ((${#missing[@]} == 0)); then
@@ -161,7 +176,7 @@ psql_admin() {
 
 # ---------------------------------------------------------------- instances --
 
-NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" LIST_LIMIT="" ALL=0
+NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" LIST_LIMIT="" CACHE="" ALL=0
 
 parse_opts() {
   while (($#)); do
@@ -176,6 +191,8 @@ parse_opts() {
       --token-expiration=*) TOKEN_EXPIRATION=${1#*=}; shift ;;
       --list-limit) LIST_LIMIT=${2:?--list-limit needs a value}; shift 2 ;;
       --list-limit=*) LIST_LIMIT=${1#*=}; shift ;;
+      --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
+      --cache=*) CACHE=${1#*=}; shift ;;
       --all) ALL=1; shift ;;
       -h|--help) usage 0 ;;
       *) die "unknown option: $1" ;;
@@ -190,6 +207,7 @@ parse_opts() {
     || die "bad --token-expiration '$TOKEN_EXPIRATION'"
   [[ -z $LIST_LIMIT || $LIST_LIMIT =~ ^(0|[1-9][0-9]{0,5})$ ]] \
     || die "bad --list-limit '$LIST_LIMIT' (0 for none, else 1..999999)"
+  [[ -z $CACHE || $CACHE == none || $CACHE == memcached ]] || die "bad --cache '$CACHE' (none or memcached)"
 }
 
 instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
@@ -198,11 +216,11 @@ instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
 read_settings() {
   local file="$1/settings" key value
   SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_LIST_LIMIT=""
-  SETTING_DB_PASSWORD=""
+  SETTING_CACHE="" SETTING_DB_PASSWORD=""
   [[ -f $file ]] || return 0
   while IFS='=' read -r key value; do
     case $key in
-      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
+      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|CACHE|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
     esac
   done <"$file"
 }
@@ -285,11 +303,21 @@ included_previous_windows = 1
 
 [security_compliance]
 EOF
+  if [[ $CACHE == memcached ]]; then
+    cat >>"$dir/keystone.conf" <<EOF
+
+[cache]
+enabled = true
+backend = oslo_cache.memcache_pool
+memcache_servers = unix:$dir/memcached.sock
+EOF
+  fi
   cat >"$dir/settings" <<EOF
 PORT=$PORT
 METHODS=$METHODS
 TOKEN_EXPIRATION=$TOKEN_EXPIRATION
 LIST_LIMIT=$LIST_LIMIT
+CACHE=$CACHE
 DB_PASSWORD=$db_password
 EOF
 }
@@ -324,7 +352,8 @@ EOF
   "methods": [${methods_json%,}],
   "totpEnabled": $totp,
   "tokenExpiration": $TOKEN_EXPIRATION,
-  "listLimit": $LIST_LIMIT
+  "listLimit": $LIST_LIMIT,
+  "cache": "$CACHE"
 }
 EOF
 }
@@ -359,6 +388,35 @@ uwsgi_python_plugin() {
   die "no uWSGI python3 plugin in /usr/lib/uwsgi/plugins (install uwsgi-plugin-python3)"
 }
 
+# The instance's own memcached, on a unix socket in its folder (no port to share or collide on;
+# mode 0600, so only root's Keystone reaches it). Replaces one left from an earlier start.
+start_memcached() {
+  local dir=$1 i
+  command -v memcached >/dev/null && /usr/bin/python3 -c 'import memcache' 2>/dev/null \
+    || cmd_install "${CACHE_PACKAGES[@]}"
+  stop_memcached "$dir"
+  memcached -d -u root -s "$dir/memcached.sock" -a 0600 -m "$MEMCACHED_MB" -c 4096 \
+    -P "$dir/memcached.pid" </dev/null 8>&- 9>&- || die "memcached did not start"
+  for ((i = 0; i < 50; i++)); do
+    [[ -S $dir/memcached.sock ]] && return 0
+    sleep 0.1
+  done
+  die "memcached did not open $dir/memcached.sock"
+}
+
+# Stops the instance's memcached, if it runs (checked by name: a stale pid file may name another process).
+stop_memcached() {
+  local dir=$1 pid i
+  pid=$(read_secret "$dir/memcached.pid")
+  pid=${pid//[!0-9]/}
+  if pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == memcached ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+    if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$dir/memcached.pid" "$dir/memcached.sock"
+}
+
 cmd_start() {
   require_root
   require_packages
@@ -384,6 +442,7 @@ cmd_start() {
   METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
   TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
   LIST_LIMIT=${LIST_LIMIT:-${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}}
+  CACHE=${CACHE:-${SETTING_CACHE:-$DEFAULT_CACHE}}
   [[ $PORT =~ ^[0-9]+$ && PORT -ge 1 && PORT -le 65535 ]] || die "bad port '$PORT'"
   local url="http://127.0.0.1:$PORT/v3"
 
@@ -391,7 +450,8 @@ cmd_start() {
   if [[ -n $pid ]]; then
     if [[ $PORT == "${SETTING_PORT}" && $METHODS == "${SETTING_METHODS}" &&
           $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" &&
-          $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" && $(http_status "$url") == 200 ]]; then
+          $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" &&
+          $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" && $(http_status "$url") == 200 ]]; then
       log "instance $NAME already running at $url (pid $pid)"
       return
     fi
@@ -453,6 +513,7 @@ SQL
   fi
   write_client_files "$dir" "$password"
 
+  [[ $CACHE != memcached ]] || start_memcached "$dir"
   local plugin; plugin=$(uwsgi_python_plugin)
   rm -f "$dir/uwsgi.pid"
   printf '\n==== %s start on port %s\n' "$(date -Is)" "$PORT" >>"$dir/log/uwsgi.log"
@@ -500,6 +561,7 @@ stop_instance() {
   # "keystone-NAME-SUFFIX": another checkout's instance of the same name is not ours).
   mapfile -t procs < <({ [[ -z $pid ]] || { echo "$pid"; descendants "$pid"; }
                          pgrep -f "^keystone-$name-$DB_SUFFIX uWSGI " || true; } | sort -u)
+  stop_memcached "$dir"
   if ((${#procs[@]} == 0)); then
     rm -f "$dir/uwsgi.pid"
     log "instance $name is not running"

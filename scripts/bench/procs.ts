@@ -178,8 +178,8 @@ export function cpuOfTree(root: number): Map<number, number> {
 }
 
 /**
- * CPU seconds so far of one Keystone instance (state folder `state`) and its PostgreSQL
- * backends. Other checkouts run Keystones with the same process titles on this machine, so the
+ * CPU seconds so far of one Keystone instance (state folder `state`), its PostgreSQL
+ * backends and its memcached (when started with `--cache memcached`). Other checkouts run Keystones with the same process titles on this machine, so the
  * uWSGI processes are found under the master in this instance's pid file, and the backends by
  * this instance's database. KT_BENCH_KEYSTONE_PROCS / KT_BENCH_POSTGRES_PROCS (regular
  * expressions on the command line) override both, for a Keystone started otherwise.
@@ -195,8 +195,19 @@ export function keystoneCpuOf(state: string): Map<number, number> {
       : cpuOfMatching(/^keystone-default uWSGI/);
   const db = /^connection = \S+\/(\w+)\s*$/m.exec(read(`${state}/keystone.conf`) ?? "")?.[1];
   const pg = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
-  for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg)]) out.set(pid, v);
+  const cache = memcachedOf(state);
+  const cacheCpu = cache === undefined ? [] : [...cpuOfTree(cache)];
+  for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg), ...cacheCpu]) out.set(pid, v);
   return out;
+}
+
+/**
+ * The pid of the memcached of the Keystone instance in `state` (scripts/keystone.sh
+ * `--cache memcached`), if one runs.
+ */
+export function memcachedOf(state: string): number | undefined {
+  const pid = Number((read(`${state}/memcached.pid`) ?? "").trim() || Number.NaN);
+  return Number.isInteger(pid) && (read(`/proc/${pid}/comm`) ?? "").trim() === "memcached" ? pid : undefined;
 }
 
 /** One line of scripts/bench/exit-cpu.cjs. */

@@ -1,8 +1,9 @@
 /**
- * The split layout of the benchmark: Keystone (its uWSGI master, workers and HTTP router) and
- * its PostgreSQL backends on one core, everything of keystone-totp's (the program, the Pulumi
- * CLI, the provider processes) on the other, as when Keystone runs on its own hosts. Pinning
- * is done with `taskset` (util-linux), all threads of each process.
+ * The split layout of the benchmark: Keystone (its uWSGI master, workers and HTTP router, and
+ * its memcached when it has one) and its PostgreSQL backends on one core, everything of
+ * keystone-totp's (the program, the Pulumi CLI, the provider processes) on the other, as when
+ * Keystone runs on its own hosts. Pinning is done with `taskset` (util-linux), all threads of
+ * each process.
  *
  * The PostgreSQL cluster is shared with other checkouts' Keystones on this machine, so the
  * postmaster is NOT pinned (its new backends would inherit the pin, whoever they serve): this
@@ -14,6 +15,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { memcachedOf } from "./procs.ts";
 
 /** How often new backends and uWSGI workers are looked for, ms. */
 const PIN_EVERY_MS = 500;
@@ -105,7 +107,7 @@ export class Pinning {
     this.timer.unref();
   }
 
-  /** Processes pinned so far (the uWSGI ones, the backends, the cluster's writers). */
+  /** Processes pinned so far (the uWSGI ones, memcached, the backends, the cluster's writers). */
   get pinned(): number {
     return this.before.size;
   }
@@ -119,7 +121,8 @@ export class Pinning {
       throw new Error(`split layout: no running Keystone with a database in ${this.keystoneState}`);
     }
     const backend = new RegExp(`^postgres: \\S+ ${db} `);
-    const out: number[] = [];
+    const cache = memcachedOf(this.keystoneState);
+    const out: number[] = cache === undefined ? [] : [cache];
     for (const d of readdirSync("/proc")) {
       if (!/^\d+$/.test(d)) continue;
       const pid = Number(d);
