@@ -1000,10 +1000,17 @@ async function benchN(
     });
   } finally {
     if (!o.keep) {
-      for (const s of stacks) await s.remove();
-      t0 = process.hrtime.bigint();
-      const gone = await cleanupUsers(ks, n);
-      log(`N=${n}: deleted ${gone} users (and their credentials) in ${since(t0).toFixed(1)} s`);
+      // A failed clean-up must not lose the row just measured: the next run removes what is left.
+      try {
+        for (const s of stacks) await s.remove();
+        t0 = process.hrtime.bigint();
+        const gone = await cleanupUsers(ks, n);
+        log(`N=${n}: deleted ${gone} users (and their credentials) in ${since(t0).toFixed(1)} s`);
+      } catch (e) {
+        log(
+          `N=${n}: clean-up failed (the next run removes the leftovers): ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
     } else {
       log(`N=${n}: kept users and stacks (${stacks.map((s) => `${s.name} in ${s.dir}`).join(", ")})`);
     }
