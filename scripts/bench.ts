@@ -347,24 +347,26 @@ interface BenchUser {
  * "none" (also for instances from before the option); null when it has no instance.json.
  */
 function keystoneCache(): string | null {
+  const i = localInstance();
+  if (i === undefined) return null;
+  return typeof i.cache === "string" && i.cache !== "" ? i.cache : "none";
+}
+
+/** The local instance's instance.json (scripts/keystone.sh), or undefined when there is none. */
+function localInstance(): Record<string, unknown> | undefined {
   try {
-    const c = (JSON.parse(readFileSync(join(KEYSTONE_STATE, "instance.json"), "utf8")) as { cache?: unknown }).cache;
-    return typeof c === "string" && c !== "" ? c : "none";
+    return JSON.parse(readFileSync(join(KEYSTONE_STATE, "instance.json"), "utf8")) as Record<string, unknown>;
   } catch {
-    return null;
+    return undefined;
   }
 }
 
 /** Keystone's [auth] methods as the local instance was started with (they shape the rules). */
 function keystoneMethods(): string[] {
-  try {
-    const m = (JSON.parse(readFileSync(join(KEYSTONE_STATE, "instance.json"), "utf8")) as { methods?: unknown })
-      .methods;
-    if (typeof m === "string" && m !== "") return m.split(",");
-    if (Array.isArray(m)) return m.map(String);
-  } catch {
-    // not the local instance: Keystone's defaults with TOTP, as the tests run it
-  }
+  const m = localInstance()?.methods;
+  if (typeof m === "string" && m !== "") return m.split(",");
+  if (Array.isArray(m)) return m.map(String);
+  // not the local instance: Keystone's defaults with TOTP, as the tests run it
   return ["external", "password", "token", "oauth1", "totp", "application_credential"];
 }
 

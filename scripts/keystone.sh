@@ -404,12 +404,20 @@ start_memcached() {
   die "memcached did not open $dir/memcached.sock"
 }
 
-# Stops the instance's memcached, if it runs (checked by name: a stale pid file may name another process).
+# The pid of the instance's memcached if it runs (checked by name: a stale pid file may name
+# another process); empty otherwise.
+memcached_pid() {
+  local pid
+  pid=$(read_secret "$1/memcached.pid")
+  pid=${pid//[!0-9]/}
+  if pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == memcached ]]; then printf '%s' "$pid"; fi
+}
+
+# Stops the instance's memcached, if it runs.
 stop_memcached() {
   local dir=$1 pid i
-  pid=$(read_secret "$dir/memcached.pid")
-  pid=${pid//[!0-9]/}
-  if pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == memcached ]]; then
+  pid=$(memcached_pid "$dir")
+  if [[ -n $pid ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do pid_alive "$pid" || break; sleep 0.1; done
     if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
@@ -451,7 +459,8 @@ cmd_start() {
     if [[ $PORT == "${SETTING_PORT}" && $METHODS == "${SETTING_METHODS}" &&
           $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" &&
           $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" &&
-          $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" && $(http_status "$url") == 200 ]]; then
+          $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" &&
+          ($CACHE != memcached || -n $(memcached_pid "$dir")) && $(http_status "$url") == 200 ]]; then
       log "instance $NAME already running at $url (pid $pid)"
       return
     fi

@@ -1,7 +1,8 @@
 /**
  * A bare Keystone v3 client for the benchmark: one token (issued again when Keystone stops
- * taking it), one keep-alive agent, no other retries and no lookups. It is what the floor is measured with (the least a client can send per
- * credential), and what sets up and tears down the bench users.
+ * taking it), one keep-alive agent, no other retries and no lookups. It is what the floor is
+ * measured with (the least a client can send per credential), and what sets up and tears down
+ * the bench users.
  */
 import http from "node:http";
 import { MARKER_ATTRIBUTE } from "../../lib/mfa/posture.ts";

@@ -179,8 +179,8 @@ export function cpuOfTree(root: number): Map<number, number> {
 
 /**
  * CPU seconds so far of one Keystone instance (state folder `state`), its PostgreSQL
- * backends and its memcached (when started with `--cache memcached`). Other checkouts run Keystones with the same process titles on this machine, so the
- * uWSGI processes are found under the master in this instance's pid file, and the backends by
+ * backends and its memcached (when started with `--cache memcached`). Other checkouts run
+ * Keystones with the same process titles on this machine, so the uWSGI processes are found under the master in this instance's pid file, and the backends by
  * this instance's database. KT_BENCH_KEYSTONE_PROCS / KT_BENCH_POSTGRES_PROCS (regular
  * expressions on the command line) override both, for a Keystone started otherwise.
  */
