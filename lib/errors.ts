@@ -25,6 +25,12 @@ export type ErrorCode =
   | "E_KEYSTONE_AUTH"
   /** Keystone answered 403: the operator's account may not do this. */
   | "E_KEYSTONE_FORBIDDEN"
+  /**
+   * The operator's own account has MFA rules: Keystone asked for a TOTP passcode at login (an
+   * auth receipt) and none was given, or (Keystone 30, `require_mfa_for_sensitive_account_actions`)
+   * refused an MFA change without a fresh `OpenStack-MFA-Passcode`.
+   */
+  | "E_KEYSTONE_MFA"
   /** Keystone answered 404 for something that must exist. */
   | "E_KEYSTONE_NOT_FOUND"
   /** Keystone answered with another unexpected HTTP status, after any retries. */
@@ -46,6 +52,11 @@ export type ErrorCode =
   | "E_OUTBOX"
   /** A user cannot be given a login posture that refuses a TOTP code alone (own rules, LDAP). */
   | "E_POSTURE"
+  /**
+   * The operator's own Keystone account was named as a user to enroll (CSV row, credentials
+   * config, `TotpCredential`): refused before anything is written (see docs/operator-account.md).
+   */
+  | "E_OPERATOR_SELF"
   /** A command line is wrong: an unknown option or argument, a missing or malformed value. */
   | "E_USAGE";
 
@@ -212,8 +223,10 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, ExitCode>> = {
   E_CSV_ROW: EXIT.badInput,
   E_USER_NOT_FOUND: EXIT.badInput,
   E_POSTURE: EXIT.badInput,
+  E_OPERATOR_SELF: EXIT.badInput,
   E_KEYSTONE_AUTH: EXIT.keystone,
   E_KEYSTONE_FORBIDDEN: EXIT.keystone,
+  E_KEYSTONE_MFA: EXIT.keystone,
   E_KEYSTONE_NOT_FOUND: EXIT.keystone,
   E_KEYSTONE_HTTP: EXIT.keystone,
   E_KEYSTONE_NETWORK: EXIT.keystone,

@@ -85,11 +85,19 @@ export function tagOf(raw: unknown): CredentialTag | undefined {
   return { v: MARKER_VERSION, owner: m.owner, at };
 }
 
+/**
+ * Whether two tags name the same create: same owner and the same time to the millisecond
+ * (one resource makes one create at a time, so this identifies a request whose answer was lost).
+ */
+export function sameTag(a: CredentialTag | undefined, b: CredentialTag | undefined): boolean {
+  return a !== undefined && b !== undefined && a.owner === b.owner && a.at !== "" && a.at === b.at;
+}
+
 /** What {@link planAdoption} needs of a credential the user holds. */
 export interface HeldCredential {
   readonly id: string;
-  /** The secret Keystone holds. */
-  readonly blob: string;
+  /** The secret Keystone holds; undefined when Keystone does not return it (30 and later). */
+  readonly blob: string | undefined;
   /** The raw `keystone_totp` attribute, as Keystone returned it. */
   readonly marker?: unknown;
 }
@@ -113,7 +121,9 @@ export interface AdoptionPlan<C extends HeldCredential> {
  * A held credential is an own leftover when its tag names `owner` and the state does not
  * reference it. Of these, the newest by its tag's time (then by ID, for a stable choice) whose
  * blob is usable is adopted: `usable(blob)` (a valid secret), and equal to `supplied` when the
- * resource was given its secret. The others are leftovers to retire.
+ * resource was given its secret. The others are leftovers to retire. A leftover whose secret
+ * Keystone does not return (30 and later) is never adopted: a secret the tool cannot read
+ * cannot be sent, so the user gets a new one and the leftover is retired.
  *
  * @param held - the user's TOTP credentials, as just listed.
  * @param owner - this resource's {@link ownerId}.
@@ -141,7 +151,7 @@ export function planAdoption<C extends HeldCredential>(
     else foreign.push(c.id);
   }
   const candidates = own
-    .filter(({ c }) => usable(c.blob) && (supplied === undefined || c.blob === supplied))
+    .filter(({ c }) => c.blob !== undefined && usable(c.blob) && (supplied === undefined || c.blob === supplied))
     .sort((a, b) => (a.at === b.at ? (a.c.id < b.c.id ? 1 : -1) : a.at < b.at ? 1 : -1));
   const adopt = candidates[0]?.c;
   return {

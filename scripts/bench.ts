@@ -288,7 +288,7 @@ function versions() {
     pulumi_sdk: pkg("@pulumi/pulumi"),
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not a template
     keystone: sh("dpkg-query", ["-W", "-f", "${Version}", "keystone"]),
-    // Keystone's cache changes what each request costs it (about 8x per GET here): see README.
+    // Keystone's cache changes what each request costs it (about 8x per GET here): see bench/README.md.
     keystone_cache: keystoneCache(),
     openstackclient: sh("openstack", ["--version"])?.replace(/^openstack\s*/, "") ?? null,
     keystone_totp_commit: sh("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]),

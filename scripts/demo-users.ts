@@ -13,6 +13,7 @@ import { resolveKeystoneAuth } from "../lib/keystone/auth.ts";
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { readUsersCsv } from "../lib/users/csv.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
+import { createDomain, createUser } from "./demo/keystone-admin.ts";
 
 /** Host names of loopback, the only place demo users may be made. */
 const LOOPBACK_HOSTS: readonly string[] = ["127.0.0.1", "localhost", "::1", "[::1]"];
@@ -44,10 +45,10 @@ async function main(argv: readonly string[]): Promise<number> {
       : {};
     let created = 0;
     for (const row of readUsersCsv(csv)) {
-      const domainId = (await client.domainIdByName(row.domain)) ?? (await client.createDomain(row.domain));
+      const domainId = (await client.domainIdByName(row.domain)) ?? (await createDomain(client, row.domain));
       if (await client.findUser(row.username, row.domain)) continue;
       const password = `Demo-${randomBytes(9).toString("base64url")}`;
-      await client.createUser({ name: row.username, domainId, password, email: row.email });
+      await createUser(client, { name: row.username, domainId, password, email: row.email });
       passwords[row.key] = password;
       created++;
     }

@@ -1,7 +1,8 @@
 /**
  * Preflight checks before enrolling anyone: Keystone reachable, TLS, the operator's token and
  * permissions, the totp auth method, clock skew, the users CSV, and mail. One line per check;
- * nothing is changed in Keystone and no message is sent.
+ * no message is sent, and nothing existing is changed in Keystone: what it writes to prove the
+ * rights (see HELP) it deletes at once.
  *
  * Usage: node scripts/doctor.ts [options]      (npm run doctor -- ...)
  */
@@ -10,6 +11,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nonEmptyOption, parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
+import { loginOnceForRun } from "../operator/commands/mfa-login.ts";
 import { MAIL_FROM_ENV, SMTP_URL_ENV } from "../operator/doctor/mail.ts";
 import type { DoctorPostureSettings } from "../operator/doctor/posture.ts";
 import { formatJson, formatText, runDoctor } from "../operator/doctor/run.ts";
@@ -18,9 +20,21 @@ import { resolvePostureFlags } from "../operator/fleet/settings.ts";
 
 export const HELP = `usage: npm run doctor -- [options]
 
-Checks, without changing anything, what would make TOTP enrollment or logins fail:
-Keystone reachable and TLS, the operator's token and roles, permission to manage
-credentials, the totp auth method, clock skew, the users CSV, and mail delivery.
+Checks what would make TOTP enrollment or logins fail: Keystone reachable and TLS, the
+operator's token and roles, whether the operator's own account has MFA rules (on Keystone
+2026.2 (30) it then cannot make MFA changes in bulk), permission to manage credentials,
+the totp auth method, clock skew, the users CSV, and mail delivery. No message is sent.
+
+It never writes to the operator's own user nor to any existing user. What it writes, it
+deletes at once, on every Keystone release:
+  - a TOTP credential (random secret, never shown) for a made-up user ID no user has;
+  - a throwaway user keystone-totp-doctor-<random> (random password, never shown) in the
+    operator's domain, with the tool's staged MFA rules and a TOTP credential: one TOTP
+    login (which must be refused) and one password login completing it; then the user is
+    deleted with its credential. Skipped, with a warning, if the account may not create
+    users. If a delete fails, the doctor names what is left and how to remove it.
+See docs/operator-account.md.
+
 Keystone settings come from OS_* variables or OS_CLOUD (clouds.yaml), as for provision;
 with none of them (and, with --stack, no openstack:* config), the local Keystone of
 'npm run demo' (.local/keystone/default).
@@ -29,7 +43,7 @@ options:
   --csv FILE          also check the users CSV: valid, users found, credentials, MFA rules,
                       who a TOTP code alone logs in, application credentials the rules
                       block, rules naming disabled methods, users whose options cannot be
-                      written (LDAP)
+                      written (LDAP), enrolled users whose password expires
   --stack NAME        with --csv: count the users' credentials this stack does not manage
                       (made by hand, or left by a crash), and compare with the stack's
                       keystone-totp:enforceMfa, allowTotpOnlyLogin, refuseApplicationCredentials
@@ -121,8 +135,10 @@ async function fromStack(stack: string): Promise<{ managed: ManagedCredentials; 
 async function main(argv: readonly string[]): Promise<number> {
   const o = parseDoctorArgs(argv);
   // The stack's openstack:* config, when it has some, is the operator's choice of Keystone.
-  const configKeys = o.stack ? Object.keys(await (await workspace()).getAllConfig(o.stack)) : [];
-  useLocalKeystoneWithNote("doctor", { repo: REPO, configKeys });
+  const config = o.stack ? await (await workspace()).getAllConfig(o.stack) : {};
+  useLocalKeystoneWithNote("doctor", { repo: REPO, configKeys: Object.keys(config) });
+  // An operator account with MFA logs in once: its checks share that token (a code works once on 30).
+  await loginOnceForRun("doctor", { config: (k) => config[k]?.value });
   const stack = o.stack && o.csv ? await fromStack(o.stack) : undefined;
   const report = await runDoctor({
     ...(stack ? { managed: stack.managed, posture: stack.posture } : {}),

@@ -8,7 +8,7 @@
 #       zbar-tools). Fast no-op when everything is already installed.
 #   scripts/keystone.sh start [--name NAME] [--port PORT] [--methods LIST]
 #                             [--token-expiration SECONDS] [--list-limit N]
-#                             [--cache none|memcached]
+#                             [--cache none|memcached] [--release 22|27|30]
 #       Start instance NAME (default "default") on http://127.0.0.1:PORT/v3 and
 #       wait until GET /v3 answers 200. The first start of an instance creates
 #       its PostgreSQL role and database and bootstraps Keystone (about 20 s);
@@ -32,6 +32,20 @@
 #       Debian's memcached and python3-memcache when missing. none (the default)
 #       is Keystone's default: no cache. Starting a running instance with the
 #       same settings does nothing.
+#       --release picks the Keystone release (see docs/releases.md): 22 (the
+#       default) is the host's Debian 12 package (2:22.0.2); 27 is Debian trixie's
+#       and 30 is sid's, each run from a chroot (debootstrap --variant=minbase,
+#       Debian's packages) built on first use, about 4 min, and cached outside the
+#       repository in ${KEYSTONE_TOTP_CHROOT_CACHE:-/var/cache/keystone-totp/chroot}/SUITE.
+#       uWSGI and keystone-manage run with `chroot`; the instance folder is
+#       bind-mounted at the same path inside (with /proc and /dev) and unmounted
+#       on stop. On 27 and 30 --cache defaults to memcached, on TCP 127.0.0.1 at a
+#       free port from ${KEYSTONE_MEMCACHED_BASE_PORT:-11300} up (30 only enforces
+#       single-use TOTP codes with a cache). An instance keeps its release: to
+#       change it, destroy the instance or use another name.
+#   scripts/keystone.sh prepare --release 27|30
+#       Build and cache that release's chroot only (nothing when already cached;
+#       a concurrent start waits for the build instead of building again).
 #   scripts/keystone.sh stop [--name NAME | --all]
 #   scripts/keystone.sh destroy [--name NAME]   stop, drop its database, remove its files
 #   scripts/keystone.sh status                  list instances and whether they answer
@@ -44,11 +58,13 @@
 #   openrc          exports OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ... (admin)
 #   instance.json   {"authUrl","username","password","projectName",
 #                    "userDomainName","projectDomainName","port","name",
-#                    "methods","totpEnabled","tokenExpiration","listLimit","cache"}
+#                    "methods","totpEnabled","tokenExpiration","listLimit","cache",
+#                    "release"}
 #   admin-password, keystone.conf, settings (port, methods, ..., DB password),
 #   port (the port it uses or is about to use, so that no other instance takes it),
 #   uwsgi.pid, log/ (uwsgi.log, setup.log, Keystone's own logs),
-#   memcached.pid and memcached.sock (with --cache memcached),
+#   memcached.pid and memcached.sock (with --cache memcached; no socket on 27/30,
+#   whose memcached port is in settings),
 #   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
 #
 # Must run as root (it manages packages, PostgreSQL and its roles). Passwords
@@ -81,6 +97,19 @@ readonly READY_TIMEOUT=${KEYSTONE_READY_TIMEOUT:-60}
 readonly KEYSTONE_WSGI=/usr/bin/keystone-wsgi-public
 readonly PACKAGES=(keystone postgresql python3-psycopg2 uwsgi-core uwsgi-plugin-python3
                    oathtool zbar-tools openssl git)
+# Keystone releases: 22 is the host's (Debian 12) package; the others run from a chroot of a
+# newer Debian suite, built once with debootstrap and cached outside the repository.
+readonly DEFAULT_RELEASE=22
+declare -rA RELEASE_SUITES=([27]=trixie [30]=sid)
+readonly RELEASES_TEXT="22, 27 or 30"
+readonly CHROOT_CACHE="${KEYSTONE_TOTP_CHROOT_CACHE:-/var/cache/keystone-totp/chroot}"
+readonly CHROOT_MIRROR=http://deb.debian.org/debian
+readonly CHROOT_PACKAGES=(keystone uwsgi-core uwsgi-plugin-python3 python3-psycopg2 python3-memcache)
+# Written last into a finished chroot: a chroot without it is not ready.
+readonly CHROOT_MARK=etc/keystone-totp-chroot
+# memcached of a chroot release listens on TCP (a unix socket in .local is not visible inside):
+# the first free port from here up.
+readonly MEMCACHED_BASE_PORT=${KEYSTONE_MEMCACHED_BASE_PORT:-11300}
 
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 
@@ -143,6 +172,195 @@ require_packages() {
   fi
 }
 
+# ----------------------------------------------------- release of an instance --
+
+# The chroot the instance's Keystone runs in; empty for the host's release.
+CHROOT_DIR=""
+
+# Runs a command of the instance's Keystone: on the host, or in its release's chroot.
+in_release() {
+  if [[ -z $CHROOT_DIR ]]; then
+    "$@"
+  else
+    chroot "$CHROOT_DIR" /usr/bin/env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+  fi
+}
+
+# Makes the instance folder $1 visible at the same path inside CHROOT_DIR (with /proc and
+# /dev), mounted exactly once: a stale or stacked mount there is removed first.
+mount_instance() {
+  local dir=$1
+  [[ -n $CHROOT_DIR ]] || return 0
+  chroot_lock "$RELEASE"
+  mount_system "$CHROOT_DIR"
+  unmount_under "$CHROOT_DIR$dir"
+  mkdir -p "$CHROOT_DIR$dir"
+  mount --bind "$dir" "$CHROOT_DIR$dir"
+  chroot_unlock
+}
+
+# Unmounts the instance folder $1 from every release's chroot, and a chroot's /proc and /dev
+# once no instance folder is mounted in it any more.
+unmount_instance() {
+  local dir=$1 release root m
+  for release in "${!RELEASE_SUITES[@]}"; do
+    root=$(chroot_root "$release")
+    [[ -d $root ]] || continue
+    [[ -n $(mounts_under "$root") ]] || continue
+    chroot_lock "$release"
+    unmount_under "$root$dir"
+    rmdir "$root$dir" 2>/dev/null || true    # the empty mount point (never its contents)
+    local others=0
+    while IFS= read -r m; do
+      [[ -n $m && $m != "$root/proc" && $m != "$root/dev" ]] && others=1
+    done < <(mounts_under "$root")
+    if ((others == 0)); then unmount_under "$root/proc"; unmount_under "$root/dev"; fi
+    chroot_unlock
+  done
+}
+
+# ------------------------------------------------------------------ chroots --
+
+release_suite() { printf '%s' "${RELEASE_SUITES[$1]:-}"; }
+chroot_root() { printf '%s/%s' "$CHROOT_CACHE" "$(release_suite "$1")"; }
+chroot_ready() { [[ -f $1/$CHROOT_MARK ]]; }
+
+# Mount points at or under $1 (deepest first), from /proc/self/mountinfo (octal escapes decoded).
+mounts_under() {
+  local prefix=$1
+  awk '{print $5}' /proc/self/mountinfo | while IFS= read -r m; do
+    [[ $m != *\\* ]] || m=$(printf '%b' "$m")
+    [[ $m == "$prefix" || $m == "$prefix"/* ]] && printf '%s\n' "$m"
+  done | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-
+}
+
+# Unmounts everything at or under $1, stacked mounts included (lazily when busy).
+unmount_under() {
+  local m i
+  for ((i = 0; i < 10; i++)); do
+    local -a ms=()
+    mapfile -t ms < <(mounts_under "$1")
+    ((${#ms[@]})) || return 0
+    for m in "${ms[@]}"; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+  done
+  die "could not unmount everything under $1"
+}
+
+# Removes a chroot directory that is not (or no longer) in use: unmounts first, and never
+# crosses into another file system (a /dev left bound must not be emptied).
+remove_tree() {
+  unmount_under "$1"
+  rm -rf --one-file-system "$1"
+}
+
+# /proc and /dev inside chroot $1 (each mounted once).
+mount_system() {
+  local root=$1
+  mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+  mountpoint -q "$root/dev" || mount --bind /dev "$root/dev"
+}
+
+# Takes the lock of a release's chroot (fd 7): builds and mount changes go one at a time.
+chroot_lock() {
+  local suite; suite=$(release_suite "$1")
+  mkdir -p "$CHROOT_CACHE"
+  exec 7>"$CHROOT_CACHE/.lock-$suite"
+  if ! flock -n 7; then
+    log "waiting for the lock of the $suite chroot (another build or start)"
+    flock -w 1800 7 || die "timed out waiting for the lock of the $suite chroot"
+  fi
+}
+chroot_unlock() { exec 7>&-; }
+
+CHROOT_BUILD_DIR=""
+chroot_build_cleanup() {
+  if [[ -n $CHROOT_BUILD_DIR && -d $CHROOT_BUILD_DIR ]]; then
+    log "removing the unfinished chroot $CHROOT_BUILD_DIR"
+    remove_tree "$CHROOT_BUILD_DIR" || true
+  fi
+  CHROOT_BUILD_DIR=""
+}
+
+# Builds (once) the chroot of release $1 and caches it in CHROOT_CACHE/SUITE. The build goes
+# into a temporary folder renamed into place when complete, under the chroot's lock, so an
+# interrupted build never counts as ready and two starts never build twice.
+ensure_chroot() {
+  local release=$1 suite root
+  suite=$(release_suite "$release")
+  [[ -n $suite ]] || return 0
+  root=$(chroot_root "$release")
+  chroot_ready "$root" && return 0
+  require_root
+  chroot_lock "$release"
+  if chroot_ready "$root"; then chroot_unlock; return 0; fi
+  command -v debootstrap >/dev/null || cmd_install debootstrap
+  local stale
+  for stale in "$CHROOT_CACHE/.build-$suite".*; do    # left by an interrupted build
+    [[ -d $stale ]] || continue
+    log "removing the unfinished chroot $stale"
+    remove_tree "$stale"
+  done
+  # A folder at the final place without the mark (not ours, or damaged) is rebuilt.
+  [[ ! -e $root ]] || remove_tree "$root"
+  local t0=$SECONDS buildlog="$CHROOT_CACHE/$suite.build.log"
+  CHROOT_BUILD_DIR=$(mktemp -d "$CHROOT_CACHE/.build-$suite.XXXXXX")
+  local tmp=$CHROOT_BUILD_DIR
+  trap chroot_build_cleanup EXIT
+  trap 'exit 130' INT TERM HUP
+  chmod 0755 "$tmp"
+  umask 022    # the chroot's files get Debian's usual modes (restored below)
+  log "building the Keystone $release chroot (Debian $suite) in $root (a few minutes; log: $buildlog)"
+  : >"$buildlog"
+  build_step() {
+    if ! "$@" >>"$buildlog" 2>&1 </dev/null; then
+      log "chroot build failed at: $*; tail of $buildlog:"
+      tail -n 30 "$buildlog" >&2
+      exit 1
+    fi
+  }
+  build_step debootstrap --variant=minbase "$suite" "$tmp" "$CHROOT_MIRROR"
+  log "  debootstrap done in $((SECONDS - t0)) s"
+  # The packages' own services must not start in the chroot.
+  printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
+  chmod 0755 "$tmp/usr/sbin/policy-rc.d"
+  cp -L /etc/resolv.conf "$tmp/etc/resolv.conf"
+  mount_system "$tmp"
+  # The mirror may be a dated snapshot whose Release files are "expired" (sid).
+  build_step chroot "$tmp" apt-get -q -o Acquire::Check-Valid-Until=false update
+  build_step chroot "$tmp" apt-get -q -o Acquire::Check-Valid-Until=false install -y \
+    --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${CHROOT_PACKAGES[@]}"
+  build_step chroot "$tmp" apt-get clean
+  local version
+  # shellcheck disable=SC2016 # dpkg-query's own ${Version}
+  version=$(chroot "$tmp" dpkg-query -W -f='${Version}' keystone)
+  unmount_under "$tmp"
+  printf 'release=%s\nsuite=%s\nkeystone=%s\nbuilt=%s\n' "$release" "$suite" "$version" "$(date -Is)" \
+    >"$tmp/$CHROOT_MARK"
+  mv -T "$tmp" "$root"
+  CHROOT_BUILD_DIR=""
+  trap - EXIT INT TERM HUP
+  umask 077
+  chroot_unlock
+  log "Keystone $release chroot (keystone $version) built in $((SECONDS - t0)) s: $root"
+}
+
+cmd_prepare() {
+  [[ -n $RELEASE ]] || die "prepare needs --release ($RELEASES_TEXT)"
+  if [[ -z $(release_suite "$RELEASE") ]]; then
+    log "release $RELEASE runs the host's package: nothing to prepare (see '$0 install')"
+    return
+  fi
+  local root; root=$(chroot_root "$RELEASE")
+  if chroot_ready "$root"; then
+    log "the Keystone $RELEASE chroot is ready: $root"
+    return
+  fi
+  ensure_chroot "$RELEASE"
+}
+
 # -------------------------------------------------------------- postgresql --
 
 PG_VERSION="" PG_CLUSTER="" PG_PORT=""
@@ -176,7 +394,7 @@ psql_admin() {
 
 # ---------------------------------------------------------------- instances --
 
-NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" LIST_LIMIT="" CACHE="" ALL=0
+NAME="default" PORT="" METHODS="" TOKEN_EXPIRATION="" LIST_LIMIT="" CACHE="" RELEASE="" ALL=0
 
 parse_opts() {
   while (($#)); do
@@ -193,6 +411,8 @@ parse_opts() {
       --list-limit=*) LIST_LIMIT=${1#*=}; shift ;;
       --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
       --cache=*) CACHE=${1#*=}; shift ;;
+      --release) RELEASE=${2:?--release needs a value}; shift 2 ;;
+      --release=*) RELEASE=${1#*=}; shift ;;
       --all) ALL=1; shift ;;
       -h|--help) usage 0 ;;
       *) die "unknown option: $1" ;;
@@ -208,6 +428,8 @@ parse_opts() {
   [[ -z $LIST_LIMIT || $LIST_LIMIT =~ ^(0|[1-9][0-9]{0,5})$ ]] \
     || die "bad --list-limit '$LIST_LIMIT' (0 for none, else 1..999999)"
   [[ -z $CACHE || $CACHE == none || $CACHE == memcached ]] || die "bad --cache '$CACHE' (none or memcached)"
+  [[ -z $RELEASE || $RELEASE == "$DEFAULT_RELEASE" || -n $(release_suite "$RELEASE") ]] \
+    || die "bad --release '$RELEASE' ($RELEASES_TEXT)"
 }
 
 instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
@@ -216,11 +438,11 @@ instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
 read_settings() {
   local file="$1/settings" key value
   SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_LIST_LIMIT=""
-  SETTING_CACHE="" SETTING_DB_PASSWORD=""
+  SETTING_CACHE="" SETTING_DB_PASSWORD="" SETTING_RELEASE="" SETTING_MEMCACHED_PORT=""
   [[ -f $file ]] || return 0
   while IFS='=' read -r key value; do
     case $key in
-      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|CACHE|DB_PASSWORD) printf -v "SETTING_$key" '%s' "$value" ;;
+      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|CACHE|DB_PASSWORD|RELEASE|MEMCACHED_PORT) printf -v "SETTING_$key" '%s' "$value" ;;
     esac
   done <"$file"
 }
@@ -251,6 +473,22 @@ free_port() {
   done
   for ((port = DEFAULT_PORT; port < DEFAULT_PORT + AUTO_PORT_SPAN && port <= 65535; port++)); do
     [[ $claimed == *" $port "* ]] && continue
+    port_in_use "$port" || { printf '%s' "$port"; return 0; }
+  done
+  return 1
+}
+
+# Prints the first port from MEMCACHED_BASE_PORT up that nothing listens on and that no other
+# instance of this state folder uses for its memcached or Keystone.
+free_memcached_port() {
+  local self=$1 other port claimed=" "
+  for other in "$STATE_ROOT"/*/; do
+    other=${other%/}
+    [[ $other == "$self" ]] && continue
+    claimed+="$(read_secret "$other/port") $(sed -n 's/^\(MEMCACHED_\)\{0,1\}PORT=//p' "$other/settings" 2>/dev/null | tr '\n' ' ') "
+  done
+  for ((port = MEMCACHED_BASE_PORT; port < MEMCACHED_BASE_PORT + AUTO_PORT_SPAN && port <= 65535; port++)); do
+    [[ $claimed == *" $port "* || $port == "$PORT" ]] && continue
     port_in_use "$port" || { printf '%s' "$port"; return 0; }
   done
   return 1
@@ -304,12 +542,14 @@ included_previous_windows = 1
 [security_compliance]
 EOF
   if [[ $CACHE == memcached ]]; then
+    local servers="unix:$dir/memcached.sock"
+    [[ -z $CHROOT_DIR ]] || servers="127.0.0.1:$MEMCACHED_PORT"
     cat >>"$dir/keystone.conf" <<EOF
 
 [cache]
 enabled = true
 backend = oslo_cache.memcache_pool
-memcache_servers = unix:$dir/memcached.sock
+memcache_servers = $servers
 EOF
   fi
   cat >"$dir/settings" <<EOF
@@ -318,6 +558,8 @@ METHODS=$METHODS
 TOKEN_EXPIRATION=$TOKEN_EXPIRATION
 LIST_LIMIT=$LIST_LIMIT
 CACHE=$CACHE
+RELEASE=$RELEASE
+MEMCACHED_PORT=$MEMCACHED_PORT
 DB_PASSWORD=$db_password
 EOF
 }
@@ -353,7 +595,8 @@ EOF
   "totpEnabled": $totp,
   "tokenExpiration": $TOKEN_EXPIRATION,
   "listLimit": $LIST_LIMIT,
-  "cache": "$CACHE"
+  "cache": "$CACHE",
+  "release": "$RELEASE"
 }
 EOF
 }
@@ -363,7 +606,7 @@ EOF
 # is killed, a new start waits for the orphaned keystone-manage to finish.
 keystone_manage() {
   local dir=$1; shift
-  if ! keystone-manage --config-file "$dir/keystone.conf" "$@" \
+  if ! in_release keystone-manage --config-file "$dir/keystone.conf" "$@" \
       >>"$dir/log/setup.log" 2>&1 </dev/null; then
     log "keystone-manage $1 failed; tail of $dir/log/setup.log:"
     tail -n 30 "$dir/log/setup.log" >&2
@@ -381,8 +624,8 @@ bootstrap() {
 
 uwsgi_python_plugin() {
   local f
-  [[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]] && { echo python3; return; }
-  for f in /usr/lib/uwsgi/plugins/python3*_plugin.so; do
+  [[ -e $CHROOT_DIR/usr/lib/uwsgi/plugins/python3_plugin.so ]] && { echo python3; return; }
+  for f in "$CHROOT_DIR"/usr/lib/uwsgi/plugins/python3*_plugin.so; do
     [[ -e $f ]] && { f=${f##*/}; echo "${f%_plugin.so}"; return; }
   done
   die "no uWSGI python3 plugin in /usr/lib/uwsgi/plugins (install uwsgi-plugin-python3)"
@@ -390,10 +633,23 @@ uwsgi_python_plugin() {
 
 # The instance's own memcached, on a unix socket in its folder (no port to share or collide on;
 # mode 0600, so only root's Keystone reaches it). Replaces one left from an earlier start.
+# A chroot release cannot see that socket: its memcached listens on 127.0.0.1:MEMCACHED_PORT.
 start_memcached() {
   local dir=$1 i
-  command -v memcached >/dev/null && /usr/bin/python3 -c 'import memcache' 2>/dev/null \
-    || cmd_install "${CACHE_PACKAGES[@]}"
+  if [[ -n $CHROOT_DIR ]]; then
+    command -v memcached >/dev/null || cmd_install memcached
+    stop_memcached "$dir"
+    memcached -d -u root -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m "$MEMCACHED_MB" -c 4096 \
+      -P "$dir/memcached.pid" </dev/null 7>&- 8>&- 9>&- || die "memcached did not start"
+    for ((i = 0; i < 50; i++)); do
+      port_in_use "$MEMCACHED_PORT" && return 0
+      sleep 0.1
+    done
+    die "memcached did not listen on 127.0.0.1:$MEMCACHED_PORT"
+  fi
+  if ! command -v memcached >/dev/null || ! /usr/bin/python3 -c 'import memcache' 2>/dev/null; then
+    cmd_install "${CACHE_PACKAGES[@]}"
+  fi
   stop_memcached "$dir"
   memcached -d -u root -s "$dir/memcached.sock" -a 0600 -m "$MEMCACHED_MB" -c 4096 \
     -P "$dir/memcached.pid" </dev/null 8>&- 9>&- || die "memcached did not start"
@@ -425,10 +681,23 @@ stop_memcached() {
   rm -f "$dir/memcached.pid" "$dir/memcached.sock"
 }
 
+# The default cache of a release: Keystone's own (none) on 22; memcached on the chroot
+# releases (30 only enforces single-use TOTP codes with a cache, and oslo.cache's in-process
+# memory backend must not be used: on 27 it corrupts cached credentials).
+default_cache() { if [[ -n $(release_suite "$1") ]]; then echo memcached; else echo "$DEFAULT_CACHE"; fi; }
+
 cmd_start() {
   require_root
-  require_packages
   local dir; dir=$(instance_dir "$NAME")
+  # The chroot of a newer release is built (once, minutes) before any instance lock is taken.
+  read_settings "$dir"
+  local release=${RELEASE:-${SETTING_RELEASE:-$DEFAULT_RELEASE}}
+  if [[ -n $(release_suite "$release") ]]; then
+    command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not installed: run '$0 install' first"
+    ensure_chroot "$release"
+  else
+    require_packages
+  fi
   mkdir -p "$STATE_ROOT"
   chmod 0700 "$STATE_ROOT"
 
@@ -450,7 +719,19 @@ cmd_start() {
   METHODS=${METHODS:-${SETTING_METHODS:-$DEFAULT_METHODS}}
   TOKEN_EXPIRATION=${TOKEN_EXPIRATION:-${SETTING_TOKEN_EXPIRATION:-$DEFAULT_TOKEN_EXPIRATION}}
   LIST_LIMIT=${LIST_LIMIT:-${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}}
-  CACHE=${CACHE:-${SETTING_CACHE:-$DEFAULT_CACHE}}
+  local previous_release=${SETTING_RELEASE:-$DEFAULT_RELEASE}
+  RELEASE=${RELEASE:-$previous_release}
+  if [[ -f $dir/.bootstrapped && $RELEASE != "$previous_release" ]]; then
+    die "instance $NAME runs Keystone $previous_release (its database is of that release):" \
+      "destroy it first ('$0 destroy --name $NAME') or use another --name for release $RELEASE"
+  fi
+  CHROOT_DIR=""
+  if [[ -n $(release_suite "$RELEASE") ]]; then
+    CHROOT_DIR=$(chroot_root "$RELEASE")
+    chroot_ready "$CHROOT_DIR" || die "the Keystone $RELEASE chroot is not ready: run '$0 prepare --release $RELEASE'"
+  fi
+  CACHE=${CACHE:-${SETTING_CACHE:-$(default_cache "$RELEASE")}}
+  MEMCACHED_PORT=""
   [[ $PORT =~ ^[0-9]+$ && PORT -ge 1 && PORT -le 65535 ]] || die "bad port '$PORT'"
   local url="http://127.0.0.1:$PORT/v3"
 
@@ -459,7 +740,7 @@ cmd_start() {
     if [[ $PORT == "${SETTING_PORT}" && $METHODS == "${SETTING_METHODS}" &&
           $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" &&
           $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" &&
-          $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" &&
+          $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" && $RELEASE == "$previous_release" &&
           ($CACHE != memcached || -n $(memcached_pid "$dir")) && $(http_status "$url") == 200 ]]; then
       log "instance $NAME already running at $url (pid $pid)"
       return
@@ -479,6 +760,19 @@ cmd_start() {
   # Claimed while the instances lock is held, so that another instance started meanwhile from
   # this state folder does not pick the same port before this one listens.
   printf '%s' "$PORT" >"$dir/port"
+  if [[ $CACHE == memcached && -n $CHROOT_DIR ]]; then
+    # A memcached left running without its Keystone is replaced; its port is kept when free.
+    stop_memcached "$dir"
+    MEMCACHED_PORT=$SETTING_MEMCACHED_PORT
+    if [[ -z $MEMCACHED_PORT ]] || port_in_use "$MEMCACHED_PORT"; then
+      MEMCACHED_PORT=$(free_memcached_port "$dir") \
+        || die "no free port for memcached from $MEMCACHED_BASE_PORT to $((MEMCACHED_BASE_PORT + AUTO_PORT_SPAN - 1))"
+    fi
+    # Claimed in the settings while the instances lock is held (the whole file is rewritten
+    # with the other settings below; a first start's file holds only this line until then).
+    [[ ! -f $dir/settings ]] || sed -i '/^MEMCACHED_PORT=/d' "$dir/settings"
+    printf 'MEMCACHED_PORT=%s\n' "$MEMCACHED_PORT" >>"$dir/settings"
+  fi
 
   pg_ensure_running
   flock -u 8    # PostgreSQL is up; roles and databases below are per instance
@@ -487,6 +781,7 @@ cmd_start() {
   [[ -f $dir/.bootstrapped ]] || fresh=1
   db_password=${SETTING_DB_PASSWORD:-$(random_alnum 32)}
   password=$(read_secret "$dir/admin-password")
+  mount_instance "$dir"
   if ((fresh)); then
     local t0=$SECONDS
     log "setting up instance $NAME (first start)"
@@ -526,15 +821,18 @@ SQL
   local plugin; plugin=$(uwsgi_python_plugin)
   rm -f "$dir/uwsgi.pid"
   printf '\n==== %s start on port %s\n' "$(date -Is)" "$PORT" >>"$dir/log/uwsgi.log"
-  (cd "$dir" && uwsgi --plugins "corerouter,http,$plugin" \
-      --http "127.0.0.1:$PORT" --http-keepalive \
-      --wsgi-file "$KEYSTONE_WSGI" \
+  # 22 and 27 ship the WSGI script; 30 has only the module.
+  local -a app=(--wsgi-file "$KEYSTONE_WSGI")
+  [[ -z $CHROOT_DIR || -f $CHROOT_DIR$KEYSTONE_WSGI ]] || app=(--module keystone.wsgi.api:application)
+  (cd "$dir" && in_release uwsgi --plugins "corerouter,http,$plugin" \
+      --http "127.0.0.1:$PORT" --http-keepalive --chdir "$dir" \
+      "${app[@]}" \
       --master --processes 2 --threads 4 --buffer-size 65535 \
       --lazy-apps --die-on-term --skip-atexit-teardown --umask 077 \
       --procname-prefix-spaced "keystone-$NAME-$DB_SUFFIX" \
       --env "OS_KEYSTONE_CONFIG_FILES=$dir/keystone.conf" \
       --pidfile "$dir/uwsgi.pid" --daemonize "$dir/log/uwsgi.log" \
-      </dev/null 8>&- 9>&-)
+      </dev/null 7>&- 8>&- 9>&-)
 
   local deadline=$((SECONDS + READY_TIMEOUT)) status=""
   while ((SECONDS < deadline)); do
@@ -549,7 +847,7 @@ SQL
     stop_instance "$dir" || true
     exit 1
   fi
-  log "instance $NAME ready at $url (pid $(instance_pid "$dir")); source \"$dir/openrc\""
+  log "instance $NAME (Keystone $RELEASE) ready at $url (pid $(instance_pid "$dir")); source \"$dir/openrc\""
 }
 
 # All descendants of pid $1, deepest first.
@@ -573,6 +871,7 @@ stop_instance() {
   stop_memcached "$dir"
   if ((${#procs[@]} == 0)); then
     rm -f "$dir/uwsgi.pid"
+    unmount_instance "$dir"
     log "instance $name is not running"
     return
   fi
@@ -592,6 +891,7 @@ stop_instance() {
     kill -KILL "${left[@]}" 2>/dev/null || true
   fi
   rm -f "$dir/uwsgi.pid"
+  unmount_instance "$dir"
   log "instance $name stopped"
 }
 
@@ -647,7 +947,7 @@ SQL
 
 cmd_status() {
   local name dir pid port state any=0
-  printf '%-16s %-6s %-8s %-5s %s\n' NAME PORT PID TOTP STATE
+  printf '%-16s %-6s %-8s %-5s %-7s %s\n' NAME PORT PID TOTP RELEASE STATE
   for name in $(instances); do
     any=1
     dir=$(instance_dir "$name")
@@ -663,7 +963,8 @@ cmd_status() {
     fi
     local totp=no
     [[ ,$SETTING_METHODS, == *,totp,* ]] && totp=yes
-    printf '%-16s %-6s %-8s %-5s %s\n' "$name" "$port" "${pid:--}" "$totp" "$state"
+    printf '%-16s %-6s %-8s %-5s %-7s %s\n' "$name" "$port" "${pid:--}" "$totp" \
+      "${SETTING_RELEASE:-$DEFAULT_RELEASE}" "$state"
   done
   ((any)) || log "no instances in $STATE_ROOT"
 }
@@ -694,6 +995,7 @@ main() {
     destroy) parse_opts "$@"; cmd_destroy ;;
     status) parse_opts "$@"; cmd_status ;;
     env) parse_opts "$@"; cmd_env ;;
+    prepare) parse_opts "$@"; cmd_prepare ;;
     stop-postgres) cmd_stop_postgres ;;
     -h|--help|help) usage 0 ;;
     *) log "unknown command: $cmd"; usage ;;

@@ -26,6 +26,7 @@ import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/au
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { ConfigError, EXIT, UsageError } from "../lib/errors.ts";
 import { parseCommandLine, runCommand, wholeNumberOption } from "../operator/commands/cli.ts";
+import { loginOnceForRun } from "../operator/commands/mfa-login.ts";
 import { MAX_PARALLEL } from "../operator/commands/options.ts";
 import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
@@ -57,7 +58,7 @@ options:
                        Without it, stacks added to an existing split copy the settings
                        of its first stack
   --reshard            allow changing K: users whose bucket changes get a NEW secret and a new
-                       enrollment message (see README, Splitting a large fleet)
+                       enrollment message (see docs/sharding.md)
   --yes                required for up, refresh and destroy
   --expect-no-changes, --continue-on-error, --diff, --parallel N, --skip-doctor
                        passed to each provision run
@@ -361,6 +362,11 @@ async function main(argv: readonly string[]): Promise<number> {
     );
   }
   const base = source && (o.configFrom || missing.length > 0) ? await ws.getAllConfig(source) : undefined;
+  // An operator account with MFA logs in once here; every provision run inherits the token (a
+  // code works once on Keystone 30: one login per stack would fail from the second on).
+  const first = source ?? phases.flat().find((j) => existing.byIndex.has(j.shard?.index ?? -1))?.stack;
+  const settings = base ?? (first ? await ws.getAllConfig(first) : {});
+  await loginOnceForRun("shards", { config: (k) => settings[k]?.value });
   const tmp = mkdtempSync(join(tmpdir(), "kt-shards-"));
   const results: { stack: string; verb: Verb; code: number }[] = [];
   try {

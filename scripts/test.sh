@@ -2,15 +2,31 @@
 # The README's test command (`npm test`). On a fresh machine it installs and starts all the
 # tests need: npm packages (with a supported Node.js), Debian's Keystone and PostgreSQL on
 # loopback, the Pulumi CLI built from its Go modules and, when ../shared can build it, its Node.js
-# language host (for plain `pulumi up`), and builds the package (dist/). Then it runs every test (unit,
-# integration against the real Keystone, end-to-end through the real Pulumi CLI) and finally
-# scans the whole test output and logs for any secret the tests handled.
+# language host (for plain `pulumi up`), and builds the package (dist/). Then it runs, in order:
 #
-# Usage: npm test [-- VITEST_ARGS...]      e.g. npm test -- --project unit
+#   1. unit         no Keystone; a failure here stops the run at once (nothing slow started)
+#   2. keystone-22  integration and end-to-end tests against Debian 12's Keystone 22 (the
+#                   instance "default"): the whole suite; files run one at a time (vitest
+#                   fileParallelism false), integration before e2e, never both at once
+#   3. keystone-27, keystone-30
+#                   the compatibility suite (vitest project "compat": onboarding, rerun,
+#                   posture, enforcement, rotation, lost answers, crash leftovers, refresh,
+#                   the doctor, the operator's own account) against trixie's Keystone 27 and
+#                   sid's Keystone 30, each in a chroot built from Debian's packages (built
+#                   once per machine, in the background while phase 2 runs; see docs/releases.md)
+#
+# and finally scans the whole test output and logs for any secret the tests handled, and
+# prints per phase what passed and its time, then the totals as one line.
+#
+# Usage: npm test                          everything above
+#        npm test -- VITEST_ARGS...        only those tests (e.g. a file), on Keystone 22
+# Environment:
+#   KEYSTONE_TOTP_RELEASES   releases for the compatibility suite (default "27 30"; "" for none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[test] %s\n' "$*" >&2; }
+T_START=$SECONDS
 
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages (npm ci)"
@@ -18,12 +34,36 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
 
+mkdir -p .local/logs
+chmod 700 .local
+rm -f .local/test-secrets.txt .local/logs/*.log .local/logs/*.json .local/logs/phases.tsv .local/logs/summary.txt .local/logs/*.out
+
+# Only those tests when arguments are given (a developer's focused run); the whole matrix else.
+if (($# > 0)); then RELEASES=${KEYSTONE_TOTP_RELEASES-}; else RELEASES=${KEYSTONE_TOTP_RELEASES-27 30}; fi
+
+# The chroots of the other releases take minutes to build the first time on a machine: built in
+# the background now, while the rest is set up and the Keystone 22 suite runs.
+declare -A PREPARE_PID=()
+prepare_all() {
+  local r
+  for r in $RELEASES; do
+    bash scripts/keystone.sh prepare --release "$r" >".local/logs/prepare-$r.out" 2>&1 || return 1
+  done
+}
+if [ -n "$RELEASES" ]; then
+  # keystone.sh install first: the chroots need debootstrap, and apt must not run twice at once.
+  bash scripts/keystone.sh install
+  log "building the Keystone chroots for releases $RELEASES in the background (.local/logs/prepare-*.out)"
+  prepare_all &
+  PREPARE_PID[all]=$!
+fi
+
 # The package others install (dist/): test/e2e/consumer.test.ts packs and installs it. A broken
 # build fails here, before any test runs.
 log "building the package (npm run build)"
 npm run --silent build
 
-log "starting a local Keystone (scripts/keystone.sh)"
+log "starting a local Keystone 22 (scripts/keystone.sh)"
 bash scripts/keystone.sh install
 bash scripts/keystone.sh start
 
@@ -50,19 +90,66 @@ export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 if [ -x "$PULUMI_BIN_DIR/pulumi-language-nodejs" ]; then
   log "plain pulumi CLI tests: language host $PULUMI_BIN_DIR/pulumi-language-nodejs"
 else
-  log "plain pulumi CLI tests will be skipped: no pulumi-language-nodejs beside the CLI (see README, Development)"
+  log "plain pulumi CLI tests will be skipped: no pulumi-language-nodejs beside the CLI (see docs/development.md, Tests)"
+fi
+log "set-up took $((SECONDS - T_START)) s"
+
+status=0
+unit_ok=1
+# Runs one phase: vitest with the given arguments, its report in .local/logs/LABEL.json, its
+# time in phases.tsv (read by scripts/test-summary.ts).
+phase() {
+  local label=$1
+  shift
+  local t0=$SECONDS rc
+  log "phase $label: vitest run $*"
+  set +e
+  vitest run --reporter=default --reporter=json --outputFile.json=".local/logs/$label.json" "$@" 2>&1 |
+    tee -a .local/logs/test-output.log
+  rc=${PIPESTATUS[0]}
+  set -e
+  printf '%s\t%s\t%s\n' "$label" "$((SECONDS - t0))" "$rc" >>.local/logs/phases.tsv
+  log "phase $label: exit $rc in $((SECONDS - t0)) s"
+  return "$rc"
+}
+
+if (($# > 0)); then
+  # A file matches its own project and, when in the compatibility suite, "compat" too: run it once.
+  if [[ " $* " == *" --project"* ]]; then phase selected "$@" || status=1
+  else phase selected --project unit --project integration --project e2e "$@" || status=1; fi
+else
+  # Unit tests first: a failure there shows in seconds, and stops the run before the slow part.
+  if ! phase unit --project unit; then
+    status=1
+    unit_ok=0
+    log "unit tests failed: the Keystone suites are not run"
+  else
+    phase keystone-22 --project integration --project e2e || status=1
+  fi
 fi
 
-mkdir -p .local/logs
-chmod 700 .local
-rm -f .local/test-secrets.txt .local/logs/*.log
-set +e
-vitest run --reporter=default --reporter=json --outputFile.json=.local/logs/vitest.json "$@" 2>&1 |
-  tee .local/logs/test-output.log
-status=${PIPESTATUS[0]}
-set -e
+# A failure on 22 does not hide what the other releases do: they run whenever the unit tests passed.
+if [ -n "$RELEASES" ] && ((unit_ok == 1)); then
+  log "waiting for the Keystone chroots"
+  if ! wait "${PREPARE_PID[all]}"; then
+    status=1
+    log "building a Keystone chroot failed: see .local/logs/prepare-*.out"
+    cat .local/logs/prepare-*.out >&2 || true
+  else
+    bash scripts/keystone.sh stop --name default
+    for r in $RELEASES; do
+      bash scripts/keystone.sh start --name "r$r" --release "$r"
+      KEYSTONE_TOTP_TEST_INSTANCE="r$r" phase "keystone-$r" --project compat || status=1
+      bash scripts/keystone.sh stop --name "r$r"
+    done
+  fi
+elif [ -n "$RELEASES" ]; then
+  log "the compatibility suites (releases $RELEASES) are not run: the unit tests failed"
+  kill "${PREPARE_PID[all]}" 2>/dev/null || true
+fi
 
 log "scanning test output and logs for secrets"
 node scripts/scan-secrets.ts .local/test-secrets.txt .local/logs || status=1
-node scripts/test-summary.ts .local/logs/vitest.json || status=1
+log "tests took $((SECONDS - T_START)) s in all"
+node scripts/test-summary.ts .local/logs/phases.tsv || status=1
 exit "$status"

@@ -1,8 +1,8 @@
 /**
  * Helpdesk check: is the 6-digit code a user reads out valid for them right now, the way a
- * login would see it? Asks Keystone with a TOTP login (the token it may issue is discarded);
- * never reads, prints or stores a secret, and does not spend the code (Keystone accepts it
- * again within its window).
+ * login would see it? Asks Keystone with a TOTP login, once (the token it may issue is
+ * discarded); never reads, prints or stores a secret. On Keystone 2026.2 (30) and later with a
+ * cache, that login spends the code: the output says so.
  *
  * Usage: node scripts/verify-code.ts USER@DOMAIN CODE      (npm run verify-code -- ...)
  */
@@ -22,6 +22,7 @@ import {
   lookUpUser,
   normalisePasscode,
   parseUserAtDomain,
+  SPENT_CODE_NOTE,
   type UserFacts,
   verifyCode,
 } from "../operator/doctor/verify.ts";
@@ -35,6 +36,12 @@ Asks Keystone whether CODE (the ${TOTP_DIGITS} digits in the user's authenticato
 the user right now, as a login would. The last @ separates the domain, so
 ops@corp.example@Default is user ops@corp.example in domain Default. Keystone accepts
 the code of the current ${TOTP_PERIOD_S} s window and of the previous one.
+
+The check is a login: on Keystone 2026.2 (30) and later with a cache, each code is
+accepted once, so the code checked is then used (the user waits for the next one before
+logging in), and a code already used once is refused. Earlier releases accept a code
+again within its window. The release cannot be read from Keystone's API, so the output
+says this in every case.
 
 Keystone is found through OS_AUTH_URL or OS_CLOUD. With operator credentials (OS_*
 as for provision), a refused code is explained: user missing or disabled, not enrolled.
@@ -92,7 +99,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const more = verdict.moreMethodsRequired
         ? ` Keystone also requires ${verdict.requiredMethods.map((r) => [...r].sort().join(" + ")).join(" or ")} at login (MFA rules), so the user logs in with their password and this code.`
         : "";
-      process.stdout.write(`VALID: the code is valid for ${label} right now.${more}\n`);
+      process.stdout.write(`VALID: the code is valid for ${label} right now.${more} ${SPENT_CODE_NOTE}\n`);
       return VERDICT.valid;
     }
     let facts: UserFacts | undefined;

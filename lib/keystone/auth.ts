@@ -12,6 +12,11 @@
  * sets any of them (see {@link ALTERNATIVES}): the token request prefers a token and IDs, so
  * mixing layers would let a stray `OS_TOKEN` or `OS_PROJECT_ID` beat the stack's settings.
  *
+ * An operator account with MFA rules adds its TOTP code (`OS_PASSCODE`, clouds.yaml `passcode`
+ * with `auth_type: v3multifactor`, `openstack:passcode`). An operator command logs in with it
+ * once per run and hands the token on in {@link RUN_TOKEN_ENV}, which beats every layer (see
+ * operator/commands/mfa-login.ts and docs/operator-mfa.md).
+ *
  * @see https://docs.openstack.org/openstacksdk/latest/user/config/configuration.html
  */
 import { readFileSync } from "node:fs";
@@ -32,6 +37,19 @@ export interface KeystoneAuth {
   readonly password: string | undefined;
   /** An existing token for the `token` method (`OS_TOKEN`); preferred over a password when set. */
   readonly token: string | undefined;
+  /**
+   * The operator's current TOTP code (`OS_PASSCODE`, clouds.yaml `passcode`, `openstack:passcode`),
+   * for an operator account with MFA rules: the token request then uses the methods `password`
+   * and `totp` together, as keystoneauth's `v3multifactor`. A secret (one use on Keystone 30):
+   * never logged, redacted from messages.
+   */
+  readonly passcode?: string | undefined;
+  /**
+   * True when `token` is the token of this run's MFA login, handed over by the operator command
+   * through {@link RUN_TOKEN_ENV}: it cannot be renewed beyond its expiry (a new login needs a
+   * fresh code), so the run is bounded by that token's lifetime.
+   */
+  readonly runToken?: boolean;
   readonly projectId: string | undefined;
   readonly projectName: string | undefined;
   readonly projectDomainId: string | undefined;
@@ -43,6 +61,16 @@ export interface KeystoneAuth {
   /** Where these settings came from, for messages (never the values). */
   readonly source: string;
 }
+
+/**
+ * The token of the operator's one MFA login of a run, handed by the operator command to every
+ * process of the run (the engine, the dynamic providers it starts): it beats every other
+ * setting, so that no process spends the TOTP code again. Only used with the auth URL in
+ * {@link RUN_TOKEN_URL_ENV}, so that the token never goes to another Keystone.
+ */
+export const RUN_TOKEN_ENV = "KEYSTONE_TOTP_RUN_TOKEN";
+/** The identity endpoint {@link RUN_TOKEN_ENV}'s token belongs to (normalised, `.../v3`). */
+export const RUN_TOKEN_URL_ENV = "KEYSTONE_TOTP_RUN_TOKEN_URL";
 
 /** Reads one stack configuration key such as `openstack:authUrl`; undefined when unset. */
 export type ConfigGetter = (key: string) => string | undefined;
@@ -57,7 +85,7 @@ export interface ResolveAuthOptions {
   readonly cloudsYamlPaths?: readonly string[];
 }
 
-type Layer = Partial<Record<keyof Omit<KeystoneAuth, "source" | "caPem" | "insecure">, string>> & {
+type Layer = Partial<Record<keyof Omit<KeystoneAuth, "source" | "caPem" | "insecure" | "runToken">, string>> & {
   cacert?: string;
   insecure?: string;
 };
@@ -70,6 +98,7 @@ const CONFIG_KEYS: Readonly<Record<keyof Layer, readonly string[]>> = {
   userDomainId: ["userDomainId", "domainId"],
   userDomainName: ["userDomainName", "domainName"],
   password: ["password"],
+  passcode: ["passcode"],
   token: ["token"],
   projectId: ["tenantId"],
   projectName: ["tenantName"],
@@ -99,6 +128,7 @@ const ENV_KEYS: Readonly<Record<keyof Layer, readonly string[]>> = {
   userDomainId: ["OS_USER_DOMAIN_ID", "OS_DOMAIN_ID"],
   userDomainName: ["OS_USER_DOMAIN_NAME", "OS_DOMAIN_NAME"],
   password: ["OS_PASSWORD"],
+  passcode: ["OS_PASSCODE"],
   token: ["OS_TOKEN"],
   projectId: ["OS_PROJECT_ID", "OS_TENANT_ID"],
   projectName: ["OS_PROJECT_NAME", "OS_TENANT_NAME"],
@@ -116,6 +146,8 @@ const CLOUDS_AUTH_KEYS: Readonly<Partial<Record<keyof Layer, readonly string[]>>
   userDomainId: ["user_domain_id", "domain_id"],
   userDomainName: ["user_domain_name", "domain_name"],
   password: ["password"],
+  // keystoneauth's v3multifactor (auth_type: v3multifactor, auth_methods: [v3password, v3totp]).
+  passcode: ["passcode"],
   token: ["token"],
   projectId: ["project_id", "tenant_id"],
   projectName: ["project_name", "tenant_name"],
@@ -311,13 +343,38 @@ export function resolveKeystoneAuth(options: ResolveAuthOptions = {}): KeystoneA
   if (merged.projectName && !merged.projectId && !merged.projectDomainId && !merged.projectDomainName) {
     merged.projectDomainName = "Default";
   }
+  const authUrl = normaliseAuthUrl(merged.authUrl, authUrlSetting);
+  const runToken = env[RUN_TOKEN_ENV];
+  if (runToken && env[RUN_TOKEN_URL_ENV] === authUrl) {
+    // This run's MFA login, done once by the operator command: re-authenticate with its token
+    // (Keystone accepts `methods: ["token"]` from an MFA token) instead of spending a code.
+    return {
+      authUrl,
+      userId: undefined,
+      userName: undefined,
+      userDomainId: undefined,
+      userDomainName: undefined,
+      password: undefined,
+      passcode: undefined,
+      token: runToken,
+      runToken: true,
+      projectId: merged.projectId,
+      projectName: merged.projectName,
+      projectDomainId: merged.projectDomainId,
+      projectDomainName: merged.projectDomainName,
+      caPem: readCa(merged.cacert),
+      insecure: truthy(merged.insecure),
+      source: `the token of this run's MFA login (${RUN_TOKEN_ENV}) for ${where}`,
+    };
+  }
   return {
-    authUrl: normaliseAuthUrl(merged.authUrl, authUrlSetting),
+    authUrl,
     userId: merged.userId,
     userName: merged.userName,
     userDomainId: merged.userDomainId,
     userDomainName: merged.userDomainName,
     password: merged.password,
+    ...(merged.passcode !== undefined && !merged.token ? { passcode: merged.passcode.trim() } : {}),
     token: merged.token,
     projectId: merged.projectId,
     projectName: merged.projectName,

@@ -25,7 +25,7 @@
 import { Buffer } from "node:buffer";
 import { readFileSync, statSync } from "node:fs";
 import { CsvError as CsvParseError, parse } from "csv-parse/sync";
-import { DEFAULT_DOMAIN, MAX_ROTATION_DAYS } from "../../providers/credential/types.ts";
+import { DEFAULT_DOMAIN, MAX_ROTATION_DAYS } from "../defaults.ts";
 import type { CsvProblem } from "../errors.ts";
 import { CsvError } from "../errors.ts";
 

@@ -9,12 +9,12 @@ import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { load as loadYaml } from "js-yaml";
-import program, { type ProgramOptions } from "../../index.ts";
 import { ConfigError, EXIT, type ExitCode, exitCodeForCode, KeystoneTotpError } from "../../lib/errors.ts";
 import { resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { runDoctor } from "../doctor/run.ts";
 import { DEFAULT_USERS_CSV } from "../fleet/settings.ts";
+import program, { type ProgramOptions } from "../program/program.ts";
 import {
   formatUnconfirmedDelivery,
   type UnconfirmedUser,
@@ -22,6 +22,7 @@ import {
   unconfirmedExitCode,
 } from "./delivery-unconfirmed.ts";
 import { useLocalKeystoneWithNote } from "./local-keystone.ts";
+import { loginOnceForRun } from "./mfa-login.ts";
 import type { EngineOptions } from "./options.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
@@ -51,7 +52,8 @@ export async function confirm(question: string): Promise<boolean> {
  *
  * When the operator configured no Keystone (no `OS_AUTH_URL`, `OS_CLOUD` or `openstack:*`
  * config in the stack or `configFile`), the local Keystone the demo uses becomes the default
- * for this process and the providers it starts (see local-keystone.ts).
+ * for this process and the providers it starts (see local-keystone.ts). An operator account
+ * with MFA logs in here, once for the run (see mfa-login.ts).
  *
  * @throws {ConfigError} `E_CONFIG` when `create` is false and there is no such stack.
  */
@@ -61,7 +63,13 @@ export async function openStack(
   o: { readonly create?: boolean; readonly configFile?: string | undefined } = {},
 ): Promise<Stack> {
   const stack = await selectStack(name, programOptions, o.create ?? true);
-  useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: await configKeys(stack, o.configFile) });
+  // Read once (each read runs the Pulumi CLI): the keys decide the local default, the values
+  // (openstack:*) the one MFA login of the run, whose token reaches the engine and providers.
+  const all = o.configFile ? undefined : await stack.getAllConfig();
+  const keys = all ? Object.keys(all) : await configKeys(stack, o.configFile);
+  useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: keys });
+  const config = all ? (key: string) => all[key]?.value : await stackConfig(stack, { configFile: o.configFile });
+  await loginOnceForRun("keystone-totp", { config });
   return stack;
 }
 
@@ -261,13 +269,13 @@ export async function runVerb(
   }
   if (/currently locked by \d+ lock/.test(`${seen}\n${failure}`)) {
     process.stderr.write(
-      `hint: the stack is locked, most likely by a killed run: see README, "After a killed run" ` +
+      `hint: the stack is locked, most likely by a killed run: see docs/faults.md, "After a killed run" ` +
         `(npm run pulumi -- cancel --stack ${o.stack} --yes, then refresh --clear-pending-creates)\n`,
     );
   } else if (/pending operations? from previous deployment/.test(seen)) {
     process.stderr.write(
       `hint: a killed run left pending operations: run 'npm run provision -- refresh --stack ${o.stack} ` +
-        `--clear-pending-creates --yes' (README, "After a killed run")\n`,
+        `--clear-pending-creates --yes' (docs/faults.md, "After a killed run")\n`,
     );
   }
   const summary = progress.finish();

@@ -24,6 +24,7 @@ const OS_AUTH_VARIABLES: readonly string[] = [
   "OS_DOMAIN_ID",
   "OS_DOMAIN_NAME",
   "OS_PASSWORD",
+  "OS_PASSCODE",
   "OS_TOKEN",
   "OS_PROJECT_ID",
   "OS_TENANT_ID",

@@ -23,7 +23,7 @@ export interface EngineOptions {
   readonly skipDoctor: boolean;
   /** Stream the engine's own output even on a terminal (else it goes to a log file there). */
   readonly verbose: boolean;
-  /** `refresh` only: drop creates a killed run left pending (see README, After a killed run). */
+  /** `refresh` only: drop creates a killed run left pending (see docs/faults.md, After a killed run). */
   readonly clearPendingCreates: boolean;
 }
 
@@ -106,5 +106,5 @@ export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: ${D
   --skip-doctor          do not run the preflight checks first (see npm run doctor)
   --verbose              stream the engine's output on a terminal too (else: progress bar,
                          with the engine's output in .local/logs/)
-  --clear-pending-creates  (refresh) forget creates a killed run left pending; see README,
+  --clear-pending-creates  (refresh) forget creates a killed run left pending; see docs/faults.md,
                          "After a killed run"`;

@@ -1,7 +1,10 @@
 /**
  * Preflight checks of Keystone: reachable, TLS, the operator's token, whether that account
- * may manage other users' credentials, whether the `totp` auth method is enabled, and clock
- * skew. Each check returns a {@link CheckResult}; none leaves anything behind in Keystone.
+ * has MFA rules of its own, whether it may manage other users' credentials, whether the tool's
+ * staged rules work (on a throwaway user), whether the `totp` auth method is enabled, and clock
+ * skew. Each check returns a {@link CheckResult}; none leaves anything behind in Keystone, and
+ * none writes to the operator's own user or to any existing user (on Keystone 30, MFA rules on
+ * the operator would lock it out of MFA administration: docs/operator-account.md).
  *
  * The checks issue one token of their own (a "probe session", with the same settings the
  * client uses) because they need what the client does not expose: the token's `issued_at`
@@ -17,8 +20,15 @@ import type { KeystoneAuth } from "../../lib/keystone/auth.ts";
 import { type KeystoneClient, tokenRequestBody } from "../../lib/keystone/client.ts";
 import { type HttpResponse, type Transport, TransportError } from "../../lib/keystone/http.ts";
 import { isLoopbackHost } from "../../lib/mail/config.ts";
-import { MARKER_ATTRIBUTE } from "../../lib/mfa/posture.ts";
-import { generateSecret, TOTP_DIGITS } from "../../lib/totp/secret.ts";
+import {
+  effectiveRules,
+  MARKER_ATTRIBUTE,
+  NO_OPTIONS,
+  optionsOf,
+  postureMarker,
+  stagedRules,
+} from "../../lib/mfa/posture.ts";
+import { generateSecret, totpCode } from "../../lib/totp/secret.ts";
 import { DAY_MS } from "../../lib/util/clock.ts";
 import { DEFAULT_DOMAIN } from "../../providers/credential/types.ts";
 import {
@@ -32,7 +42,6 @@ import {
   type SkewEstimate,
   skewConsequence,
 } from "./clock.ts";
-import { GuardError, type GuardOutcome, withTotpAloneRefused } from "./guard.ts";
 import { type CheckResult, result } from "./types.ts";
 
 /** Timeout of each doctor request to Keystone, in ms: the doctor must answer in seconds. */
@@ -60,6 +69,8 @@ export const KEYSTONE_CHECK_IDS = {
   credentials: "keystone.credentials",
   totpMethod: "keystone.totp-method",
   clock: "keystone.clock",
+  operatorMfa: "keystone.operator-mfa",
+  staging: "keystone.staging",
 } as const;
 
 /** What every Keystone check needs. */
@@ -333,6 +344,7 @@ export async function checkTls(ctx: KeystoneCheckContext, reach: ReachableOutcom
 export interface ProbeTokenInfo {
   readonly userId: string;
   readonly userName: string;
+  readonly userDomainId: string;
   readonly userDomainName: string;
   readonly projectId: string;
   readonly projectName: string;
@@ -376,12 +388,32 @@ export class ProbeSession {
    *
    * @throws {TransportError} when no HTTP answer arrived.
    */
-  request(method: "GET" | "POST" | "DELETE", path: string, json?: unknown): Promise<HttpResponse> {
+  request(method: "GET" | "POST" | "PATCH" | "DELETE", path: string, json?: unknown): Promise<HttpResponse> {
     return this.#ctx.transport.send({
       method,
       url: `${this.#ctx.auth.authUrl}${path}`,
       headers: { "user-agent": "keystone-totp-doctor", "x-auth-token": this.#token },
       ...(json === undefined ? {} : { json }),
+    });
+  }
+
+  /**
+   * Sends one request WITHOUT the probe token (a login of another user); `path` is relative to
+   * the v3 root.
+   *
+   * @throws {TransportError} when no HTTP answer arrived.
+   */
+  send(
+    method: "POST",
+    path: string,
+    json: unknown,
+    headers: Readonly<Record<string, string>> = {},
+  ): Promise<HttpResponse> {
+    return this.#ctx.transport.send({
+      method,
+      url: `${this.#ctx.auth.authUrl}${path}`,
+      headers: { "user-agent": "keystone-totp-doctor", ...headers },
+      json,
     });
   }
 }
@@ -439,6 +471,7 @@ export async function openProbeSession(ctx: KeystoneCheckContext): Promise<Probe
   const info: ProbeTokenInfo = {
     userId: str(user.id),
     userName: str(user.name),
+    userDomainId: str(asRecord(user.domain).id),
     userDomainName: str(asRecord(user.domain).name),
     projectId: str(project.id),
     projectName: str(project.name),
@@ -522,33 +555,41 @@ function probeUserId(): string {
   return randomBytes(16).toString("hex");
 }
 
+/** Keystone 30's refusal of an MFA change by an account with MFA rules and no fresh passcode. */
+export function isPasscodeRefusal(res: HttpResponse): boolean {
+  return res.status === 403 && /MFA passcode|OpenStack-MFA-Passcode/i.test(keystoneMessage(res) ?? "");
+}
+
+/** The advice for an operator account with MFA rules, on Keystone 30. */
+export const OPERATOR_MFA_FIX =
+  "Run keystone-totp as another administrator account that has no MFA rules, or set [security_compliance] " +
+  "require_mfa_for_sensitive_account_actions = false in keystone.conf; see docs/operator-account.md.";
+
 /**
- * Whether the account may list, create and delete other users' credentials, leaving nothing
- * behind.
+ * Whether the account may list, create and delete other users' credentials, and whether
+ * Keystone can store one, changing nothing on any existing user (on every release).
  *
  * Keystone's default policy lets any user manage the credentials of their own user, and
  * silently filters a list down to the caller's own credentials, so a test on the operator's
- * own user proves nothing about permissions. Instead:
+ * own user proves nothing about permissions; and writing on the operator's own user can lock
+ * it out of MFA administration on Keystone 30 (docs/operator-account.md). Instead:
  * 1. `GET /v3/credentials?user_id=<own>&type=totp` must answer 200;
- * 2. `POST /v3/credentials` for a made-up user id with a deliberately invalid blob (a number):
- *    Keystone checks the policy before the body, so 403 means "may not create", and 400 means
- *    "may create" (the body was refused, nothing stored; should a Keystone ever store it, it
- *    is deleted at once);
- * 3. `DELETE /v3/credentials/<made-up id>`: 403 means "may not delete", 404 "may delete";
- * 4. a real round trip through the client, on the operator's own user: create a TOTP
- *    credential with a random secret (never shown) and delete it whatever happened, while the
- *    user's MFA rules refuse a TOTP code alone (see guard.ts: staged rules are written for the
- *    round trip when the user has none, and its options put back afterwards). This proves
- *    that Keystone can store credentials (its credential key repository and database work)
- *    and that the token is not a delegated one (application credential or trust), which newer
- *    Keystone releases refuse for credential management.
+ * 2. with `write` (the default): `POST /v3/credentials`, a valid TOTP credential (a fresh
+ *    random secret, never shown) for a made-up user ID that no user has, deleted at once:
+ *    201 proves the right to create, that Keystone can store a credential (key repository,
+ *    database), and that the token is not a delegated one (application credentials and
+ *    trusts get 403). Keystone does not check that the user exists (measured on 22: 201, and
+ *    the delete 204). The credential belongs to nobody, so it lets nobody log in.
+ *    Without `write` (`provision`'s no-op preflight): the same POST with an invalid blob (a
+ *    number), which Keystone refuses: 403 means "may not create"; 400 proves nothing, since
+ *    Keystone 27 and later validate the body before the policy;
+ * 3. `DELETE /v3/credentials/<made-up id>`: 403 means "may not delete", 404 "may delete".
  *
- * @param onCredential - test seam: called while the test credential exists.
+ * @param onCredential - test seam: called while the probe credential exists (with its user ID).
  */
 export async function checkCredentialAccess(
   session: ProbeSession,
-  client: KeystoneClient,
-  roundTrip = true,
+  write = true,
   onCredential?: (userId: string) => Promise<void>,
 ): Promise<CheckResult> {
   const id = KEYSTONE_CHECK_IDS.credentials;
@@ -560,41 +601,101 @@ export async function checkCredentialAccess(
     `Grant the account the admin role on its project (openstack role add --user ${session.info.userName || own} ` +
     `--user-domain ${session.info.userDomainName || DEFAULT_DOMAIN} --project ${session.info.projectName || session.info.projectId} ` +
     `--project-domain ${session.info.projectDomainName || DEFAULT_DOMAIN} ${ADMIN_ROLE}), or run keystone-totp as an account that has it.`;
-  const forbidden = (what: string, res: HttpResponse): CheckResult =>
-    result(
+  const forbidden = (what: string, res: HttpResponse): CheckResult => {
+    const keystoneSaid = [`${what} answered 403`, saidParts(res)].filter(Boolean).join("; ");
+    if (isPasscodeRefusal(res)) {
+      return result(
+        id,
+        title,
+        "failure",
+        `Keystone asks for a fresh TOTP code of the operator for every credential change (${keystoneSaid}): the ` +
+          "operator's own account has MFA rules (Keystone 2026.2 (30), require_mfa_for_sensitive_account_actions), so " +
+          "keystone-totp cannot enroll anyone with it",
+        { fix: OPERATOR_MFA_FIX, code: "E_KEYSTONE_MFA", details: { ...details, status: 403 } },
+      );
+    }
+    if (/delegat|application credential|trust/i.test(keystoneMessage(res) ?? "")) {
+      return result(id, title, "failure", `the token may not manage credentials (${keystoneSaid})`, {
+        fix: "Keystone refuses credential management through application credentials and trusts: authenticate with a password (OS_USERNAME and OS_PASSWORD).",
+        code: "E_KEYSTONE_FORBIDDEN",
+        details: { ...details, status: 403 },
+      });
+    }
+    return result(
       id,
       title,
       "failure",
       `the account cannot manage credentials: needs the admin role on ${session.projectLabel} ` +
-        `(${[`${what} answered 403`, saidParts(res)].filter(Boolean).join("; ")}); ` +
-        "Keystone would also hide other users' credentials from it",
+        `(${keystoneSaid}); Keystone would also hide other users' credentials from it`,
       { fix: adminFix, code: "E_KEYSTONE_FORBIDDEN", details: { ...details, status: 403 } },
     );
+  };
   const unexpected = (what: string, res: HttpResponse): CheckResult =>
     result(id, title, "failure", `${what} answered ${res.status} unexpectedly${said(res)}`, {
-      fix: "Check Keystone's logs for the request id; then run the doctor again.",
+      fix:
+        res.status >= 500
+          ? "Keystone could not store a credential: check its [credential] key_repository (keystone-manage credential_setup), its database and its logs."
+          : "Check Keystone's logs for the request id; then run the doctor again.",
       code: res.status === 401 ? "E_KEYSTONE_AUTH" : "E_KEYSTONE_HTTP",
       details: { ...details, status: res.status },
     });
 
+  let created = false;
   try {
     // 1. list
     const list = await session.request("GET", `/credentials?${new URLSearchParams({ user_id: own, type: "totp" })}`);
     if (list.status === 403) return forbidden("listing credentials", list);
     if (list.status !== 200) return unexpected("listing credentials", list);
 
-    // 2. create, refused by the schema when allowed
-    const create = await session.request("POST", "/credentials", {
-      credential: { type: "totp", user_id: target, blob: 0 },
-    });
-    details.createProbeStatus = create.status;
-    if (create.status === 201) {
+    // 2. create
+    if (write) {
+      const create = await session.request("POST", "/credentials", {
+        credential: { type: "totp", user_id: target, blob: generateSecret() },
+      });
+      details.createProbeStatus = create.status;
+      if (create.status === 403) return forbidden("creating a credential for another user", create);
+      if (create.status !== 201) return unexpected("creating a credential for another user", create);
       const made = asRecord(asRecord(create.body).credential).id;
-      if (typeof made === "string") await client.deleteCredential(made);
-    } else if (create.status === 403) {
-      return forbidden("creating a credential for another user", create);
-    } else if (create.status !== 400) {
-      return unexpected("creating a credential for another user", create);
+      if (typeof made !== "string") return unexpected("creating a credential (no id in the answer)", create);
+      created = true;
+      // The delete runs whatever the test seam does; its error is thrown after it.
+      const interrupted = await onCredential?.(target).then(
+        () => undefined,
+        (e: unknown) => ({ e }),
+      );
+      {
+        const del = await session.request("DELETE", `/credentials/${encodeURIComponent(made)}`);
+        details.deleteCreatedStatus = del.status;
+        if (interrupted) throw interrupted.e;
+        if (del.status !== 204 && del.status !== 404) {
+          details.leftoverCredentialId = made;
+          return result(
+            id,
+            title,
+            "failure",
+            `the probe credential ${made} (for the made-up user ID ${target}, which no user has: it lets nobody ` +
+              `log in) could not be deleted: DELETE answered ${del.status}${said(del)}`,
+            {
+              fix: `Delete it: openstack credential delete ${made}`,
+              code: del.status === 403 ? "E_KEYSTONE_FORBIDDEN" : "E_KEYSTONE_HTTP",
+              details,
+            },
+          );
+        }
+      }
+    } else {
+      const create = await session.request("POST", "/credentials", {
+        credential: { type: "totp", user_id: target, blob: 0 },
+      });
+      details.createProbeStatus = create.status;
+      if (create.status === 403) return forbidden("creating a credential for another user", create);
+      if (create.status === 201) {
+        // Not seen from any Keystone; should one ever store it, it goes at once.
+        const made = asRecord(asRecord(create.body).credential).id;
+        if (typeof made === "string") await session.request("DELETE", `/credentials/${encodeURIComponent(made)}`);
+      } else if (create.status !== 400) {
+        return unexpected("creating a credential for another user", create);
+      }
     }
 
     // 3. delete a credential that does not exist
@@ -611,141 +712,273 @@ export async function checkCredentialAccess(
       details,
     });
   }
-
-  // 4. a real round trip on the operator's own user; the delete runs whatever happened.
-  // `provision` skips it: a no-op `up` must write nothing to Keystone.
-  if (!roundTrip) {
+  if (created) {
     return result(
       id,
       title,
       "ok",
-      `the account may list, create and delete other users' credentials (${session.projectLabel})`,
+      `the account may list, create and delete other users' credentials (${session.projectLabel}); a TOTP ` +
+        "credential was created for a made-up user ID (no user has it) and deleted at once: Keystone stores credentials",
       { details },
     );
   }
-  let createdId: string | undefined;
-  let createFailure: KeystoneError | undefined;
-  let guard: GuardOutcome | undefined;
-  let guardFailure: GuardError | undefined;
-  try {
-    const me = await client.whoami();
-    // The credential exists only while the operator's rules refuse a TOTP code alone.
-    const done = await withTotpAloneRefused(
-      client,
-      me.userId,
-      async () => {
-        try {
-          createdId = (await client.createTotpCredential(me.userId, generateSecret())).id;
-          await onCredential?.(me.userId);
-        } catch (e) {
-          if (!(e instanceof KeystoneError)) throw e;
-          createFailure = e;
-        } finally {
-          if (createdId !== undefined && !(await deletedOrKept(client, createdId))) {
-            details.leftoverCredentialId = createdId;
-          }
-        }
-      },
-      // A credential left behind keeps the rules that refuse it alone.
-      () => details.leftoverCredentialId !== undefined,
-    );
-    guard = done.outcome;
-  } catch (e) {
-    if (e instanceof GuardError) guardFailure = e;
-    else if (e instanceof KeystoneError) createFailure = e;
-    else throw e;
-  }
-  if (guard !== undefined) details.operatorRules = guard;
-  if (guardFailure?.leftover !== undefined) {
-    return result(
-      id,
-      title,
-      "failure",
-      `after the test credential on the operator's own user: ${guardFailure.message}`,
-      {
-        fix:
-          `Put the operator's MFA options back as they were (${JSON.stringify(guardFailure.leftover)}), e.g. ` +
-          `PATCH /v3/users/${session.info.userId} {"user":{"options":{"multi_factor_auth_enabled":${JSON.stringify(guardFailure.leftover.enabled)},` +
-          `"multi_factor_auth_rules":${JSON.stringify(guardFailure.leftover.rules)}},"${MARKER_ATTRIBUTE}":null}}, or leave the staged rules: they refuse only a TOTP code alone.`,
-        code: guardFailure.keystone.code,
-        details,
-      },
-    );
-  }
-  if (guardFailure) {
-    return result(
-      id,
-      title,
-      "warning",
-      `the account may list, create and delete other users' credentials (${session.projectLabel}); the test ` +
-        `credential was NOT created on its own user, because ${guardFailure.message}: a TOTP credential without ` +
-        `rules refusing TOTP alone would let a ${TOTP_DIGITS}-digit code alone log the operator in`,
-      {
-        fix: "See the message; an identity backend that refuses option writes (LDAP) cannot be protected this way: check by enrolling one test user instead.",
-        details,
-      },
-    );
-  }
-  if (createFailure) {
-    const e = createFailure;
-    const delegated = e.status === 403 && /delegated/i.test(e.keystoneMessage ?? "");
-    return result(id, title, "failure", `creating a TOTP credential on the operator's own user failed: ${e.message}`, {
-      fix: delegated
-        ? "Keystone refuses credential management through application credentials and trusts: authenticate with a password (OS_USERNAME and OS_PASSWORD)."
-        : e.status !== undefined && e.status >= 500
-          ? "Keystone could not store a credential: check its [credential] key_repository (keystone-manage credential_setup), its database and its logs."
-          : "See the message; then run the doctor again.",
-      code: e.code,
-      details,
-    });
-  }
-  if (details.leftoverCredentialId !== undefined) {
-    return result(
-      id,
-      title,
-      "failure",
-      `a test credential (${createdId}) could not be deleted from the operator's own user; its secret was random ` +
-        "and never shown, so it lets nobody log in" +
-        (guard === "staged-and-kept"
-          ? "; the staged MFA rules written for the test stay on the operator's user (they refuse a TOTP code alone; the tool's marker records the options before)"
-          : ""),
-      {
-        fix:
-          `Delete it: openstack credential delete ${createdId}` +
-          (guard === "staged-and-kept"
-            ? `; then put the operator's options back (the previous ones are in its ${MARKER_ATTRIBUTE} attribute: openstack user show ${session.info.userId})`
-            : ""),
-        code: "E_KEYSTONE_HTTP",
-        details,
-      },
-    );
-  }
-  const protectedBy =
-    guard === "staged-and-restored"
-      ? "; meanwhile staged MFA rules refused a TOTP code alone on it, and its options were then put back as they were"
-      : "; its own MFA rules refused a TOTP code alone meanwhile";
   return result(
     id,
     title,
     "ok",
-    `the account may list, create and delete other users' credentials (${session.projectLabel}); ` +
-      `a test credential was created and deleted on its own user${protectedBy}`,
+    `the account may list and delete other users' credentials (${session.projectLabel}); the right to create ` +
+      "was not proven (nothing written: Keystone 27 and later check the body before the policy; npm run doctor proves it)",
     { details },
   );
 }
 
+// ------------------------------------------------------------------ the operator's own MFA rules
+
 /**
- * Deletes a test credential.
- *
- * @returns false when Keystone refused or failed (the caller names the credential left behind).
+ * `keystone.operator-mfa`: whether the operator's own account has active MFA rules. Reads only.
+ * Such an account works on releases before Keystone 2026.2 (30); on 30 (with
+ * `require_mfa_for_sensitive_account_actions`, the default) every credential change and every
+ * MFA option change it makes needs a fresh code of its own: a bulk run cannot do that.
  */
-async function deletedOrKept(client: KeystoneClient, id: string): Promise<boolean> {
+export async function checkOperatorMfa(session: ProbeSession): Promise<CheckResult> {
+  const id = KEYSTONE_CHECK_IDS.operatorMfa;
+  const title = "operator's own MFA rules";
+  let res: HttpResponse;
   try {
-    await client.deleteCredential(id);
-    return true;
+    res = await session.request("GET", `/users/${encodeURIComponent(session.info.userId)}`);
   } catch (e) {
-    if (!(e instanceof KeystoneError)) throw e;
-    return false;
+    if (!(e instanceof TransportError)) throw e;
+    const p = transportProblem(e, session.authUrl);
+    return result(id, title, "failure", p.message, { fix: p.fix, code: p.code });
+  }
+  if (res.status !== 200) {
+    return result(id, title, "warning", `the operator's own user could not be read (${res.status})${said(res)}`, {
+      fix: "Check by hand that the account keystone-totp logs in with has no MFA rules (openstack user show).",
+    });
+  }
+  const user = asRecord(asRecord(res.body).user);
+  const rules = effectiveRules(optionsOf(asRecord(user.options)));
+  const details = { rules };
+  if (rules.length === 0) {
+    return result(id, title, "ok", `the operator's own account (${session.userLabel}) has no MFA rules`, { details });
+  }
+  return result(
+    id,
+    title,
+    "warning",
+    `the operator's own account (${session.userLabel}) has MFA rules ${JSON.stringify(rules)}: on Keystone 2026.2 ` +
+      "(30) and later (require_mfa_for_sensitive_account_actions, the default), every TOTP credential change and " +
+      "every MFA rule change it makes then needs a fresh TOTP code of its own (OpenStack-MFA-Passcode), each code " +
+      "once, so bulk runs need an operator account without rules; earlier releases do not ask",
+    { fix: OPERATOR_MFA_FIX, details },
+  );
+}
+
+// ------------------------------------------------------------------ staging round trip
+
+/** Prefix of the throwaway user the staging round trip creates and deletes. */
+export const PROBE_USER_PREFIX = "keystone-totp-doctor-";
+
+function receiptOf(res: HttpResponse): string | undefined {
+  return header(res, "openstack-auth-receipt");
+}
+
+/**
+ * `keystone.staging`: what enrollment does to every user, done on a throwaway user the doctor
+ * creates for it (never on the operator, never on an existing user), deleted at the end
+ * whatever happened (Keystone deletes its credential with it):
+ * 1. create user `keystone-totp-doctor-<random>` in the operator's domain, with a random
+ *    password (never shown); 403: the account may not create users, the rest is not checked;
+ * 2. write the tool's staged MFA rules and marker on it (as enrollment does);
+ * 3. create a TOTP credential with a random secret (never shown);
+ * 4. log in with the current code alone: the rules must refuse it with 401 and an auth
+ *    receipt (the code was right, the rules asked for more);
+ * 5. complete that login with the password and the receipt: 201 (password + TOTP works), so
+ *    the code is used once only (Keystone 30 spends codes);
+ * 6. delete the user.
+ *
+ * @param onCredential - test seam: called while the throwaway user holds its credential.
+ */
+export async function checkStaging(
+  session: ProbeSession,
+  client: KeystoneClient,
+  onCredential?: (userId: string) => Promise<void>,
+): Promise<CheckResult> {
+  const name = `${PROBE_USER_PREFIX}${randomBytes(6).toString("hex")}`;
+  const details: Record<string, unknown> = { probeUser: name };
+  const made: { userId?: string } = {};
+  // Whatever happens: the throwaway user goes (Keystone deletes its credential with it).
+  const cleanUp = async (): Promise<void> => {
+    if (made.userId === undefined) return;
+    const del = await session.request("DELETE", `/users/${encodeURIComponent(made.userId)}`).catch(() => undefined);
+    details.deleteUserStatus = del?.status ?? null;
+    if (del?.status !== 204 && del?.status !== 404) details.leftoverUserId = made.userId;
+  };
+  let r: CheckResult;
+  try {
+    r = await stagingSteps(session, client, name, details, made, onCredential);
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+  await cleanUp();
+  return withLeftover(r);
+}
+
+/** The leftover throwaway user as a failure, when its delete failed (see {@link checkStaging}). */
+export function withLeftover(r: CheckResult): CheckResult {
+  const left = r.details?.leftoverUserId;
+  if (typeof left !== "string") return r;
+  return result(
+    r.id,
+    r.title,
+    "failure",
+    `${r.message}; the throwaway user ${String(r.details?.probeUser)} (${left}) could not be deleted (its password ` +
+      "and TOTP secret were random and never shown, so it lets nobody log in)",
+    { fix: `Delete it: openstack user delete ${left}`, code: "E_KEYSTONE_HTTP", details: r.details },
+  );
+}
+
+async function stagingSteps(
+  session: ProbeSession,
+  client: KeystoneClient,
+  name: string,
+  details: Record<string, unknown>,
+  made: { userId?: string },
+  onCredential?: (userId: string) => Promise<void>,
+): Promise<CheckResult> {
+  const id = KEYSTONE_CHECK_IDS.staging;
+  const title = "MFA staging round trip";
+  const password = randomBytes(24).toString("base64url");
+  const notChecked =
+    "not checked: that the account may write MFA rules on a user, and that the staged rules refuse a TOTP code " +
+    "alone and admit password + TOTP (enrollment does both on every user)";
+  try {
+    const methods = await client.authMethods();
+    const create = await session.request("POST", "/users", {
+      user: { name, domain_id: session.info.userDomainId || "default", password, enabled: true },
+    });
+    details.createUserStatus = create.status;
+    if (create.status === 403) {
+      return result(
+        id,
+        title,
+        "warning",
+        `the account may not create users (403), so a throwaway user was not made: ${notChecked}`,
+        {
+          fix: "Enroll one test user first (a CSV of one row), and check that user's logins; or run the doctor as an account that may create users.",
+          details,
+        },
+      );
+    }
+    const newId = asRecord(asRecord(create.body).user).id;
+    if (create.status !== 201 || typeof newId !== "string") {
+      return result(
+        id,
+        title,
+        "warning",
+        `creating a throwaway user answered ${create.status}${said(create)}: ${notChecked}`,
+        {
+          fix: "Check Keystone's logs for the request id; then run the doctor again.",
+          details,
+        },
+      );
+    }
+    made.userId = newId;
+    details.probeUserId = newId;
+    const rules = stagedRules(methods);
+    const patch = await session.request("PATCH", `/users/${encodeURIComponent(newId)}`, {
+      user: {
+        options: { multi_factor_auth_enabled: true, multi_factor_auth_rules: rules },
+        [MARKER_ATTRIBUTE]: postureMarker(NO_OPTIONS),
+      },
+    });
+    details.writeRulesStatus = patch.status;
+    if (patch.status !== 200) {
+      return isPasscodeRefusal(patch)
+        ? result(
+            id,
+            title,
+            "failure",
+            `writing MFA rules on a throwaway user answered 403${said(patch)}: the operator's own account has MFA ` +
+              "rules, and Keystone 2026.2 (30) asks it for a fresh TOTP code for every MFA change",
+            { fix: OPERATOR_MFA_FIX, code: "E_KEYSTONE_MFA", details },
+          )
+        : result(id, title, "failure", `writing MFA rules on a throwaway user answered ${patch.status}${said(patch)}`, {
+            fix:
+              patch.status === 403
+                ? "The account may not change users' options: give it the admin role, or run keystone-totp as an account that has it."
+                : "Check Keystone's logs for the request id; then run the doctor again.",
+            code: patch.status === 403 ? "E_KEYSTONE_FORBIDDEN" : "E_KEYSTONE_HTTP",
+            details,
+          });
+    }
+    const secret = generateSecret();
+    await client.createTotpCredential(newId, secret);
+    await onCredential?.(newId);
+    const passcode = totpCode(secret, Date.now());
+    const totpAlone = await session.send("POST", "/auth/tokens?nocatalog", {
+      auth: { identity: { methods: ["totp"], totp: { user: { id: newId, passcode } } } },
+    });
+    details.totpAloneStatus = totpAlone.status;
+    const receipt = receiptOf(totpAlone);
+    if (totpAlone.status === 201) {
+      return result(
+        id,
+        title,
+        "failure",
+        `a TOTP code alone logged the throwaway user in although the staged rules ${JSON.stringify(rules)} are on it: ` +
+          "enrolled users could be logged in with 6 digits alone",
+        {
+          fix: "Check that [auth] methods lists password and totp, and Keystone's release (before 28.0.0, LP#2102096); do not enroll anyone until this passes.",
+          code: "E_POSTURE",
+          details,
+        },
+      );
+    }
+    if (totpAlone.status !== 401 || receipt === undefined) {
+      return result(
+        id,
+        title,
+        "warning",
+        `the throwaway user's right TOTP code was refused without an auth receipt (${totpAlone.status})${said(totpAlone)}: ` +
+          "Keystone did not accept the code at all (clock skew? see keystone.clock), so the staged rules were not tested",
+        { fix: "Fix the clocks (keystone.clock) and run the doctor again.", details },
+      );
+    }
+    const full = await session.send(
+      "POST",
+      "/auth/tokens?nocatalog",
+      { auth: { identity: { methods: ["password"], password: { user: { id: newId, password } } } } },
+      { "openstack-auth-receipt": receipt },
+    );
+    details.passwordWithReceiptStatus = full.status;
+    if (full.status !== 201) {
+      return result(
+        id,
+        title,
+        "failure",
+        `password + TOTP did not log the throwaway user in under the staged rules (${full.status})${said(full)}: ` +
+          "enrolled users might not log in",
+        { fix: "Check Keystone's logs for the request id and its [auth] methods.", code: "E_KEYSTONE_HTTP", details },
+      );
+    }
+    return result(
+      id,
+      title,
+      "ok",
+      `on a throwaway user (${name}, deleted again): the tool's staged rules ${JSON.stringify(rules)} were written, ` +
+        "a TOTP code alone was refused (401 with an auth receipt), and password + TOTP logged in (201)",
+      { details },
+    );
+  } catch (e) {
+    if (!(e instanceof TransportError || e instanceof KeystoneError)) throw e;
+    const p = e instanceof TransportError ? transportProblem(e, session.authUrl) : undefined;
+    return result(id, title, "failure", p ? p.message : `on a throwaway user: ${e.message}`, {
+      fix: p?.fix ?? "See the message; then run the doctor again.",
+      code: p?.code ?? (e as KeystoneError).code,
+      details,
+    });
   }
 }
 

@@ -1,10 +1,12 @@
 /**
  * The `doctor`: every preflight check in order, as one report, in text or JSON.
  *
- * Order: the operator's Keystone settings; Keystone reachable, TLS, operator token,
- * credential management, TOTP method, clock skew; then (with a CSV) the file, its users,
- * their credentials and MFA rules, and their login posture (posture.ts); then mail. A check whose prerequisite failed is reported
- * as skipped. The exit code is that of the first failure (see `exitCodeForResults`).
+ * Order: the operator's Keystone settings; Keystone reachable, TLS, operator token, the
+ * operator's own MFA rules, credential management, TOTP method, clock skew, the staging round
+ * trip on a throwaway user; then (with a CSV) the file, its users, their credentials and MFA
+ * rules, expiring passwords, and their login posture (posture.ts); then mail. Nothing is ever
+ * written to the operator's own user or to an existing user. A check whose prerequisite failed
+ * is reported as skipped. The exit code is that of the first failure (see `exitCodeForResults`).
  */
 import { ConfigError } from "../../lib/errors.ts";
 import { type KeystoneAuth, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
@@ -14,7 +16,9 @@ import type { Clock } from "./clock.ts";
 import {
   checkClock,
   checkCredentialAccess,
+  checkOperatorMfa,
   checkReachable,
+  checkStaging,
   checkTls,
   checkToken,
   checkTotpMethod,
@@ -27,7 +31,14 @@ import {
 import { checkMail } from "./mail.ts";
 import { checkPosture, type DoctorPostureSettings, POSTURE_CHECK_TITLES } from "./posture.ts";
 import { type CheckResult, type CheckStatus, countByStatus, exitCodeForResults, result } from "./types.ts";
-import { checkCsv, checkEnrollment, checkUsersFound, type ManagedCredentials, USERS_CHECK_IDS } from "./users.ts";
+import {
+  checkCsv,
+  checkEnrollment,
+  checkPasswordExpiry,
+  checkUsersFound,
+  type ManagedCredentials,
+  USERS_CHECK_IDS,
+} from "./users.ts";
 
 /** Check id of the operator's Keystone settings. */
 export const CONFIG_CHECK_ID = "config.keystone";
@@ -37,9 +48,11 @@ const KEYSTONE_TITLES: Readonly<Record<string, string>> = {
   [KEYSTONE_CHECK_IDS.reachable]: "Keystone reachable",
   [KEYSTONE_CHECK_IDS.tls]: "TLS",
   [KEYSTONE_CHECK_IDS.token]: "operator token",
+  [KEYSTONE_CHECK_IDS.operatorMfa]: "operator's own MFA rules",
   [KEYSTONE_CHECK_IDS.credentials]: "credential management",
   [KEYSTONE_CHECK_IDS.totpMethod]: "TOTP method",
   [KEYSTONE_CHECK_IDS.clock]: "clock skew",
+  [KEYSTONE_CHECK_IDS.staging]: "MFA staging round trip",
 };
 
 /** What to check, and the seams tests use. Every field optional. */
@@ -61,13 +74,18 @@ export interface DoctorOptions {
   /** Credential IDs in a stack's state, to count the users' credentials it does not manage. */
   readonly managed?: ManagedCredentials | undefined;
   /**
-   * Also create and delete a TOTP credential on the operator's own user, to prove Keystone can
-   * store one (default true; `provision` turns it off so that a no-op run writes nothing).
+   * Prove the rights by writing what can be put back on every release (default true;
+   * `provision` turns it off so that a no-op run writes nothing): a TOTP credential for a
+   * made-up user ID that no user has, deleted at once, and a throwaway user with the tool's
+   * staged rules and a credential, deleted at once. Nothing is ever written to the operator's
+   * own user or to an existing user.
    */
   readonly credentialRoundTrip?: boolean | undefined;
   /** The stack's posture settings (enforceMfa, allowTotpOnlyLogin ...); all false by default. */
   readonly posture?: DoctorPostureSettings | undefined;
-  /** Test seam: called while the round trip's test credential exists on the operator's user. */
+  /** Test seam: called while the probe credential exists (with its made-up user ID). */
+  readonly onProbeCredential?: ((userId: string) => Promise<void>) | undefined;
+  /** Test seam: called while the throwaway user of the staging round trip holds its credential. */
   readonly onRoundTripCredential?: ((userId: string) => Promise<void>) | undefined;
   /** Skip the mail checks (for callers that check mail themselves). */
   readonly skipMail?: boolean | undefined;
@@ -154,9 +172,11 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
       checks.push(reach.result, await checkTls(ctx, reach));
       const rest = [
         KEYSTONE_CHECK_IDS.token,
+        KEYSTONE_CHECK_IDS.operatorMfa,
         KEYSTONE_CHECK_IDS.credentials,
         KEYSTONE_CHECK_IDS.totpMethod,
         KEYSTONE_CHECK_IDS.clock,
+        KEYSTONE_CHECK_IDS.staging,
       ];
       if (!reach.reachable) {
         for (const id of rest) checks.push(skipped(id, KEYSTONE_TITLES[id] ?? id, "Keystone did not answer"));
@@ -170,14 +190,26 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
           }
           session = undefined;
         } else {
-          const creds = await checkCredentialAccess(
-            session,
-            client,
-            o.credentialRoundTrip ?? true,
-            o.onRoundTripCredential,
-          );
+          const write = o.credentialRoundTrip ?? true;
+          checks.push(await checkOperatorMfa(session));
+          const creds = await checkCredentialAccess(session, write, o.onProbeCredential);
           canReadCredentials = creds.status === "ok";
-          checks.push(creds, await checkTotpMethod(ctx, session), checkClock(session.info, reach.dateObservation));
+          const totp = await checkTotpMethod(ctx, session);
+          const clock = checkClock(session.info, reach.dateObservation);
+          checks.push(creds, totp, clock);
+          const stagingTitle = KEYSTONE_TITLES[KEYSTONE_CHECK_IDS.staging] ?? KEYSTONE_CHECK_IDS.staging;
+          const notStaged = !write
+            ? "not asked: this preflight writes nothing"
+            : !canReadCredentials
+              ? "the account cannot manage credentials (see keystone.credentials)"
+              : totp.status === "failure" || clock.status === "failure"
+                ? "TOTP logins cannot work yet (see keystone.totp-method and keystone.clock)"
+                : undefined;
+          checks.push(
+            notStaged !== undefined
+              ? skipped(KEYSTONE_CHECK_IDS.staging, stagingTitle, notStaged)
+              : await checkStaging(session, client, o.onRoundTripCredential),
+          );
         }
       }
     }
@@ -189,9 +221,16 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
         USERS_CHECK_IDS.found,
         USERS_CHECK_IDS.credentials,
         USERS_CHECK_IDS.mfa,
+        USERS_CHECK_IDS.passwordExpiry,
         ...Object.keys(POSTURE_CHECK_TITLES),
       ];
-      const titles = ["users in Keystone", "TOTP credentials", "MFA rules", ...Object.values(POSTURE_CHECK_TITLES)];
+      const titles = [
+        "users in Keystone",
+        "TOTP credentials",
+        "MFA rules",
+        "expiring passwords",
+        ...Object.values(POSTURE_CHECK_TITLES),
+      ];
       const why = !csv.rows ? "the CSV is invalid" : "Keystone checks did not get a working token";
       if (!csv.rows || !session || !client) {
         userIds.forEach((id, i) => {
@@ -202,6 +241,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
         checks.push(
           found.result,
           ...(await checkEnrollment(session, client, found.users, canReadCredentials, o.managed)),
+          checkPasswordExpiry(found.users),
           ...(await checkPosture(session, client, found.users, canReadCredentials, o.posture)),
         );
       }

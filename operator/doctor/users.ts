@@ -7,6 +7,7 @@ import { CsvError, KeystoneError, MAX_LISTED_USERS, UserNotFoundError } from "..
 import type { KeystoneClient, KeystoneUser } from "../../lib/keystone/client.ts";
 import { TransportError } from "../../lib/keystone/http.ts";
 import { admits, effectiveRules, optionsOf } from "../../lib/mfa/posture.ts";
+import { readMarker } from "../../lib/ownership.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { type ResolvedUser, resolveUsers } from "../../lib/users/resolve.ts";
 import type { ProbeSession } from "./keystone.ts";
@@ -23,6 +24,7 @@ export const USERS_CHECK_IDS = {
   found: "users.found",
   credentials: "users.credentials",
   mfa: "users.mfa",
+  passwordExpiry: "users.password-expiry",
 } as const;
 
 /** `a, b, c and 7 more`. */
@@ -377,4 +379,37 @@ export async function checkEnrollment(
     mfaResult = result(mfaId, mfaTitle, "ok", "MFA rules and TOTP credentials agree for every user", { details });
   }
   return [credResult, mfaResult];
+}
+
+/**
+ * `users.password-expiry`: enrolled users (carrying keystone-totp's marker) whose password
+ * expires (`password_expires_at` set). On Keystone 2026.2 (30) the self-service password change
+ * (`POST /v3/users/{id}/password`) needs a TOTP code once the user has MFA rules: a user who has
+ * not set up the app cannot change an expired password alone. Reads only what the users lookup
+ * returned.
+ */
+export function checkPasswordExpiry(users: readonly ResolvedUser[]): CheckResult {
+  const id = USERS_CHECK_IDS.passwordExpiry;
+  const title = "expiring passwords";
+  const expiring = users.filter((u) => readMarker(u.user.marker) !== undefined && u.user.passwordExpiresAt);
+  const names = expiring.map((u) => u.row.key);
+  const details = {
+    enrolled: users.filter((u) => readMarker(u.user.marker) !== undefined).length,
+    expiring: expiring.map((u) => ({ user: u.row.key, passwordExpiresAt: u.user.passwordExpiresAt })),
+  };
+  if (expiring.length === 0) {
+    return result(id, title, "ok", "no enrolled user has a password that expires", { details });
+  }
+  return result(
+    id,
+    title,
+    "warning",
+    `${expiring.length} enrolled user(s) have a password that expires (password_expires_at): on Keystone 2026.2 (30) ` +
+      "changing one's own password needs a TOTP code once MFA rules are set, so one who has not set up the app " +
+      `cannot change an expired password alone: ${nameSome(names)}`,
+    {
+      fix: "Ask them to set up the app before their password expires; an administrator can still reset a password (openstack user set --password-prompt USER).",
+      details,
+    },
+  );
 }

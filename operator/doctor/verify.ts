@@ -6,8 +6,10 @@
  * A code is valid when Keystone issues a token (201), or when it answers 401 with an auth
  * receipt listing `totp` among the methods that passed: the user's MFA rules require more
  * (typically the password too), but the code itself was accepted. Keystone accepts the
- * current 30 s window and the previous one, and the same code may be used again within its
- * window, so checking a code does not spend it.
+ * current 30 s window and the previous one. Before Keystone 2026.2 (30), or without a cache, the
+ * same code may be used again within its window; on 30 with a cache a code is accepted once
+ * (a refused login spends it too), so checking a code spends it: the output says so (the
+ * release cannot be read from `GET /v3`, so it says it conditionally), and it is checked once.
  *
  * @see https://docs.openstack.org/keystone/latest/admin/auth-totp.html
  */
@@ -18,6 +20,14 @@ import { login } from "../../lib/keystone/login.ts";
 import { TOTP_DIGITS, TOTP_PERIOD_S } from "../../lib/totp/secret.ts";
 import { mfaFacts } from "./users.ts";
 
+/** Said after every verdict on a code Keystone accepted: on releases that spend codes, it is now used. */
+export const SPENT_CODE_NOTE =
+  "On Keystone 2026.2 (30) and later with a cache, this code is now used: wait for the next one (up to " +
+  `${TOTP_PERIOD_S} s) before logging in.`;
+/** Said when a code is refused: a code used once (a login, or this check) is refused on those releases. */
+export const REUSED_CODE_NOTE =
+  "On Keystone 2026.2 (30) and later with a cache, a code already used once (by a login or by this check) is " +
+  "refused: ask for the next code.";
 /** Longest user or domain name accepted, in characters (Keystone's columns hold 255 and 64). */
 export const MAX_NAME_CHARS = 255;
 
@@ -152,7 +162,8 @@ export function explainInvalid(facts: UserFacts | undefined): string {
   if (!facts) {
     return (
       `Either the code is wrong or old (more than one ${TOTP_PERIOD_S} s window), the user has no TOTP credential, ` +
-      "or the user or domain does not exist. Ask for a fresh code; check that the phone sets its time automatically."
+      "or the user or domain does not exist. Ask for a fresh code; check that the phone sets its time automatically. " +
+      REUSED_CODE_NOTE
     );
   }
   if (!facts.enabled) return "The user is disabled in Keystone: no code can work until the account is enabled.";
@@ -165,6 +176,7 @@ export function explainInvalid(facts: UserFacts | undefined): string {
   return (
     `The user has ${facts.totpCredentials} TOTP credential(s), but the code matches none for the current or the ` +
     `previous ${TOTP_PERIOD_S} s window. Ask for a fresh code; check that the phone sets its time automatically and that the ` +
-    "code comes from the app entry of this cloud and user (an old entry from an earlier enrollment does not work)."
+    "code comes from the app entry of this cloud and user (an old entry from an earlier enrollment does not work). " +
+    REUSED_CODE_NOTE
   );
 }

@@ -15,7 +15,8 @@
  *           KeystoneClient.createTotpCredential), tagged with the resource's owner; or, when the
  *           user holds a leftover of this resource's own (a create whose answer was lost, see
  *           lib/ownership.ts), GET /v3/credentials/{id} and adopt it instead of a POST
- *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift);
+ *   read    GET /v3/credentials/{id}      (404 -> gone; a changed blob -> drift; no blob, as
+ *           on Keystone 30 -> the recorded secret, fingerprint and rotatedAt are kept);
  *           GET /v3/users/{id}            (options that let a TOTP code alone in -> drift)
  *   update  in place: PATCH /v3/credentials/{id};
  *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials (or adopt
@@ -277,6 +278,26 @@ async function resolveUser(
   return { id: u.id, user: u };
 }
 
+/**
+ * Refuses the account the tool logs in with, before anything is written. Staged rules on it
+ * would, on Keystone 30 (`require_mfa_for_sensitive_account_actions`), make Keystone refuse the
+ * operator's every later MFA change, its own rules included, without a fresh code of its own.
+ * The token is the one every request already uses: no extra request.
+ *
+ * @throws {KeystoneTotpError} `E_OPERATOR_SELF`.
+ * @see docs/operator-account.md
+ */
+async function refuseOperator(ctx: HandlerContext, i: TotpCredentialInputs, userId: string): Promise<void> {
+  const me = await ctx.client().whoami();
+  if (me.userId !== userId) return;
+  throw new KeystoneTotpError(
+    "E_OPERATOR_SELF",
+    `user ${userLabel(i, userId)} is the account keystone-totp logs in with: it is not enrolled, because its own ` +
+      "MFA rules would make Keystone 2026.2 (30) and later refuse this account's every later MFA change. " +
+      "Enroll it from another administrator account, or leave it out (docs/operator-account.md).",
+  );
+}
+
 /** How errors name the user: `name@domain` when known, else the ID. */
 function userLabel(i: TotpCredentialInputs, userId: string): string {
   return i.userName ? `${i.userName}@${i.userDomain ?? DEFAULT_DOMAIN}` : userId;
@@ -335,7 +356,7 @@ function outputs(
   });
 }
 
-/** Whether a blob Keystone holds is a secret a user can be sent (Keystone does not check blobs). */
+/** Whether a blob Keystone returned is a secret a user can be sent (Keystone does not check blobs). */
 function usableSecret(blob: string): boolean {
   try {
     return normaliseSecret(blob) === blob;
@@ -364,6 +385,7 @@ async function createImpl(
   ctx: HandlerContext = defaultContext,
 ): Promise<{ id: string; outs: TotpCredentialOutputs }> {
   const { id: userId, user } = await resolveUser(ctx, inputs);
+  await refuseOperator(ctx, inputs, userId);
   // Anything the user already holds was not created by this resource, except its own
   // leftovers (adopted below). It stays valid until the new credential is delivered.
   const held = ctx.existing ? await ctx.existing(userId) : await ctx.client().listTotpCredentials(userId);
@@ -381,8 +403,9 @@ async function createImpl(
   const at = ctx.now();
   // The list may be older than this create: the leftover is read again before it is taken.
   const found = plan.adopt ? await ctx.client().getCredential(plan.adopt.id) : undefined;
-  const adopted = found && found.type === "totp" && found.blob === plan.adopt?.blob ? found : undefined;
-  const secret = adopted ? adopted.blob : (supplied ?? generateSecret());
+  const adopted =
+    found && found.type === "totp" && found.blob !== undefined && found.blob === plan.adopt?.blob ? found : undefined;
+  const secret = adopted?.blob ?? supplied ?? generateSecret();
   const cred = adopted ?? (await ctx.client().createTotpCredential(userId, secret, credentialTag(owner, at)));
   const leftovers = new Set(plan.leftovers);
   if (plan.adopt && !adopted) leftovers.add(plan.adopt.id);
@@ -410,7 +433,10 @@ async function createImpl(
 /**
  * Reads the credential back. A missing credential returns no ID (the engine then drops the
  * resource on refresh); a blob changed outside Pulumi comes back as a changed secret and
- * fingerprint, i.e. as drift.
+ * fingerprint, i.e. as drift. Where Keystone does not return blobs (30 and later) the secret,
+ * its fingerprint and `rotatedAt` are kept as recorded: what cannot be seen is never
+ * overwritten (an empty secret would otherwise be recorded, and every refresh would move the
+ * rotation and grace clocks).
  */
 async function readImpl(
   id: string,
@@ -420,7 +446,8 @@ async function readImpl(
   const current = props.credentialId ?? id;
   const cred = await ctx.client().getCredential(current);
   if (cred?.type !== "totp") return {};
-  const changed = cred.blob !== props.secret;
+  const seen = cred.blob ?? props.secret;
+  const changed = seen !== props.secret;
   // Retiring credentials deleted meanwhile (by the delivery, or by hand) are forgotten.
   let retiring = props.retiring ?? [];
   let unmanagedIds = props.unmanagedIds ?? [];
@@ -435,7 +462,7 @@ async function readImpl(
       props,
       current,
       cred.userId,
-      cred.blob,
+      seen,
       props.createdAt,
       changed ? ctx.now().toISOString() : props.rotatedAt,
       { retiring, unmanagedIds },
@@ -549,7 +576,8 @@ async function rotate(
   // A rotation whose answer was lost left a credential of this owner that the state does not
   // know: it becomes the new one (its secret is sent now) instead of a second new one.
   const plan = planAdoption(held, owner, managed, usableSecret);
-  const secret = plan.adopt ? plan.adopt.blob : generateSecret();
+  // planAdoption adopts only a credential whose secret Keystone returned.
+  const secret = plan.adopt?.blob ?? generateSecret();
   const cred = plan.adopt ?? (await client.createTotpCredential(userId, secret, credentialTag(owner, at)));
   const removeUnmanaged = (inputs.unmanaged ?? DEFAULT_UNMANAGED) === "remove";
   const ours = new Set([...managed, ...plan.leftovers]);

@@ -8,11 +8,7 @@ import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";
 
 /** Default issuer shown in authenticator apps. */
 export const DEFAULT_ISSUER = "OpenStack";
-/** Default Keystone domain for users given by name. */
-export const DEFAULT_DOMAIN = "Default";
-
-/** Largest `rotationDays`, in days (ten years; a larger value is surely a typo). */
-export const MAX_ROTATION_DAYS = 3650;
+export { DEFAULT_DOMAIN, MAX_ROTATION_DAYS } from "../../lib/defaults.ts";
 
 /** What happens to a user's TOTP credentials that Pulumi did not create. */
 export type UnmanagedPolicy = "remove" | "keep";

@@ -5,7 +5,7 @@
  *
  * Why one resource and not a credential plus a delivery: every resource costs the engine a
  * step, a checkpoint write of the whole stack and ~1.3 KB of bookkeeping in the state; at
- * fleet scale that, not Keystone, was most of the time of a run (see README, Benchmarks).
+ * fleet scale that, not Keystone, was most of the time of a run (see bench/README.md).
  */
 
 import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";

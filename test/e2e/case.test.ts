@@ -13,6 +13,7 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;
@@ -59,7 +60,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
-  for (const u of users) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of users) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -10,11 +10,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, REPO } from "../support/keystone.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const EXAMPLE_USERS: [string, string][] = [
   ["alice", "Default"],
@@ -45,7 +46,7 @@ beforeAll(async () => {
   admin = adminClient();
   for (const [name, domain] of EXAMPLE_USERS) {
     const u = await admin.findUser(name, domain);
-    if (u) await admin.deleteUser(u.id);
+    if (u) await deleteUser(admin, u.id);
   }
   clone = mkdtempSync(join(tmpdir(), "kt-demo-"));
   execFileSync("git", ["clone", "--quiet", REPO, clone]);
@@ -54,7 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const [name, domain] of EXAMPLE_USERS) {
     const u = await admin.findUser(name, domain);
-    if (u) await admin.deleteUser(u.id);
+    if (u) await deleteUser(admin, u.id);
   }
   admin?.close();
   if (clone) rmSync(clone, { recursive: true, force: true });
@@ -84,7 +85,7 @@ describe("npm run demo on a clean clone", () => {
       expect(f).not.toContain(p.secret);
       const [name, domain] = p.account.split("@") as [string, string];
       const password = passwords[`${name}@${domain}`] as string;
-      const res = await login(admin.auth.authUrl, { name, domain }, { password, passcode: totpCode(p.secret) });
+      const res = await login(admin.auth.authUrl, { name, domain }, { password, passcode: await freshCode(p.secret) });
       expect(res.status, p.account).toBe(201);
     }
   });

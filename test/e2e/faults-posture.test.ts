@@ -7,8 +7,8 @@
  *
  * After each failed run and after each rerun, for every user of the fleet (logins straight to
  * Keystone, as the user would): the password alone still logs in (nobody is locked out), and
- * whoever holds a TOTP credential has rules that refuse a TOTP code alone (tried with every
- * secret they hold). The reruns enroll everyone exactly once; after the crash the rerun keeps
+ * whoever holds a TOTP credential has rules that refuse a TOTP code alone (by their options,
+ * and tried with every secret they were mailed). The reruns enroll everyone exactly once; after the crash the rerun keeps
  * the users' REAL previous options, and removing everyone from the CSV restores exactly those.
  * No fixed sleeps: every wait is on a condition.
  */
@@ -20,6 +20,7 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import {
   each,
   fleetStack,
+  knownByMail,
   makePerson,
   type Person,
   type Tally,
@@ -41,6 +42,7 @@ import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import type { TestStack } from "../support/pulumi.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 const CREDENTIAL_POST = /^POST \/v3\/credentials /;
 const USER_PATCH = /^PATCH \/v3\/users\//;
@@ -68,7 +70,7 @@ async function join_(prefix: string, n: number): Promise<Person[]> {
   for (let i = 0; i < n; i++) {
     const p = await makePerson(admin, `${prefix}${i}`, tag);
     const own = OWN[added++ % OWN.length];
-    if (own) await admin.updateUserOptions(p.user.id, own);
+    if (own) await updateUserOptions(admin, p.user.id, own);
     before.set(p.user.id, await readUserOptions(admin, p.user.id));
     out.push(p);
   }
@@ -82,6 +84,7 @@ async function expectSafe(when: string): Promise<SafetyReport> {
   const r = await checkNoLockoutNoOpening(
     admin,
     fleet.map((p) => p.user),
+    knownByMail(smtp, fleet),
   );
   expect(r.lockedOut, `locked out ${when}`).toEqual([]);
   expect(r.openRules, `credential without rules ${when}`).toEqual([]);
@@ -148,7 +151,7 @@ afterAll(async () => {
   await stack?.remove();
   await smtp?.close();
   await proxy?.close();
-  for (const p of fleet) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const p of fleet) await deleteUser(admin, p.user.id).catch(() => undefined);
   admin?.close();
 });
 

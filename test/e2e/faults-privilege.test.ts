@@ -10,6 +10,7 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;
@@ -73,7 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await f?.close();
-  if (member) await admin.deleteUser(member.id).catch(() => undefined);
+  if (member) await deleteUser(admin, member.id).catch(() => undefined);
   if (projectId) await adminRest("DELETE", `/projects/${projectId}`);
   admin?.close();
 });

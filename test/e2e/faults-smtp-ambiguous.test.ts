@@ -14,11 +14,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 type Person = TestUser & { email: string; key: string };
 
@@ -63,9 +64,7 @@ async function urisSentTo(email: string): Promise<string[]> {
 const secretOf = (uri: string) => new URL(uri).searchParams.get("secret") ?? "";
 
 async function credentialIds(u: TestUser): Promise<string[]> {
-  const creds = await admin.listTotpCredentials(u.id);
-  registerSecrets(...creds.map((c) => c.blob));
-  return creds.map((c) => c.id).sort();
+  return (await admin.listTotpCredentials(u.id)).map((c) => c.id).sort();
 }
 
 /** HTTP status of a login with the password, plus a code of `secret` when given. */
@@ -73,7 +72,7 @@ async function loginWith(u: TestUser, secret?: string): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: u.name, domain: u.domain },
-    { password: u.password, ...(secret ? { passcode: totpCode(secret) } : {}) },
+    { password: u.password, ...(secret ? { passcode: await freshCode(secret) } : {}) },
   );
   return res.status;
 }
@@ -114,7 +113,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const u of [alice, bob, dave]) if (u) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of [alice, bob, dave]) if (u) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { type KeystoneInstance, keystoneInstance, REPO } from "../support/keystone.ts";
+import { loginPasswordTotp } from "../support/posture.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage } from "../support/smtp.ts";
 
@@ -90,11 +91,12 @@ describe(`tokens that expire after ${TOKEN_SECONDS} s, during an up that lasts l
 
     for (const p of people) {
       const creds = await admin.listTotpCredentials(p.user.id);
-      registerSecrets(...creds.map((c) => c.blob));
       expect(creds, p.user.name).toHaveLength(1);
       const msgs = smtp.messagesFor(p.email);
       expect(msgs, p.email).toHaveLength(1);
-      expect(await secretOfMessage(msgs[0] as Buffer)).toBe(creds[0]?.blob);
+      // The mailed secret is the one Keystone holds: it logs the user in (Keystone 30 never returns it).
+      const secret = await secretOfMessage(msgs[0] as Buffer);
+      expect(await loginPasswordTotp(p.user, secret, admin.auth.authUrl), p.user.name).toBe(201);
     }
     expect(leakedIn(f.output.join("\n"), [inst.password, ...people.map((p) => p.user.password)])).toBe(0);
   });

@@ -13,6 +13,7 @@ import { sortedRules } from "../support/posture.ts";
 import type { FaultProxy } from "../support/proxy.ts";
 import type { RunResult, TestStack } from "../support/pulumi.ts";
 import type { TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 /** Users in the fleet at the start. */
 const N = 10;
@@ -213,7 +214,7 @@ describe("faults during up, through the real engine", () => {
       `faults: bursts on ${bursts.length} routes + refresh: ${proxy.fired() - fired0} faults fired ` +
         `(${faulted} during up, ${seconds.toFixed(1)} s); lost ${after.lost.length}, duplicated ${after.duplicated}`,
     );
-    for (const p of removed) await admin.deleteUser(p.user.id);
+    for (const p of removed) await deleteUser(admin, p.user.id);
     await stack.set("keystone-totp:enforceMfa", "false");
     expect((await up()).code).toBe(0);
   });

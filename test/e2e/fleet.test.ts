@@ -12,11 +12,13 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { totpCode } from "../../lib/totp/secret.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { createDomain, createUser, deleteUser } from "../support/keystone-admin.ts";
 
 interface Person {
   user: TestUser;
@@ -89,7 +91,7 @@ async function loginFromMessage(p: Person, raw: Buffer): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: p.user.name, domain: p.user.domain },
-    { password: p.user.password, passcode: totpCode(parsed.secret) },
+    { password: p.user.password, passcode: await freshCode(parsed.secret) },
   );
   return res.status;
 }
@@ -98,14 +100,14 @@ beforeAll(async () => {
   admin = adminClient();
   dir = mkdtempSync(join(tmpdir(), "kt-fleet-"));
   const engName = `eng${tag}`;
-  engDomainId = (await admin.domainIdByName(engName)) ?? (await admin.createDomain(engName));
+  engDomainId = (await admin.domainIdByName(engName)) ?? (await createDomain(admin, engName));
   for (const [i, base] of AWKWARD.entries()) {
     const inEng = i === AWKWARD.length - 1;
     const name = base === "alice" && !inEng ? `alice${tag}` : inEng ? `alice${tag}` : `${base}${tag}`;
     let user: TestUser;
     if (inEng) {
       const password = `Pw-${uniq()}${uniq()}`;
-      const u = await admin.createUser({ name, domainId: engDomainId, password });
+      const u = await createUser(admin, { name, domainId: engDomainId, password });
       user = { id: u.id, name, domain: engName, password };
     } else {
       user = await makeUser(admin, name);
@@ -133,7 +135,7 @@ afterAll(async () => {
   await stack?.remove();
   await smtp?.close();
   await proxy?.close();
-  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const p of people) await deleteUser(admin, p.user.id).catch(() => undefined);
   admin?.close();
 });
 
@@ -190,7 +192,7 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
     if (totpCode(parseOtpauthUri(oldUri).secret) !== totpCode(parseOtpauthUri(newUri).secret)) {
       expect(await loginFromMessage(changed, oldRaw)).toBe(401);
     }
-    for (const r of removed) await admin.deleteUser(r.user.id);
+    for (const r of removed) await deleteUser(admin, r.user.id);
   });
 
   it("SMTP down: the run fails naming the users not reached; SMTP back: the next run delivers exactly to them", async () => {

@@ -14,6 +14,7 @@ import { userKey } from "../../lib/users/csv.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;
@@ -67,7 +68,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
-  if (user) await admin.deleteUser(user.id).catch(() => undefined);
+  if (user) await deleteUser(admin, user.id).catch(() => undefined);
   admin?.close();
 });
 

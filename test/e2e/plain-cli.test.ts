@@ -15,12 +15,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { plainCliGate } from "../support/language-host.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 /** Users onboarded by the first `up`. */
 const FLEET_SIZE = 5;
@@ -87,7 +88,7 @@ async function loginWithEmailedCode(p: Person): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: p.user.name, domain: p.user.domain },
-    { password: p.user.password, passcode: totpCode(secret) },
+    { password: p.user.password, passcode: await freshCode(secret) },
   );
   return res.status;
 }
@@ -121,7 +122,7 @@ afterAll(async () => {
   if (!destroyed) await stack?.run(["destroy", "--yes", "--skip-preview"], { allowFail: true });
   await stack?.remove();
   await smtp?.close();
-  for (const p of everyone) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const p of everyone) await deleteUser(admin, p.user.id).catch(() => undefined);
   admin?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

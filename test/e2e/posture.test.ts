@@ -10,15 +10,16 @@
  *
  * A user whose own rules already refuse TOTP alone keeps them; one whose own rules let it in
  * makes the run fail naming them (the others are enrolled) until replaceOwnRules. A watcher
- * tries a TOTP code alone for every credential the fleet holds during the whole file: it must
- * never get a token. The operator account is refused (E_CONFIG, named) in an enforced fleet.
+ * checks, during the whole file, that no user holds a TOTP credential while their options admit
+ * a TOTP code alone, and now and then tries a TOTP code alone with every secret already mailed:
+ * it must probe, and never find a user open. The operator account is refused (E_CONFIG, named) in an enforced fleet.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
-import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
+import { fleetStack, knownByMail, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, uniq } from "../support/keystone.ts";
 import {
   type AppCredential,
@@ -41,6 +42,7 @@ import {
 import type { TestStack } from "../support/pulumi.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 /** The default Keystone's [auth] methods are external,password,token,oauth1,totp,application_credential. */
 const STAGED = [["external"], ["password"], ["oauth1"], ["application_credential"]];
@@ -107,7 +109,7 @@ beforeAll(async () => {
   for (const n of NAMES) {
     const p = await makePerson(admin, n, tag);
     const own = OWN[n];
-    if (own) await admin.updateUserOptions(p.user.id, own);
+    if (own) await updateUserOptions(admin, p.user.id, own);
     let ac: AppCredential | undefined;
     if (WITH_APPCRED.includes(n)) {
       await grantRole(p.user.id, projectId);
@@ -139,7 +141,13 @@ beforeAll(async () => {
     // The preflight doctor has its own tests (and flags the `open` user's rules on purpose).
     env: { KEYSTONE_TOTP_SKIP_DOCTOR: "1" },
   });
-  watcher = watchTotpAlone(members().map((x) => ({ id: x.p.user.id, name: x.p.user.name })));
+  watcher = watchTotpAlone(
+    members().map((x) => ({ id: x.p.user.id, name: x.p.user.name })),
+    knownByMail(
+      smtp,
+      members().map((x) => x.p),
+    ),
+  );
 });
 
 afterAll(async () => {
@@ -147,8 +155,8 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const x of Object.values(m)) await admin.deleteUser(x.p.user.id).catch(() => undefined);
-  for (const p of extra) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const x of Object.values(m)) await deleteUser(admin, x.p.user.id).catch(() => undefined);
+  for (const p of extra) await deleteUser(admin, p.user.id).catch(() => undefined);
   if (projectId) await deleteProject(projectId);
   admin?.close();
 });
@@ -311,9 +319,15 @@ describe("login posture of fleet users, through the real engine", () => {
 
   it("a TOTP code alone never got a token at any point of the runs above", async () => {
     const report = await watcher.stop();
-    console.log(`posture: TOTP alone tried ${report.tries} times during the runs, let in ${report.opened.length}`);
+    console.log(
+      `posture: ${report.tries} probes of credentials and options during the runs, ${report.logins} TOTP-alone ` +
+        `logins with mailed secrets, ${report.errors} errors; open ${report.opened.length}`,
+    );
+    // The watcher really looked (a watcher that never probed would prove nothing) and never failed.
     expect(report.tries).toBeGreaterThan(0);
+    expect(report.errors, report.errorMessages.join("; ")).toBe(0);
     expect(report.opened).toEqual([]);
+    expect(report.openLogin).toEqual([]);
   });
 
   it("the operator the tool logs in with is refused by name in an enforced fleet; allowTotpOnlyLogin lets TOTP alone in", async () => {

@@ -12,12 +12,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 /** DELETEs of credentials the proxy refuses: more than the client's attempts of one run. */
 const REFUSED_DELETES = 50;
@@ -43,7 +44,7 @@ async function loginWith(u: TestUser, secret: string): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: u.name, domain: u.domain },
-    { password: u.password, passcode: totpCode(secret) },
+    { password: u.password, passcode: await freshCode(secret) },
   );
   return res.status;
 }
@@ -96,7 +97,7 @@ afterAll(async () => {
   await stack?.remove();
   await smtp?.close();
   await proxy?.close();
-  for (const u of [alice, bob]) if (u) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of [alice, bob]) if (u) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -9,11 +9,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const N = 50;
 const tag = uniq();
@@ -54,7 +55,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const u of users) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of users) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 
@@ -76,11 +77,11 @@ describe("rotate --all", () => {
       const [oldSecret, newSecret] = (await secretsOf(u.email)) as [string, string];
       expect(newSecret).not.toBe(oldSecret);
       expect(await admin.listTotpCredentials(u.id), u.name).toHaveLength(2);
-      const as = (secret: string) =>
+      const as = async (secret: string) =>
         login(
           admin.auth.authUrl,
           { name: u.name, domain: u.domain },
-          { password: u.password, passcode: totpCode(secret) },
+          { password: u.password, passcode: await freshCode(secret) },
         );
       expect((await as(newSecret)).status, u.name).toBe(201);
       expect((await as(oldSecret)).status, u.name).toBe(201);

@@ -11,11 +11,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -41,7 +42,7 @@ async function loginWith(u: TestUser, secret: string): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: u.name, domain: u.domain },
-    { password: u.password, passcode: totpCode(secret) },
+    { password: u.password, passcode: await freshCode(secret) },
   );
   return res.status;
 }
@@ -90,7 +91,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const u of Object.values(users)) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of Object.values(users)) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -12,14 +12,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { shardOf } from "../../operator/fleet/shard.ts";
+import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { pulumiBinDir } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const USERS = 12;
 const tag = uniq();
@@ -74,7 +75,7 @@ async function logsInWithLastMessage(u: TestUser): Promise<number> {
   const res = await login(
     admin.auth.authUrl,
     { name: u.name, domain: u.domain },
-    { password: u.password, passcode: totpCode(secret) },
+    { password: u.password, passcode: await freshCode(secret) },
   );
   return res.status;
 }
@@ -157,7 +158,7 @@ afterAll(async () => {
   for (const s of stacks) await pulumi("stack", "rm", "--yes", "--force", "--stack", s);
   for (const f of readdirSync(REPO)) if (f.startsWith(`Pulumi.${prefix}-`)) rmSync(join(REPO, f), { force: true });
   await smtp?.close();
-  for (const u of users) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of users) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -14,6 +14,7 @@ import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../s
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 const USERS = 8;
 const tag = uniq();
@@ -61,7 +62,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const u of users) await admin.deleteUser(u.id).catch(() => undefined);
+  for (const u of users) await deleteUser(admin, u.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -28,6 +28,7 @@ import type { RunResult, TestStack } from "../support/pulumi.ts";
 import { earlierVersion, provisionWith } from "../support/release.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 const V02 = "0e86bf8";
 const STAGED = [["external"], ["password"], ["oauth1"], ["application_credential"]];
@@ -78,7 +79,7 @@ beforeAll(async () => {
   admin = adminClient(keystoneUrl());
   for (const [i, own] of OWN.entries()) {
     const p = await makePerson(admin, `upg02-${i}`, tag);
-    if (own) await admin.updateUserOptions(p.user.id, own);
+    if (own) await updateUserOptions(admin, p.user.id, own);
     before.set(p.user.id, await readUserOptions(admin, p.user.id));
     people.push(p);
   }
@@ -92,7 +93,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const p of people) await deleteUser(admin, p.user.id).catch(() => undefined);
   admin?.close();
 });
 

@@ -14,13 +14,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode } from "../support/codes.ts";
 import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
 import type { TestStack } from "../support/pulumi.ts";
 import { earlierVersion, provisionWith } from "../support/release.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 
 /** The last commit whose program declared a TotpCredential and a TotpDelivery per user (7e6db25^). */
 const V01 = "6f034b5";
@@ -71,7 +72,7 @@ afterAll(async () => {
   await stack?.destroy().catch(() => undefined);
   await stack?.remove();
   await smtp?.close();
-  for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+  for (const p of people) await deleteUser(admin, p.user.id).catch(() => undefined);
   admin?.close();
 });
 
@@ -118,7 +119,7 @@ describe("upgrading a 0.1 stack (TotpCredential + TotpDelivery per user)", () =>
       const res = await login(
         admin.auth.authUrl,
         { name: p.user.name, domain: p.user.domain },
-        { password: p.user.password, passcode: totpCode(enrolled.get(p.user.name)?.secret ?? "") },
+        { password: p.user.password, passcode: await freshCode(enrolled.get(p.user.name)?.secret ?? "") },
       );
       expect(res.status, p.user.name).toBe(201);
     }

@@ -6,8 +6,18 @@
 import { KeystoneError } from "../../lib/errors.ts";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 
+/** How the double behaves. */
+export interface FakeKeystoneOptions {
+  /** false: reads omit TOTP blobs, as Keystone 30 (2026.2) and later do. Default true. */
+  readonly returnsBlobs?: boolean;
+}
+
 /** A Keystone holding TOTP credentials in memory; records deletions. */
-export function fakeKeystone(initial: Record<string, string[]> = {}) {
+export function fakeKeystone(initial: Record<string, string[]> = {}, opts: FakeKeystoneOptions = {}) {
+  const shown = <C extends { blob: string }>(c: C) =>
+    opts.returnsBlobs === false
+      ? { ...c, blob: undefined, type: "totp", projectId: undefined }
+      : { ...c, type: "totp", projectId: undefined };
   /** `marker` is the credential's keystone_totp attribute (the tool's tag), as Keystone keeps it. */
   const creds = new Map<string, { id: string; userId: string; blob: string; marker?: unknown }>();
   let n = 0;
@@ -19,6 +29,13 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
   /** Every MFA write, in order: what a test asserts about rules before credentials. */
   const writes: { userId: string; options: unknown; marker: unknown; credentialsAtWrite: number }[] = [];
   const client = {
+    /** The operator the double's token belongs to: no test user has this ID. */
+    whoami: async () => ({
+      userId: "operator-id",
+      projectId: "p",
+      roles: ["admin"],
+      expiresAtMs: Date.now() + 3_600_000,
+    }),
     authMethods: async () => ["password", "token", "totp", "application_credential"],
     getUser: async (id: string) => {
       const u = users.get(id) ?? { options: {}, marker: undefined };
@@ -41,8 +58,7 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
       });
       return client.getUser(userId);
     },
-    listTotpCredentials: async (userId: string) =>
-      [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
+    listTotpCredentials: async (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map(shown),
     listAllTotpCredentials: async () => {
       const m = new Map<string, { id: string }[]>();
       for (const c of creds.values()) m.set(c.userId, [...(m.get(c.userId) ?? []), c]);
@@ -61,7 +77,7 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
     },
     getCredential: async (id: string) => {
       const c = creds.get(id);
-      return c ? { ...c, type: "totp", projectId: undefined } : undefined;
+      return c ? shown(c) : undefined;
     },
     deleteCredential: async (id: string) => {
       if (failDeletes) {
@@ -84,8 +100,9 @@ export function fakeKeystone(initial: Record<string, string[]> = {}) {
       creds.set(c.id, { ...c });
     },
     /** What a user holds, as the client lists it. */
-    held: (userId: string) =>
-      [...creds.values()].filter((c) => c.userId === userId).map((c) => ({ ...c, type: "totp", projectId: undefined })),
+    held: (userId: string) => [...creds.values()].filter((c) => c.userId === userId).map(shown),
+    /** The secret Keystone holds (what a login checks), whatever reads return. */
+    secretOf: (id: string) => creds.get(id)?.blob,
     deleted,
     writes,
     options: (userId: string) => users.get(userId)?.options ?? {},

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { KeystoneAuth } from "../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
 import { instanceEnv, localStateDir } from "../../operator/commands/local-keystone.ts";
+import { createUser, deleteUser } from "./keystone-admin.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -22,16 +23,23 @@ export interface KeystoneInstance {
   readonly projectDomainName: string;
   readonly port: number;
   readonly name: string;
+  /** The Keystone release ("22", "27", "30"); absent in files written before releases existed (22). */
+  readonly release?: string;
 }
 
 /** Reads a running instance's details; fails loudly (tests must not skip silently). */
-export function keystoneInstance(name = "default"): KeystoneInstance {
+export function keystoneInstance(name = process.env.KEYSTONE_TOTP_TEST_INSTANCE || "default"): KeystoneInstance {
   const base = localStateDir(REPO);
   const file = join(base, "keystone", name, "instance.json");
   if (!existsSync(file)) {
     throw new Error(`no local Keystone '${name}' (${file} missing): run scripts/keystone.sh start, or npm test`);
   }
   return JSON.parse(readFileSync(file, "utf8")) as KeystoneInstance;
+}
+
+/** The Keystone release an instance runs (22, Debian 12's, when instance.json does not say). */
+export function keystoneRelease(inst: KeystoneInstance = keystoneInstance()): number {
+  return inst.release === undefined || inst.release === "" ? 22 : Number(inst.release);
 }
 
 /** The admin's auth settings for an instance. */
@@ -79,8 +87,8 @@ export async function makeUser(admin: KeystoneClient, name: string): Promise<Tes
   const domainId = (await admin.domainIdByName("Default")) ?? "default";
   const password = randomPassword();
   const existing = await admin.findUser(name, "Default");
-  if (existing) await admin.deleteUser(existing.id);
-  const u = await admin.createUser({ name, domainId, password });
+  if (existing) await deleteUser(admin, existing.id);
+  const u = await createUser(admin, { name, domainId, password });
   return { id: u.id, name, domain: "Default", password };
 }
 

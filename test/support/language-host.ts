@@ -37,7 +37,7 @@ export function plainCliGate(): PlainCliGate {
   if (!executable(host)) {
     missing = existsSync(LANGUAGE_HOST_BUILDER)
       ? `${host} is missing: scripts/get-pulumi.sh builds it with ${LANGUAGE_HOST_BUILDER}; run it and read its output`
-      : `${host} is missing and there is no ${LANGUAGE_HOST_BUILDER} to build it (see README, Development)`;
+      : `${host} is missing and there is no ${LANGUAGE_HOST_BUILDER} to build it (see docs/development.md, Tests)`;
   }
   return { skip: missing !== undefined && process.env.CI !== "true", missing };
 }

@@ -4,7 +4,12 @@
  * user's application credentials; each returns Keystone's HTTP status (201 = token issued).
  * Also: a project role and an application credential made with the user's own token, the
  * user's MFA options and keystone-totp's marker as the admin reads them, and a watcher that
- * tries a TOTP code alone for every credential a user holds, all along a run.
+ * checks, all along a run, that no user holding a TOTP credential can log in with a TOTP code alone.
+ *
+ * Nothing here reads a TOTP secret back from Keystone (Keystone 30 never returns one): the
+ * secrets a test knows are the ones its users were mailed (see `secretsSentTo` in smtp.ts) or
+ * its own inputs. Every TOTP code comes from codes.ts, used once (Keystone 30 refuses a code
+ * the second time, even after a login the user's rules refused).
  *
  * Tokens are thrown away; passwords, TOTP secrets and application-credential secrets are
  * registered for the secret scan and never printed.
@@ -14,7 +19,7 @@ import { KeystoneClient, tokenRequestBody } from "../../lib/keystone/client.ts";
 import { createTransport, type Transport } from "../../lib/keystone/http.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { admitsTotpAlone, optionsOf } from "../../lib/mfa/posture.ts";
-import { totpCode } from "../../lib/totp/secret.ts";
+import { freshCode, spareCode } from "./codes.ts";
 import { adminAuth, keystoneInstance, type TestUser } from "./keystone.ts";
 import { registerSecrets } from "./secrets.ts";
 
@@ -146,18 +151,25 @@ export async function loginPassword(user: TestUser): Promise<number> {
   return (await login(keystoneUrl(), { id: user.id }, { password: user.password }, transport())).status;
 }
 
-/** A TOTP code alone: user ID and the current code of `secret`, no password. */
-export async function loginTotpAlone(userId: string, secret: string): Promise<number> {
+/**
+ * A TOTP code alone: user ID and an unused code of `secret` (see codes.ts), no password.
+ *
+ * @param url - identity v3 URL; default the real Keystone of {@link keystoneUrl}.
+ */
+export async function loginTotpAlone(userId: string, secret: string, url = keystoneUrl()): Promise<number> {
   registerSecrets(secret);
-  return (await login(keystoneUrl(), { id: userId }, { passcode: totpCode(secret) }, transport())).status;
+  return (await login(url, { id: userId }, { passcode: await freshCode(secret) }, transport())).status;
 }
 
-/** Password and the current code of `secret`. */
-export async function loginPasswordTotp(user: TestUser, secret: string): Promise<number> {
+/**
+ * Password and an unused code of `secret` (see codes.ts).
+ *
+ * @param url - identity v3 URL; default the real Keystone of {@link keystoneUrl}.
+ */
+export async function loginPasswordTotp(user: TestUser, secret: string, url = keystoneUrl()): Promise<number> {
   registerSecrets(secret);
-  return (
-    await login(keystoneUrl(), { id: user.id }, { password: user.password, passcode: totpCode(secret) }, transport())
-  ).status;
+  const passcode = await freshCode(secret);
+  return (await login(url, { id: user.id }, { password: user.password, passcode }, transport())).status;
 }
 
 /** An application credential (ID + secret), as Terraform or a CI job logs in. */
@@ -200,12 +212,10 @@ export async function loginMatrix(user: TestUser, secret?: string, ac?: AppCrede
 
 /**
  * IDs of a user's TOTP credentials: what assertions compare, so that a failing one never
- * prints a credential's blob (the user's TOTP secret). Blobs are registered for the scan.
+ * prints a credential's blob (where Keystone still returns one). Blobs are not read.
  */
 export async function credentialIds(admin: KeystoneClient, userId: string): Promise<string[]> {
-  const creds = await admin.listTotpCredentials(userId);
-  registerSecrets(...creds.map((c) => c.blob));
-  return creds.map((c) => c.id);
+  return (await admin.listTotpCredentials(userId)).map((c) => c.id);
 }
 
 /** A user's options and keystone-totp's marker, as the admin reads them. */
@@ -228,42 +238,109 @@ export function sortedRules(rules: unknown): string[][] {
   return (rules as string[][]).map((r) => [...r].sort()).sort((a, b) => a.join(",").localeCompare(b.join(",")));
 }
 
-/** What a TOTP code alone did while being watched. */
-export interface WatchReport {
-  /** TOTP-alone logins tried (one per credential held, per round). */
-  readonly tries: number;
-  /** Users let in by a TOTP code alone at least once (names). */
-  readonly opened: readonly string[];
+/** A user the watcher and the safety check look at. */
+export interface WatchedUser {
+  readonly id: string;
+  readonly name: string;
 }
 
 /**
- * Tries a TOTP code alone, over and over until stopped, for every TOTP credential the given
- * users hold in Keystone (the blob as the admin reads it: the secret the user is sent). The
- * watcher has its own Keystone client, talks to Keystone directly, and never throws: a
- * failed round is simply tried again.
+ * The TOTP secrets a test knows a user holds: what the user was mailed (e.g.
+ * `(u) => secretsSentTo(smtp, [emailOf(u)])`) or the test's own inputs. Never read from Keystone.
  */
-export function watchTotpAlone(users: readonly { readonly id: string; readonly name: string }[]): {
-  stop(): Promise<WatchReport>;
-} {
+export type KnownSecrets = (user: WatchedUser) => Promise<readonly string[]> | readonly string[];
+
+/**
+ * Whether a user is open to a TOTP code alone by what Keystone holds: a TOTP credential exists
+ * while the user's options admit a TOTP code alone. The credentials are listed before and after
+ * the options are read, and only a credential in both lists counts, so a credential deleted (or
+ * created) while the options change never makes a false alarm.
+ */
+async function openByRules(client: KeystoneClient, userId: string, methods: readonly string[]): Promise<boolean> {
+  const first = new Set((await client.listTotpCredentials(userId)).map((c) => c.id));
+  const user = await client.getUser(userId);
+  if (!user) throw new Error(`user ${userId} is gone`);
+  const admits = admitsTotpAlone(optionsOf(user.options), methods);
+  if (first.size === 0 || !admits) return false;
+  return (await client.listTotpCredentials(userId)).some((c) => first.has(c.id));
+}
+
+/** What the watcher saw. */
+export interface WatchReport {
+  /** Probes that ran to the end: a user's credentials and options read (one per user per round). */
+  readonly tries: number;
+  /** Real TOTP-alone logins tried with a secret the test knew (at most one per secret per minute). */
+  readonly logins: number;
+  /** Probes that failed (their first messages in `errorMessages`); none is expected. */
+  readonly errors: number;
+  readonly errorMessages: readonly string[];
+  /** Users found open at least once: a credential held while their options admitted TOTP alone, or a token got by TOTP alone. */
+  readonly opened: readonly string[];
+  /** Of those, the users a real TOTP-alone login let in. */
+  readonly openLogin: readonly string[];
+}
+
+/** Watcher rounds pause this long; real logins with one secret are at most this often. */
+const WATCH_PAUSE_MS = 50;
+const WATCH_LOGIN_EVERY_MS = 60_000;
+/** Error messages kept in a report. */
+const KEPT_ERRORS = 5;
+
+/**
+ * Watches users all along a run, until stopped, with its own Keystone client talking to Keystone
+ * directly. Each round, for each user: whether they hold a TOTP credential while their options
+ * admit a TOTP code alone (see {@link openByRules}: on every release, even before the user's
+ * secret is mailed); and, for each secret `known` says the user holds, a real TOTP-alone login
+ * now and then, with a spare code (see `spareCode` in codes.ts: never one the test needs).
+ * Failed probes are counted and reported, never hidden: callers assert that probes ran.
+ */
+export function watchTotpAlone(users: readonly WatchedUser[], known?: KnownSecrets): { stop(): Promise<WatchReport> } {
   const client = new KeystoneClient(adminAuth(keystoneInstance()));
   let stopped = false;
   let tries = 0;
+  let logins = 0;
+  let errors = 0;
+  const errorMessages: string[] = [];
   const opened = new Set<string>();
+  const openLogin = new Set<string>();
+  const lastLogin = new Map<string, number>();
+  let methods: string[] | undefined;
+  const failed = (u: WatchedUser, e: unknown) => {
+    errors++;
+    if (errorMessages.length < KEPT_ERRORS) errorMessages.push(`${u.name}: ${(e as Error)?.message ?? String(e)}`);
+  };
   const loop = (async () => {
     while (!stopped) {
       for (const u of users) {
         if (stopped) break;
         try {
-          for (const c of await client.listTotpCredentials(u.id)) {
-            if (!/^[A-Z2-7]+=*$/.test(c.blob)) continue;
-            tries++;
-            if ((await loginTotpAlone(u.id, c.blob)) === 201) opened.add(u.name);
+          methods ??= await client.authMethods();
+          if (await openByRules(client, u.id, methods)) opened.add(u.name);
+          tries++;
+        } catch (e) {
+          failed(u, e);
+        }
+        try {
+          for (const secret of known ? await known(u) : []) {
+            if (stopped) break;
+            if (Date.now() - (lastLogin.get(secret) ?? 0) < WATCH_LOGIN_EVERY_MS) continue;
+            const passcode = spareCode(secret);
+            if (passcode === undefined) continue;
+            lastLogin.set(secret, Date.now());
+            logins++;
+            const status = (await login(keystoneUrl(), { id: u.id }, { passcode }, transport())).status;
+            if (status === 201) {
+              opened.add(u.name);
+              openLogin.add(u.name);
+            } else if (status !== 401) {
+              throw new Error(`TOTP-alone login: HTTP ${status}`);
+            }
           }
-        } catch {
-          // Keystone busy or the user just deleted: the next round tries again.
+        } catch (e) {
+          failed(u, e);
         }
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, WATCH_PAUSE_MS));
     }
   })();
   return {
@@ -271,7 +348,7 @@ export function watchTotpAlone(users: readonly { readonly id: string; readonly n
       stopped = true;
       await loop;
       client.close();
-      return { tries, opened: [...opened] };
+      return { tries, logins, errors, errorMessages, opened: [...opened], openLogin: [...openLogin] };
     },
   };
 }
@@ -282,33 +359,43 @@ export interface SafetyReport {
   readonly lockedOut: string[];
   /** Users holding a TOTP credential whose options let a TOTP code alone in. */
   readonly openRules: string[];
-  /** Users let in by a TOTP code alone, with one of the secrets they hold. */
+  /** Users let in by a TOTP code alone, with one of the secrets the test knows they hold. */
   readonly openLogin: string[];
   /** How many users hold at least one TOTP credential. */
   readonly withCredential: number;
+  /** TOTP-alone logins tried (one per known secret of a user holding a credential). */
+  readonly logins: number;
 }
 
 /**
  * The two promises of a staged enrollment, for every user: the password alone still logs in
  * (nobody is locked out), and whoever holds a TOTP credential has rules that refuse a TOTP
- * code alone, both by the options Keystone holds and by trying it.
+ * code alone: by the options Keystone holds, and by trying it with every secret `known` says the
+ * user holds (each try spends a code: see codes.ts).
  */
 export async function checkNoLockoutNoOpening(
   admin: KeystoneClient,
   users: readonly TestUser[],
+  known?: KnownSecrets,
 ): Promise<SafetyReport> {
   const methods = await admin.authMethods();
-  const r = { lockedOut: [] as string[], openRules: [] as string[], openLogin: [] as string[], withCredential: 0 };
+  const r = {
+    lockedOut: [] as string[],
+    openRules: [] as string[],
+    openLogin: [] as string[],
+    withCredential: 0,
+    logins: 0,
+  };
   for (const u of users) {
     if ((await loginPassword(u)) !== 201) r.lockedOut.push(u.name);
     const creds = await admin.listTotpCredentials(u.id);
-    registerSecrets(...creds.map((c) => c.blob));
     if (creds.length === 0) continue;
     r.withCredential++;
     const now = await admin.getUser(u.id);
     if (!now || admitsTotpAlone(optionsOf(now.options), methods)) r.openRules.push(u.name);
-    for (const c of creds) {
-      if (/^[A-Z2-7]+=*$/.test(c.blob) && (await loginTotpAlone(u.id, c.blob)) === 201) {
+    for (const secret of known ? await known(u) : []) {
+      r.logins++;
+      if ((await loginTotpAlone(u.id, secret)) === 201) {
         r.openLogin.push(u.name);
         break;
       }

@@ -377,6 +377,35 @@ export async function secretOfMessage(raw: Buffer): Promise<string> {
   return secret;
 }
 
+/** Secrets already read from a message (each message is decoded once: zbarimg is a process). */
+const secretsOfMessages = new WeakMap<Buffer, Promise<string | undefined>>();
+
+/**
+ * The TOTP secrets of every enrollment message `smtp` received for these addresses, in the order
+ * received, without repeats: the secrets a test knows its users hold (Keystone 30 never returns
+ * them). Messages without a QR code (notices) are skipped. Registered for the secret scan.
+ */
+export async function secretsSentTo(
+  smtp: Pick<TestSmtpServer, "messagesFor">,
+  addresses: readonly string[],
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const address of addresses) {
+    for (const raw of smtp.messagesFor(address)) {
+      let secret = secretsOfMessages.get(raw);
+      if (secret === undefined) {
+        secret = parseMessage(raw).then((mail) =>
+          mail.attachments.some((a) => a.contentType === "image/png") ? secretOfMessage(raw) : undefined,
+        );
+        secretsOfMessages.set(raw, secret);
+      }
+      const s = await secret;
+      if (s && !out.includes(s)) out.push(s);
+    }
+  }
+  return out;
+}
+
 /** Parses a raw message with mailparser, keeping `cid:` links as they are. */
 export function parseMessage(raw: Buffer): Promise<ParsedMail> {
   return simpleParser(raw, { keepCidLinks: true });

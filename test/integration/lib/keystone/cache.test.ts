@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { adminAuth, keystoneInstance, REPO } from "../../../support/keystone.ts";
 import { registerSecrets } from "../../../support/secrets.ts";
+import { createUser, deleteUser } from "../../../support/keystone-admin.ts";
 
 const run = promisify(execFile);
 const NAME = "cachetest";
@@ -83,7 +84,7 @@ describe("keystone.sh start --cache", () => {
         // A cache per uWSGI process would let the other process answer with the rules from before.
         const password = randomBytes(18).toString("base64url");
         registerSecrets(password);
-        const user = await client.createUser({ name: `cache-test-${process.pid}`, domainId: "default", password });
+        const user = await createUser(client, { name: `cache-test-${process.pid}`, domainId: "default", password });
         try {
           const states = [
             { enabled: true, rules: [["password", "totp"]] },
@@ -98,7 +99,7 @@ describe("keystone.sh start --cache", () => {
             }
           }
         } finally {
-          await client.deleteUser(user.id);
+          await deleteUser(client, user.id);
         }
       } finally {
         client.close();

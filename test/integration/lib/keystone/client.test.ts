@@ -9,6 +9,7 @@ import { login } from "../../../../lib/keystone/login.ts";
 import { generateSecret, TOTP_PERIOD_S, totpCode } from "../../../../lib/totp/secret.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../../../support/keystone.ts";
 import { type FaultProxy, startFaultProxy } from "../../../support/proxy.ts";
+import { deleteUser } from "../../../support/keystone-admin.ts";
 
 let admin: KeystoneClient;
 let user: TestUser;
@@ -19,7 +20,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await admin.deleteUser(user.id);
+  await deleteUser(admin, user.id);
   admin.close();
 });
 

@@ -21,6 +21,7 @@ import {
   randomPassword,
   uniq,
 } from "../../../support/keystone.ts";
+import { createDomain, createUser, deleteUser } from "../../../support/keystone-admin.ts";
 
 const run = promisify(execFile);
 /**
@@ -50,7 +51,7 @@ beforeAll(async () => {
 }, START_TIMEOUT_MS);
 
 afterAll(async () => {
-  for (const id of made) await admin?.deleteUser(id);
+  for (const id of made) if (admin) await deleteUser(admin, id);
   admin?.close();
   await run("bash", [join(REPO, "scripts/keystone.sh"), "stop", "--name", NAME], { timeout: 60_000 });
 }, 120_000);
@@ -58,10 +59,10 @@ afterAll(async () => {
 describe(`Keystone with list_limit = ${LIST_LIMIT}`, () => {
   it("resolves every user of a domain with more users than one list holds", async () => {
     const domain = `it-limit-${uniq()}`;
-    const domainId = await admin.createDomain(domain);
+    const domainId = await createDomain(admin, domain);
     const users = [];
     for (let i = 0; i < USERS; i++) {
-      const u = await admin.createUser({ name: `u${i}-${uniq()}`, domainId, password: randomPassword() });
+      const u = await createUser(admin, { name: `u${i}-${uniq()}`, domainId, password: randomPassword() });
       made.push(u.id);
       users.push(u);
     }
@@ -81,7 +82,7 @@ describe(`Keystone with list_limit = ${LIST_LIMIT}`, () => {
     const domainId = (await admin.domainIdByName("Default")) ?? "default";
     const held = new Map<string, string[]>();
     for (let i = 0; i < USERS; i++) {
-      const u = await admin.createUser({ name: `it-limit-${uniq()}`, domainId, password: randomPassword() });
+      const u = await createUser(admin, { name: `it-limit-${uniq()}`, domainId, password: randomPassword() });
       made.push(u.id);
       // one user holds two, as during a rotation
       const ids = [];

@@ -32,6 +32,7 @@ import {
 import { leakedIn, registerSecrets } from "../../../support/secrets.ts";
 import { makeSelfSignedCertificate, opensslAvailable } from "../../../support/smtp.ts";
 import { startTlsTerminator, type TlsTerminator } from "../../../support/tls.ts";
+import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
 
 const MFA_RULES = { multi_factor_auth_enabled: true, multi_factor_auth_rules: [["password", "totp"]] };
 
@@ -96,7 +97,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const u of users) await admin.deleteUser(u.id);
+  for (const u of users) await deleteUser(admin, u.id);
   admin.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -172,8 +173,8 @@ describe("doctor against the real Keystone", () => {
     const credNoMfa = await user("cred-nomfa");
     const credMfa = await user("cred-mfa");
     const plain = await user("plain");
-    await admin.updateUserOptions(mfaNoCred.id, MFA_RULES);
-    await admin.updateUserOptions(credMfa.id, MFA_RULES);
+    await updateUserOptions(admin, mfaNoCred.id, MFA_RULES);
+    await updateUserOptions(admin, credMfa.id, MFA_RULES);
     for (const u of [credNoMfa, credMfa]) {
       const secret = generateSecret();
       registerSecrets(secret);

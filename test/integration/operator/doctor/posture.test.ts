@@ -1,10 +1,10 @@
 /**
  * The doctor's login-posture checks against the real Keystone (default instance): it flags a
  * user made TOTP-only-open by hand (and the finding is real: a code alone gets a token), and a
- * user whose application credential MFA rules block (its login really gets 401); its own
- * round trip on the operator's user never leaves a TOTP credential there without rules that
- * refuse TOTP alone, and puts the operator's options back exactly, also when the round trip
- * fails half-way.
+ * user whose application credential MFA rules block (its login really gets 401); it never
+ * writes to the operator's own user: it proves the right to create on a made-up user ID and
+ * does its staging round trip on a throwaway user it deletes, also when the round trip fails
+ * half-way; it warns when the operator's own account has MFA rules.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,13 +12,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { login } from "../../../../lib/keystone/login.ts";
-import { admitsTotpAlone, markerOf, optionsOf, stagedRules } from "../../../../lib/mfa/posture.ts";
+import { admitsTotpAlone, optionsOf, stagedRules } from "../../../../lib/mfa/posture.ts";
 import { generateSecret, totpCode } from "../../../../lib/totp/secret.ts";
 import { type DoctorReport, runDoctor } from "../../../../operator/doctor/run.ts";
 import type { CheckResult } from "../../../../operator/doctor/types.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../../../support/keystone.ts";
 import { grantRole, loginAppCredential, makeAppCredential, projectIdByName } from "../../../support/posture.ts";
 import { registerSecrets } from "../../../support/secrets.ts";
+import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
 
 let admin: KeystoneClient;
 const users: TestUser[] = [];
@@ -62,7 +63,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const u of users) await admin.deleteUser(u.id);
+  for (const u of users) await deleteUser(admin, u.id);
   admin.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -102,7 +103,7 @@ describe("doctor: login posture of the CSV's users", () => {
     const blockedAc = await makeAppCredential(blocked, projectId);
     await makeAppCredential(kept, projectId);
     expect(await loginAppCredential(blockedAc)).toBe(201);
-    await admin.updateUserOptions(blocked.id, {
+    await updateUserOptions(admin, blocked.id, {
       multi_factor_auth_enabled: true,
       multi_factor_auth_rules: [["password", "totp"]],
     });
@@ -128,7 +129,7 @@ describe("doctor: login posture of the CSV's users", () => {
 
   it("fails on a rule made only of a method Keystone lacks (LP#2102096), and finds every user's options writable", async () => {
     const voided = await user("voided");
-    await admin.updateUserOptions(voided.id, {
+    await updateUserOptions(admin, voided.id, {
       multi_factor_auth_enabled: true,
       multi_factor_auth_rules: [["password", "totp"], ["mapped"]],
     });
@@ -144,7 +145,7 @@ describe("doctor: login posture of the CSV's users", () => {
   });
 });
 
-describe("doctor: the round trip on the operator's own user", () => {
+describe("doctor: nothing written to the operator; the round trip on a throwaway user", () => {
   async function operator() {
     const me = await admin.whoami();
     const u = await admin.getUser(me.userId);
@@ -152,60 +153,102 @@ describe("doctor: the round trip on the operator's own user", () => {
     return u;
   }
 
-  it("holds the test credential only while the operator's rules refuse TOTP alone, then puts the options back", async () => {
+  it("proves create on a made-up user ID and staging on a throwaway user; the operator's user is untouched", async () => {
     const methods = await admin.authMethods();
     const before = await operator();
-    expect(admitsTotpAlone(optionsOf(before.options), methods)).toBe(true);
-    const seen: { credentials: number; totpAlone: boolean; previous: unknown }[] = [];
+    const seenProbe: number[] = [];
+    const seen: { userId: string; name: string | undefined; credentials: number; totpAlone: boolean }[] = [];
     const report = await doctor(undefined, {
       credentialRoundTrip: true,
+      onProbeCredential: async (userId) => {
+        // The probe credential belongs to a user ID that no user has.
+        expect(await admin.getUser(userId)).toBeUndefined();
+        seenProbe.push((await admin.listTotpCredentials(userId)).length);
+      },
       onRoundTripCredential: async (userId) => {
         const during = await admin.getUser(userId);
         seen.push({
+          userId,
+          name: during?.name,
           credentials: (await admin.listTotpCredentials(userId)).length,
           totpAlone: admitsTotpAlone(optionsOf(during?.options ?? {}), methods),
-          previous: markerOf(during?.marker)?.previous,
         });
       },
     });
     const c = check(report, "keystone.credentials");
     expect(c.status).toBe("ok");
-    expect(c.details?.operatorRules).toBe("staged-and-restored");
-    expect(seen).toEqual([{ credentials: 1, totpAlone: false, previous: optionsOf(before.options) }]);
+    expect(c.details).toMatchObject({ createProbeStatus: 201, deleteCreatedStatus: 204, deleteProbeStatus: 404 });
+    expect(seenProbe).toEqual([1]);
+    const st = check(report, "keystone.staging");
+    expect(st.status, st.message).toBe("ok");
+    expect(st.details).toMatchObject({
+      createUserStatus: 201,
+      writeRulesStatus: 200,
+      totpAloneStatus: 401,
+      passwordWithReceiptStatus: 201,
+      deleteUserStatus: 204,
+    });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.userId).not.toBe(before.id);
+    expect(seen[0]?.name).toMatch(/^keystone-totp-doctor-[0-9a-f]{12}$/);
+    expect(seen[0]).toMatchObject({ credentials: 1, totpAlone: false });
+    // Gone again, with its credential; the probe credential too.
+    expect(await admin.getUser(seen[0]?.userId ?? "")).toBeUndefined();
+    expect(await admin.listTotpCredentials(seen[0]?.userId ?? "")).toEqual([]);
+    expect(await admin.listTotpCredentials(String(c.details?.probeUserId))).toEqual([]);
     const after = await operator();
     expect(after.options).toEqual(before.options);
-    expect(after.marker).toBeUndefined();
+    expect(after.marker).toEqual(before.marker);
     expect(await admin.listTotpCredentials(after.id)).toEqual([]);
+    expect(check(report, "keystone.operator-mfa").status).toBe("ok");
   });
 
-  it("puts the options back and deletes the credential when the round trip fails half-way", async () => {
-    const before = await operator();
+  it("deletes the throwaway user when the round trip fails half-way", async () => {
+    let made = "";
     await expect(
       doctor(undefined, {
         credentialRoundTrip: true,
-        onRoundTripCredential: async () => {
+        onRoundTripCredential: async (userId) => {
+          made = userId;
           throw new Error("interrupted");
         },
       }),
     ).rejects.toThrow("interrupted");
-    const after = await operator();
-    expect(after.options).toEqual(before.options);
-    expect(after.marker).toBeUndefined();
-    expect(await admin.listTotpCredentials(after.id)).toEqual([]);
+    expect(made).not.toBe("");
+    expect(await admin.getUser(made)).toBeUndefined();
   });
 
-  it("writes nothing when the operator's own rules already refuse TOTP alone", async () => {
+  it("warns (never fails) when the operator's own account has MFA rules, and writes nothing to it", async () => {
     const me = await admin.whoami();
     const own = { multi_factor_auth_enabled: true, multi_factor_auth_rules: [["password"], ["password", "totp"]] };
-    await admin.updateUserOptions(me.userId, own);
+    await updateUserOptions(admin, me.userId, own);
     try {
       const report = await doctor(undefined, { credentialRoundTrip: true });
-      expect(check(report, "keystone.credentials").details?.operatorRules).toBe("already-refused");
+      const m = check(report, "keystone.operator-mfa");
+      expect(m.status).toBe("warning");
+      expect(m.message).toMatch(
+        /Keystone 2026\.2 \(30\).*fresh TOTP code.*bulk runs need an operator account without rules/,
+      );
+      expect(m.fix).toMatch(/require_mfa_for_sensitive_account_actions = false/);
       const after = await operator();
       expect(after.options).toEqual(own);
       expect(after.marker).toBeUndefined();
     } finally {
       await admin.writeUserMfa(me.userId, { enabled: null, rules: null }, null);
     }
+  });
+
+  it("writes nothing at all without the round trip (provision's preflight)", async () => {
+    const report = await doctor(undefined, {
+      credentialRoundTrip: false,
+      onProbeCredential: async () => {
+        throw new Error("no credential may be created");
+      },
+    });
+    const c = check(report, "keystone.credentials");
+    expect(c.status).toBe("ok");
+    expect(c.details?.createProbeStatus).toBe(400);
+    expect(c.message).toMatch(/the right to create was not proven/);
+    expect(check(report, "keystone.staging").status).toBe("skipped");
   });
 });

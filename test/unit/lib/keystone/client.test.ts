@@ -398,3 +398,51 @@ describe("KeystoneClient lists under Keystone's list_limit", () => {
     ]);
   });
 });
+
+describe("KeystoneClient.createTotpCredential on a Keystone that returns no TOTP blobs (30 and later)", () => {
+  const TAG = { v: 1, owner: "proj/stack/enrollment/alice@Default", at: "2026-12-06T10:00:00.000Z" };
+  const blobless = (...items: [string, unknown][]) => ({
+    credentials: items.map(([id, tag]) => ({
+      id,
+      user_id: "u1",
+      type: "totp",
+      ...(tag ? { keystone_totp: tag } : {}),
+    })),
+  });
+  const posts = (log: HttpRequest[]) => log.filter((r) => r.method === "POST" && r.url.endsWith("/credentials"));
+
+  it("after a reset finds the credential by its tag and does not POST again", async () => {
+    const other = { ...TAG, at: "2026-12-05T10:00:00.000Z" };
+    const k = fakeKeystone([reset, ok(200, blobless(["c8", other], ["c9", TAG], ["c7", undefined]))]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB, TAG);
+    expect(c.id).toBe("c9");
+    expect(posts(k.log)).toHaveLength(1);
+  });
+
+  it("after a lost request (no credential with its tag) POSTs again, and drops a raced copy by tag", async () => {
+    const deleted: string[] = [];
+    const k = fakeKeystone([
+      reset,
+      ok(200, blobless(["c0", undefined])),
+      ok(201, { credential: { id: "c2", user_id: "u1", type: "totp", keystone_totp: TAG } }),
+      ok(200, blobless(["c0", undefined], ["c1", TAG], ["c2", TAG])),
+      (req) => {
+        deleted.push(req.url);
+        return { status: 204, headers: {}, body: undefined };
+      },
+    ]);
+    const c = await client(k.transport).createTotpCredential("u1", BLOB, TAG);
+    expect(c.id).toBe("c2");
+    expect(posts(k.log)).toHaveLength(2);
+    expect(deleted).toEqual(["http://keystone.test/v3/credentials/c1"]);
+  });
+
+  it("without a tag, cannot tell its credential from others: gives up instead of POSTing a second copy", async () => {
+    const k = fakeKeystone([reset, ok(200, blobless(["c5", undefined]))]);
+    const err = (await client(k.transport)
+      .createTotpCredential("u1", BLOB)
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_NETWORK");
+    expect(posts(k.log)).toHaveLength(1);
+  });
+});

@@ -64,17 +64,24 @@ describe("totpCode", () => {
     expect(totpCode(key, 2_000_000_000_000)).toBe("279037");
   });
 
-  it("agrees with oathtool when it is installed", () => {
-    let oath: string;
+  it("agrees with oathtool, an independent implementation (required: scripts/keystone.sh install puts it there)", () => {
     const s = generateSecret();
     const at = Date.now();
+    let oath: string;
     try {
       oath = execFileSync("oathtool", ["--totp", "-b", `--now=@${Math.floor(at / 1000)}`, s], {
         encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
       }).trim();
-    } catch {
-      return; // oathtool is installed by scripts/keystone.sh; unit tests may run without it
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { status?: number; stderr?: string };
+      // A missing tool is a failure, not a skip: without it this test would prove nothing.
+      if (err.code === "ENOENT") {
+        throw new Error("oathtool is not installed: apt-get install -y oathtool (or bash scripts/keystone.sh install)");
+      }
+      throw new Error(`oathtool failed (exit ${err.status ?? "?"}): ${String(err.stderr ?? "").trim()}`);
     }
+    expect(oath).toMatch(/^\d{6}$/);
     expect(totpCode(s, at)).toBe(oath);
   });
 });

@@ -6,13 +6,19 @@
  */
 import { describe, expect, it } from "vitest";
 import type { KeystoneAuth } from "../../../../lib/keystone/auth.ts";
+import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { type HttpRequest, type HttpResponse, type Transport, TransportError } from "../../../../lib/keystone/http.ts";
+import { normaliseSecret } from "../../../../lib/totp/secret.ts";
 import {
   checkClock,
+  checkCredentialAccess,
+  checkOperatorMfa,
   checkReachable,
+  checkStaging,
   checkTls,
   classifyTotpProbe,
   type KeystoneCheckContext,
+  ProbeSession,
   type ProbeTokenInfo,
   UNSUPPORTED_METHOD_MESSAGE,
 } from "../../../../operator/doctor/keystone.ts";
@@ -141,6 +147,7 @@ describe("checkClock", () => {
   const info = (skewMs: number): ProbeTokenInfo => ({
     userId: "u",
     userName: "admin",
+    userDomainId: "default",
     userDomainName: "Default",
     projectId: "p",
     projectName: "admin",
@@ -226,5 +233,175 @@ describe("exitCodeForResults", () => {
       ]),
     ).toBe(2);
     expect(exitCodeForResults([result("e", "e", "failure", "")])).toBe(1);
+  });
+});
+
+describe("checkCredentialAccess, checkOperatorMfa and checkStaging (scripted Keystone)", () => {
+  const info: ProbeTokenInfo = {
+    userId: "op-id",
+    userName: "admin",
+    userDomainId: "default",
+    userDomainName: "Default",
+    projectId: "p",
+    projectName: "admin",
+    projectDomainName: "Default",
+    roles: ["admin"],
+    issuedAt: undefined,
+    dateHeader: undefined,
+  };
+  const json = (status: number, body: unknown, headers: Record<string, string> = {}): HttpResponse => ({
+    status,
+    headers,
+    body,
+  });
+  const PASSCODE_403 = json(403, {
+    error: { message: "This action requires a current MFA passcode in the OpenStack-MFA-Passcode header" },
+  });
+  /** A scripted Keystone; every request is recorded. */
+  function keystone(route: (req: HttpRequest, path: string) => HttpResponse | undefined) {
+    const seen: HttpRequest[] = [];
+    const t = transport((req) => {
+      seen.push(req);
+      const path = req.url.replace("http://keystone.test/v3", "");
+      const r = route(req, path);
+      if (r) return r;
+      if (req.method === "POST" && path.startsWith("/auth/tokens")) {
+        const body = req.json as { auth: { identity: { methods: string[] } } };
+        if (body.auth.identity.methods[0] === "keystone-totp-probe") {
+          return json(401, { error: { identity: { methods: ["password", "token", "totp"] } } });
+        }
+        const m = body.auth.identity.methods;
+        if (m.includes("password") && !m.includes("totp") && JSON.stringify(body).includes("admin")) {
+          return json(
+            201,
+            { token: { expires_at: new Date(Date.now() + 3_600_000).toISOString(), user: { id: "op-id" } } },
+            { "x-subject-token": "tok" },
+          );
+        }
+      }
+      return json(500, { error: { message: `unscripted ${req.method} ${path}` } });
+    });
+    return { seen, t, session: new ProbeSession(ctx(t), "tok", info) };
+  }
+
+  it("creates a VALID credential for a made-up user ID, deletes it at once, and never touches the operator", async () => {
+    const k = keystone((req, path) => {
+      if (req.method === "GET" && path.startsWith("/credentials?")) return json(200, { credentials: [] });
+      if (req.method === "POST" && path === "/credentials") return json(201, { credential: { id: "c1" } });
+      if (req.method === "DELETE" && path === "/credentials/c1") return json(204, undefined);
+      if (req.method === "DELETE" && path.startsWith("/credentials/")) return json(404, undefined);
+      return undefined;
+    });
+    const r = await checkCredentialAccess(k.session);
+    expect(r.status, r.message).toBe("ok");
+    const post = k.seen.find((q) => q.method === "POST" && q.url.endsWith("/credentials"));
+    const cred = (post?.json as { credential: { user_id: string; blob: unknown } } | undefined)?.credential ?? {
+      user_id: "",
+      blob: "",
+    };
+    expect(cred.user_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(cred.user_id).not.toBe("op-id");
+    expect(normaliseSecret(String(cred.blob))).toBe(cred.blob);
+    expect(k.seen.filter((q) => q.method === "DELETE").map((q) => q.url.split("/").pop())).toContain("c1");
+    expect(r.message).not.toContain(String(cred.blob));
+    expect(k.seen.some((q) => q.url.includes("/users/op-id") && q.method !== "GET")).toBe(false);
+  });
+
+  it("does not take a 400 (schema before policy, Keystone 27+) for the right to create", async () => {
+    const k = keystone((req, path) => {
+      if (req.method === "GET") return json(200, { credentials: [] });
+      if (req.method === "POST" && path === "/credentials") return json(400, { error: { message: "Invalid input" } });
+      return undefined;
+    });
+    const r = await checkCredentialAccess(k.session);
+    expect(r.status).toBe("failure");
+    const noWrite = await checkCredentialAccess(
+      keystone((req, path) => {
+        if (req.method === "GET") return json(200, { credentials: [] });
+        if (req.method === "POST" && path === "/credentials") return json(400, {});
+        if (req.method === "DELETE") return json(404, undefined);
+        return undefined;
+      }).session,
+      false,
+    );
+    expect(noWrite.status).toBe("ok");
+    expect(noWrite.message).toMatch(/the right to create was not proven/);
+  });
+
+  it("names the operator's MFA rules (E_KEYSTONE_MFA) when Keystone 30 asks for a passcode", async () => {
+    const k = keystone((req, path) => {
+      if (req.method === "GET") return json(200, { credentials: [] });
+      if (req.method === "POST" && path === "/credentials") return PASSCODE_403;
+      return undefined;
+    });
+    const r = await checkCredentialAccess(k.session);
+    expect(r).toMatchObject({ status: "failure", code: "E_KEYSTONE_MFA" });
+    expect(r.message).toMatch(/operator's own account has MFA rules/);
+    expect(r.fix).toMatch(
+      /another administrator account that has no MFA rules.*require_mfa_for_sensitive_account_actions = false/,
+    );
+  });
+
+  it("warns when the operator's own account has active MFA rules, ok without (disabled rules are none)", async () => {
+    const withRules = (options: Record<string, unknown>) =>
+      keystone((req, path) =>
+        req.method === "GET" && path === "/users/op-id" ? json(200, { user: { options } }) : undefined,
+      ).session;
+    const warn = await checkOperatorMfa(withRules({ multi_factor_auth_rules: [["password", "totp"]] }));
+    expect(warn.status).toBe("warning");
+    expect(warn.message).toMatch(
+      /every TOTP credential change and every MFA rule change it makes then needs a fresh TOTP code/,
+    );
+    expect((await checkOperatorMfa(withRules({}))).status).toBe("ok");
+    expect(
+      (await checkOperatorMfa(withRules({ multi_factor_auth_enabled: false, multi_factor_auth_rules: [["password"]] })))
+        .status,
+    ).toBe("ok");
+  });
+
+  it("skips the staging round trip with a WARN saying what was not checked when users may not be created", async () => {
+    const k = keystone((req, path) => (req.method === "POST" && path === "/users" ? json(403, {}) : undefined));
+    const client = new KeystoneClient(auth(), { transport: k.t, maxAttempts: 1 });
+    const r = await checkStaging(k.session, client);
+    expect(r.status).toBe("warning");
+    expect(r.message).toMatch(/may not create users.*not checked: that the account may write MFA rules/);
+    expect(k.seen.some((q) => q.method === "PATCH")).toBe(false);
+  });
+
+  it("stages a throwaway user, logs in once with the code, and deletes the user; a code alone that logs in fails", async () => {
+    for (const totpAlone of [401, 201]) {
+      let made: { name: string; password: string } | undefined;
+      const k = keystone((req, path) => {
+        if (req.method === "POST" && path === "/users") {
+          made = (req.json as { user: { name: string; password: string } }).user;
+          return json(201, { user: { id: "tmp-id" } });
+        }
+        if (req.method === "PATCH" && path === "/users/tmp-id") return json(200, { user: { id: "tmp-id" } });
+        if (req.method === "POST" && path === "/credentials")
+          return json(201, { credential: { id: "c2", user_id: "tmp-id" } });
+        if (req.method === "DELETE" && path === "/users/tmp-id") return json(204, undefined);
+        const m = (req.json as { auth?: { identity: { methods: string[] } } } | undefined)?.auth?.identity.methods;
+        if (path.startsWith("/auth/tokens") && m?.[0] === "totp") {
+          return json(
+            totpAlone,
+            {},
+            totpAlone === 401 ? { "openstack-auth-receipt": "rcpt" } : { "x-subject-token": "t2" },
+          );
+        }
+        if (path.startsWith("/auth/tokens") && req.headers?.["openstack-auth-receipt"] === "rcpt") return json(201, {});
+        return undefined;
+      });
+      const client = new KeystoneClient(auth(), { transport: k.t, maxAttempts: 1 });
+      const r = await checkStaging(k.session, client);
+      expect(r.status, r.message).toBe(totpAlone === 401 ? "ok" : "failure");
+      expect(made?.name).toMatch(/^keystone-totp-doctor-/);
+      // One TOTP login only: a code is never used twice (Keystone 30 spends codes).
+      const totpLogins = k.seen.filter((q) => JSON.stringify(q.json ?? {}).includes('"passcode"'));
+      expect(totpLogins).toHaveLength(1);
+      expect(k.seen.at(-1)).toMatchObject({ method: "DELETE" });
+      expect(k.seen.at(-1)?.url).toMatch(/\/users\/tmp-id$/);
+      expect(k.seen.some((q) => q.url.includes("/users/op-id"))).toBe(false);
+      expect(JSON.stringify(r)).not.toContain(made?.password ?? "never");
+    }
   });
 });

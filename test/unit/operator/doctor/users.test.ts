@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { KeystoneUser } from "../../../../lib/keystone/client.ts";
 import type { ResolvedUser } from "../../../../lib/users/resolve.ts";
-import { checkCsv, countEnrollment, mfaFacts, nameSome } from "../../../../operator/doctor/users.ts";
+import {
+  checkCsv,
+  checkPasswordExpiry,
+  countEnrollment,
+  mfaFacts,
+  nameSome,
+} from "../../../../operator/doctor/users.ts";
 import { REPO } from "../../../support/keystone.ts";
 
 const FIXTURES = join(REPO, "test/fixtures/csv");
@@ -119,5 +125,32 @@ describe("nameSome", () => {
     const names = Array.from({ length: 12 }, (_, i) => `u${i}`);
     expect(nameSome(names)).toBe("u0, u1, u2, u3, u4, u5, u6, u7, u8, u9 and 2 more");
     expect(nameSome(["a"])).toBe("a");
+  });
+});
+
+describe("checkPasswordExpiry", () => {
+  const at = (id: string, marker: unknown, passwordExpiresAt?: string): ResolvedUser => {
+    const u = user(id);
+    return {
+      ...u,
+      user: { ...u.user, marker, ...(passwordExpiresAt ? { passwordExpiresAt } : {}) },
+    } as ResolvedUser;
+  };
+  const MARK = { v: 1, previous: { enabled: null, rules: null } };
+  it("warns in one line, with a count and names, for enrolled users whose password expires", () => {
+    const r = checkPasswordExpiry([
+      at("a", MARK, "2027-01-01T00:00:00.000000"),
+      at("b", MARK),
+      at("c", undefined, "2027-01-01T00:00:00.000000"),
+      at("d", MARK, "2027-02-01T00:00:00.000000"),
+    ]);
+    expect(r.status).toBe("warning");
+    expect(r.message).toMatch(
+      /^2 enrolled user\(s\) have a password that expires .*Keystone 2026\.2 \(30\).*: a@Default, d@Default$/,
+    );
+    expect(r.message).not.toContain("\n");
+  });
+  it("is ok when no enrolled user's password expires", () => {
+    expect(checkPasswordExpiry([at("b", MARK), at("c", undefined, "2027-01-01T00:00:00")]).status).toBe("ok");
   });
 });

@@ -10,6 +10,8 @@ import {
   explainInvalid,
   normalisePasscode,
   parseUserAtDomain,
+  REUSED_CODE_NOTE,
+  SPENT_CODE_NOTE,
   verifyCode,
 } from "../../../../operator/doctor/verify.ts";
 
@@ -146,5 +148,10 @@ describe("explainInvalid", () => {
     expect(explainInvalid({ enabled: true, totpCredentials: 0, requiresTotp: false })).toMatch(/not enrolled/);
     expect(explainInvalid({ enabled: true, totpCredentials: 2, requiresTotp: true })).toMatch(/2 TOTP credential/);
     expect(explainInvalid(undefined)).toMatch(/fresh code/);
+    // A code used once is refused on releases that spend codes: said whenever the code itself may be at fault.
+    expect(explainInvalid(undefined)).toContain(REUSED_CODE_NOTE);
+    expect(explainInvalid({ enabled: true, totpCredentials: 2, requiresTotp: true })).toContain(REUSED_CODE_NOTE);
+    expect(REUSED_CODE_NOTE).toMatch(/Keystone 2026\.2 \(30\) and later with a cache, a code already used once/);
+    expect(SPENT_CODE_NOTE).toMatch(/this code is now used: wait for the next one/);
   });
 });

@@ -1,0 +1,88 @@
+/**
+ * Fails on an import that runs back up the layers (part of `npm run lint`). The layers, from
+ * the top: the entry points (scripts/, and index.ts, the program as plain `pulumi up` runs it)
+ * -> operator (commands, doctor, reports, fleet planning, and the program body in
+ * operator/program/) -> providers -> lib. A file may import its own layer and those below it;
+ * nothing but test/ imports test/. examples/ are other people's programs: they may import the
+ * package (providers/) and lib.
+ *
+ * The back arrows that exist today are listed in KNOWN with why; a new one fails, and one that
+ * is gone must be taken off the list (so the list only shrinks).
+ *
+ * Usage: node scripts/check-imports.ts
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Rank of each layer: a file may import ranks up to its own. */
+const RANK: Readonly<Record<string, number>> = { lib: 0, providers: 1, operator: 2, scripts: 3 };
+
+/** Today's back arrows, `from -> to` (paths from the repo root), with why they are still here. */
+const KNOWN: Readonly<Record<string, string>> = {
+  // The bench's SMTP sink is the tests' (issue 24: the bench as a workspace of its own).
+  "scripts/bench.ts -> test/support/smtp.ts": "bench not yet split out",
+};
+
+function layerOf(path: string): string | undefined {
+  if (path === "index.ts") return "scripts";
+  const top = path.split("/")[0] ?? "";
+  if (top === "test" || top === "examples") return top;
+  return top in RANK ? top : undefined;
+}
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    if (f === "node_modules" || f === "dist" || f.startsWith(".")) return [];
+    return statSync(p).isDirectory() ? files(p) : /\.(ts|cjs|js)$/.test(f) ? [p] : [];
+  });
+}
+
+/** Relative module paths a file imports, exports from, requires or imports dynamically. */
+function importsOf(text: string): string[] {
+  const out: string[] = [];
+  const re = /(?:\bfrom\s+|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)["'](\.{1,2}\/[^"']+)["']/gm;
+  for (const m of text.matchAll(re)) if (m[1]) out.push(m[1]);
+  return out;
+}
+
+/** Whether a file in layer `from` may import a file in layer `to`. */
+function allowed(from: string, to: string): boolean {
+  if (from === "test") return true;
+  if (to === "test") return false;
+  if (from === "examples") return to === "providers" || to === "lib" || to === "examples";
+  if (to === "examples") return false;
+  return (RANK[to] ?? 0) <= (RANK[from] ?? 0);
+}
+
+const sources = [
+  "index.ts",
+  ...["lib", "providers", "operator", "scripts", "examples", "test"].flatMap((d) =>
+    files(join(ROOT, d)).map((f) => relative(ROOT, f)),
+  ),
+];
+const found = new Set<string>();
+const bad: string[] = [];
+for (const file of sources) {
+  const from = layerOf(file);
+  if (!from) continue;
+  for (const spec of importsOf(readFileSync(join(ROOT, file), "utf8"))) {
+    const target = relative(ROOT, resolve(ROOT, dirname(file), spec));
+    const to = layerOf(target);
+    if (!to || allowed(from, to)) continue;
+    const arrow = `${file} -> ${target}`;
+    found.add(arrow);
+    if (!(arrow in KNOWN)) bad.push(`${arrow} (${from} may not import ${to})`);
+  }
+}
+const gone = Object.keys(KNOWN).filter((a) => !found.has(a));
+for (const b of bad) console.error(`import runs back up the layers: ${b}`);
+for (const g of gone) console.error(`no longer imported: take '${g}' off KNOWN in scripts/check-imports.ts`);
+if (bad.length > 0 || gone.length > 0) {
+  console.error("layers: scripts, index.ts -> operator -> providers -> lib; only test/ imports test/");
+  process.exit(1);
+}
+console.log(`imports: ${sources.length} files follow scripts, index.ts -> operator -> providers -> lib`);
