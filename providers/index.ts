@@ -57,9 +57,9 @@ export {
   type TotpCredentialOutputs,
   type UnmanagedPolicy,
 } from "./credential/types.ts";
-export { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS, type RetireFailure } from "./delivery/types.ts";
 export { TotpEnrollment, type TotpEnrollmentArgs } from "./enrollment/resource.ts";
 export type { TotpEnrollmentInputs, TotpEnrollmentOutputs } from "./enrollment/types.ts";
 export type { MfaInputs as MfaEnforcementInputs, MfaOutputs as MfaEnforcementOutputs } from "./mfa/handlers.ts";
 export { MfaEnforcement, type MfaEnforcementArgs } from "./mfa/resource.ts";
+export { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS, type RetireFailure } from "./shared/retirement.ts";
 export { omitResourceStackTraces, resourceStackTracesOmitted } from "./stack-traces.ts";

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type * as pulumi from "@pulumi/pulumi";
 
 /** The runtime files, one per resource type. */
-export type RuntimeFile = "credential.cjs" | "enrollment.cjs" | "delivery.cjs" | "mfa.cjs";
+export type RuntimeFile = "credential.cjs" | "enrollment.cjs" | "mfa.cjs";
 
 /** The package this repository installs providers/runtime as (`npm ci`, `install-links`): 0.1 and 0.2 states name it. */
 export const REPO_RUNTIME_PACKAGE = "keystone-totp-runtime";

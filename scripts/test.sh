@@ -9,11 +9,13 @@
 #                   instance "default"): the whole suite; files run one at a time (vitest
 #                   fileParallelism false), integration before e2e, never both at once
 #   3. keystone-27, keystone-30
-#                   the compatibility suite (vitest project "compat": onboarding, rerun,
-#                   posture, enforcement, rotation, lost answers, crash leftovers, refresh,
-#                   the doctor, the operator's own account) against trixie's Keystone 27 and
-#                   sid's Keystone 30, each in a chroot built from Debian's packages (built
-#                   once per machine, in the background while phase 2 runs; see docs/releases.md)
+#                   the compatibility suite (vitest project "compat", listed in
+#                   vitest.config.ts: the doctor, the operator's own account, a credential
+#                   through the engine with a lost answer, rotation and refresh; on 30 also
+#                   onboarding, rerun, posture, enforcement, crash leftovers and resends)
+#                   against trixie's Keystone 27 and sid's Keystone 30, each in a chroot built
+#                   from Debian's packages (built once per machine, in the background while
+#                   phase 2 runs; see docs/releases.md)
 #
 # and finally scans the whole test output and logs for any secret the tests handled, and
 # prints per phase what passed and its time, then the totals as one line.
@@ -139,7 +141,7 @@ if [ -n "$RELEASES" ] && ((unit_ok == 1)); then
     bash scripts/keystone.sh stop --name default
     for r in $RELEASES; do
       bash scripts/keystone.sh start --name "r$r" --release "$r"
-      KEYSTONE_TOTP_TEST_INSTANCE="r$r" phase "keystone-$r" --project compat || status=1
+      KEYSTONE_TOTP_TEST_INSTANCE="r$r" KEYSTONE_TOTP_COMPAT_RELEASE="$r" phase "keystone-$r" --project compat || status=1
       bash scripts/keystone.sh stop --name "r$r"
     done
   fi

@@ -13,11 +13,11 @@
  */
 import { createHash } from "node:crypto";
 import type { KeystoneAuth } from "./auth.ts";
-import * as credentials from "./credentials.ts";
 import type { Credential, TotpCredentialIndex } from "./credentials.ts";
+import * as credentials from "./credentials.ts";
 import { clientOptionsFromEnv, KeystoneSession } from "./session.ts";
-import * as users from "./users.ts";
 import type { KeystoneUser } from "./users.ts";
+import * as users from "./users.ts";
 
 export type { Credential, TotpCredentialIndex } from "./credentials.ts";
 export {

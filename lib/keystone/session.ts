@@ -1,7 +1,7 @@
 /**
  * The request plumbing of the Keystone v3 client: options, tokens, retries, the in-flight
  * limit, lists and error mapping. The resources live beside it (credentials.ts, users.ts) and
- * client.ts puts them together as {@link KeystoneClient}.
+ * client.ts puts them together as `KeystoneClient`.
  *
  * - One project-scoped token per session, renewed {@link TOKEN_RENEW_MARGIN_MS} (or a quarter
  *   of its lifetime, when shorter) before it expires and once on a 401. `KeystoneClient.shared`
@@ -128,6 +128,7 @@ export type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
 /** How {@link KeystoneSession.call} sends one request and what it takes for an answer. */
 export interface CallOptions {
+  /** The JSON body to send, if any. */
   readonly json?: unknown;
   /** Retry on retryable statuses and transport failures (never for POST). */
   readonly retry: boolean;
@@ -139,6 +140,7 @@ export interface CallOptions {
   readonly withoutToken?: boolean;
 }
 
+/** The default sleep between retries: a real timer. */
 function sleepReal(ms: number): Promise<void> {
   // The timer must keep the process alive: a program whose only pending work is this retry
   // would otherwise exit 0 in the middle of it, and the engine would take "no users" for the
@@ -153,7 +155,9 @@ function sleepReal(ms: number): Promise<void> {
  * {@link KeystoneSession.list}.
  */
 export class KeystoneSession {
+  /** The operator's settings this session authenticates with (holds secrets: never log it). */
   readonly auth: KeystoneAuth;
+  /** Requests sent, tokens issued and retries, for benchmarks and tests. */
   readonly stats: ClientStats = { requests: 0, byMethod: {}, tokensIssued: 0, retries: 0 };
   private readonly opts: ResolvedOptions;
   private token: Token | undefined;
@@ -168,6 +172,7 @@ export class KeystoneSession {
    */
   private mfaRefusal: KeystoneError | undefined;
 
+  /** A session for `auth`; nothing is sent until the first request. */
   constructor(auth: KeystoneAuth, options: KeystoneClientOptions = {}) {
     this.auth = auth;
     this.opts = {

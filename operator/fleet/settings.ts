@@ -13,7 +13,7 @@ import {
   MAX_ROTATION_DAYS,
   type UnmanagedPolicy,
 } from "../../providers/credential/types.ts";
-import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../../providers/delivery/types.ts";
+import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../../providers/shared/retirement.ts";
 import { parseShard, type Shard } from "./shard.ts";
 
 /** Default users CSV, relative to the project. */

@@ -7,7 +7,7 @@
 import { type Posture, postureOf } from "../../lib/mfa/posture.ts";
 import { HOUR_MS } from "../../lib/util/clock.ts";
 import { nextRotation } from "../../providers/credential/handlers.ts";
-import { DEFAULT_GRACE_HOURS } from "../../providers/delivery/types.ts";
+import { DEFAULT_GRACE_HOURS } from "../../providers/shared/retirement.ts";
 import { toCsv } from "./csv.ts";
 
 /** A resource as `pulumi stack export` gives it (only what the report reads). */

@@ -22,7 +22,7 @@
  *           rotation: GET /v3/credentials?user_id=..&type=totp, POST /v3/credentials (or adopt
  *           an own leftover from that list, as at create); the old
  *           credential is listed in `retiring` and stays valid until the delivery of the new
- *           one is older than the grace window (see delivery/handlers.ts), so nobody is locked
+ *           one is older than the grace window (see shared/retirement.ts), so nobody is locked
  *           out by a message still in transit
  *           a state without a posture (0.1, 0.2) or changed posture settings: PATCH the rules;
  *           used on its own (not by an enrollment, which retires after its message): once
@@ -53,7 +53,7 @@ import { fingerprint, generateSecret, normaliseSecret } from "../../lib/totp/sec
 import { otpauthUri, validateLabel } from "../../lib/totp/uri.ts";
 import { now as clockNow, DAY_MS } from "../../lib/util/clock.ts";
 import { defined, sameValue } from "../../lib/util/props.ts";
-import { DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS } from "../delivery/types.ts";
+import { MAX_GRACE_HOURS, retire, retireAfter, retireDue } from "../shared/retirement.ts";
 import {
   DEFAULT_DOMAIN,
   DEFAULT_UNMANAGED,
@@ -61,9 +61,6 @@ import {
   type TotpCredentialInputs,
   type TotpCredentialOutputs,
 } from "./types.ts";
-
-/** One hour, in ms. */
-const HOUR_MS = 3_600_000;
 
 /** Properties whose change means a different Keystone user: the credential is replaced. */
 const REPLACE_KEYS = ["userId", "userName", "userDomain"] as const;
@@ -342,7 +339,7 @@ function outputs(
   return defined({
     ...kept,
     mfa,
-    retireAfter: retireAfterOf(others.retiring, rotatedAt, i.graceHours),
+    retireAfter: retireAfter(others.retiring, rotatedAt, i.graceHours)?.toISOString(),
     credentialId,
     retiring: [...others.retiring],
     unmanagedIds: [...others.unmanagedIds],
@@ -472,25 +469,14 @@ async function readImpl(
 }
 
 /**
- * When a standalone credential's retiring credentials are deleted: `graceHours` (default 24)
- * after the rotation that replaced them. Undefined when none are retiring.
- */
-export function retireAfterOf(retiring: unknown, rotatedAt: unknown, graceHours: unknown): string | undefined {
-  if (!Array.isArray(retiring) || retiring.length === 0 || typeof rotatedAt !== "string") return undefined;
-  const t = Date.parse(rotatedAt);
-  const hours = typeof graceHours === "number" ? graceHours : DEFAULT_GRACE_HOURS;
-  return Number.isNaN(t) ? undefined : new Date(t + hours * HOUR_MS).toISOString();
-}
-
-/**
  * The diff of `TotpCredential` used on its own: {@link diffCredential}, plus an update once
  * the grace window of retiring credentials has passed (nothing else would ever delete them).
  */
 export function diff(olds: Record<string, unknown>, news: Record<string, unknown>, at: Date = clockNow()): DiffResult {
   const d = diffCredential(olds, news, at);
   if (d.changes) return d;
-  const due = retireAfterOf(olds.retiring, olds.rotatedAt, olds.graceHours ?? news.graceHours);
-  return due !== undefined && at.getTime() >= Date.parse(due) ? { ...d, changes: true } : d;
+  // A standalone credential's window counts from the rotation (it cannot see a delivery).
+  return retireDue(olds.retiring, olds.rotatedAt, olds.graceHours ?? news.graceHours, at) ? { ...d, changes: true } : d;
 }
 
 /**
@@ -666,9 +652,8 @@ async function updateStandalone(
   ctx: HandlerContext = defaultContext,
 ): Promise<{ outs: TotpCredentialOutputs }> {
   const { outs } = await updateImpl(id, olds, news, ctx);
-  const due = retireAfterOf(outs.retiring, outs.rotatedAt, news.graceHours);
-  if (due === undefined || ctx.now().getTime() < Date.parse(due)) return { outs };
-  for (const r of outs.retiring) if (r !== outs.credentialId) await ctx.client().deleteCredential(r);
+  if (!retireDue(outs.retiring, outs.rotatedAt, news.graceHours, ctx.now())) return { outs };
+  await retire(outs.retiring, outs.credentialId, { keystone: ctx.client, now: ctx.now }, { onFailure: "throw" });
   const { retireAfter: _done, ...rest } = outs;
   return { outs: { ...rest, retiring: [] } };
 }

@@ -1,7 +1,8 @@
 /**
  * The logic behind the `TotpEnrollment` dynamic provider: one user's TOTP credential and the
  * message that delivers its secret, as plain functions built on the credential handlers
- * (Keystone) and the delivery handlers (mail). `resource.ts` wires them to the engine.
+ * (Keystone), the enrollment message (mail.ts) and the retirement of replaced credentials
+ * (../shared/retirement.ts). `resource.ts` wires them to the engine.
  *
  *   check   credential inputs as for TotpCredential, plus a valid address (no network)
  *   diff    user changed -> replace; new secret (address changed, rotation due, rotate request),
@@ -34,7 +35,7 @@
  * before anything is retired.
  */
 
-import { isUnconfirmedDelivery, KeystoneTotpError, withErrorCodes } from "../../lib/errors.ts";
+import { isUnconfirmedDelivery, withErrorCodes } from "../../lib/errors.ts";
 import type { ConfigGetter } from "../../lib/keystone/auth.ts";
 import { ownerId } from "../../lib/ownership.ts";
 import { userKey } from "../../lib/users/csv.ts";
@@ -42,27 +43,35 @@ import { now as clockNow } from "../../lib/util/clock.ts";
 import { defined, sameValue } from "../../lib/util/props.ts";
 import * as credential from "../credential/handlers.ts";
 import type { TotpCredentialInputs, TotpCredentialOutputs } from "../credential/types.ts";
-import * as delivery from "../delivery/handlers.ts";
-import type { RetireFailure } from "../delivery/types.ts";
+import { errorRecord } from "../shared/error-record.ts";
+import {
+  carriedFailure,
+  graceHoursOf,
+  type RetireContext,
+  type RetireFailure,
+  retire,
+  retireAfter as retireAfterSince,
+  retireAtDelivery,
+  retireDue,
+} from "../shared/retirement.ts";
+import { checkEmail, configureMail, defaultMailContext, type MailContext, sendEnrollment } from "./mail.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
 
-/** Most characters of an unconfirmed delivery's error kept in the state. */
-const MAX_UNCONFIRMED_ERROR_CHARS = 500;
-
 /** Where the handlers get Keystone, the mailer and the clock; tests substitute their own. */
-export type EnrollmentContext = credential.HandlerContext & delivery.DeliveryContext;
+export type EnrollmentContext = credential.HandlerContext & MailContext & RetireContext;
 
 /** The default context: Keystone and mail from the stack configuration. */
 export const defaultContext: EnrollmentContext = {
   ...credential.defaultContext,
-  ...delivery.defaultContext,
+  ...defaultMailContext,
+  keystone: credential.defaultContext.client,
   now: () => clockNow(),
 };
 
 /** Receives the stack configuration: Keystone and SMTP settings never travel as inputs. */
 export function configure(get: ConfigGetter): void {
   credential.configure(get);
-  delivery.configure(get);
+  configureMail(get);
 }
 
 /**
@@ -143,10 +152,7 @@ export function unconfirmedOf(v: unknown): UnconfirmedDelivery | undefined {
 
 /** The record of a delivery that may have gone (no secret in it). */
 function unconfirmedRecord(e: unknown, reason: "new" | "rotation", at: Date): UnconfirmedDelivery {
-  const code = e instanceof KeystoneTotpError ? e.code : "E_SMTP_UNCONFIRMED";
-  const text = e instanceof Error ? e.message : String(e);
-  const error = text.replace(`[${code}] `, "").slice(0, MAX_UNCONFIRMED_ERROR_CHARS);
-  return { at: at.toISOString(), code, error, reason };
+  return { at: at.toISOString(), ...errorRecord(e, "E_SMTP_UNCONFIRMED"), reason };
 }
 
 /**
@@ -166,7 +172,7 @@ function isEarlierShape(olds: { readonly email?: unknown }): boolean {
 
 /** When this enrollment's retiring credentials may be deleted; undefined when none are. */
 export function retireAfter(olds: Record<string, unknown>, graceHours: unknown): Date | undefined {
-  return delivery.retireAfter({ retiring: olds.retiring, deliveredAt: deliveredAtOf(olds) }, graceHours);
+  return retireAfterSince(olds.retiring, deliveredAtOf(olds), graceHours);
 }
 
 /**
@@ -174,7 +180,7 @@ export function retireAfter(olds: Record<string, unknown>, graceHours: unknown):
  */
 export function check(news: Record<string, unknown>): credential.CheckResult {
   const c = credential.check({ ...news, userChecked: undefined });
-  const d = delivery.check(news);
+  const d = checkEmail(news);
   const failures = [...c.failures, ...d.failures];
   for (const key of ["username", "domain"] as const) {
     if (typeof news[key] !== "string" || news[key] === "")
@@ -246,7 +252,7 @@ function outputs(
     unmanagedIds: c.unmanagedIds.length > 0 ? [...c.unmanagedIds] : undefined,
     deliveredAt: d.deliveredAt,
     messageId: d.messageId,
-    graceHours: delivery.graceHoursOf(i.graceHours),
+    graceHours: graceHoursOf(i.graceHours),
     retiredAt: d.retiredAt,
     retireFailed: d.retireFailed,
     deliveryUnconfirmed: d.deliveryUnconfirmed,
@@ -332,7 +338,7 @@ async function send(
   reason: "new" | "rotation",
   ctx: EnrollmentContext,
 ) {
-  return delivery.sendEnrollment(
+  return sendEnrollment(
     {
       userKey: userKey(i.domain, i.username),
       username: i.username,
@@ -385,7 +391,7 @@ async function createImpl(
     throw withUndoFailure(e, await withdraw(userKey(inputs.domain, inputs.username), c.credentialId, ctx));
   }
   const at = ctx.now().toISOString();
-  const retired = await delivery.retireAtDelivery(c.retiring, c.credentialId, inputs.graceHours, ctx);
+  const retired = await retireAtDelivery(c.retiring, c.credentialId, inputs.graceHours, ctx);
   return { id, outs: outputs(inputs, c, { deliveredAt: at, messageId: sent.messageId, ...retired }) };
 }
 
@@ -437,7 +443,7 @@ async function updateImpl(
             messageId: olds.messageId,
             retiring: c.retiring,
             retiredAt: olds.retiredAt,
-            retireFailed: delivery.carriedFailure(olds.retireFailed, c.retiring),
+            retireFailed: carriedFailure(olds.retireFailed, c.retiring),
             deliveryUnconfirmed: unconfirmedRecord(e, reason, ctx.now()),
           }),
         };
@@ -452,7 +458,7 @@ async function updateImpl(
     }
     // After the send: the grace window starts when the message went, not when the run began.
     const at = ctx.now().toISOString();
-    const retired = await delivery.retireAtDelivery(c.retiring, c.credentialId, news.graceHours, ctx);
+    const retired = await retireAtDelivery(c.retiring, c.credentialId, news.graceHours, ctx);
     return {
       outs: outputs(news, c, {
         deliveredAt: at,
@@ -460,16 +466,16 @@ async function updateImpl(
         ...(olds.retiredAt ? { retiredAt: olds.retiredAt } : {}),
         ...retired,
         // Nothing tried (a grace window): a failure of an earlier run stands until a retry.
-        retireFailed: retired.retireFailed ?? delivery.carriedFailure(olds.retireFailed, retired.retiring),
+        retireFailed: retired.retireFailed ?? carriedFailure(olds.retireFailed, retired.retiring),
       }),
     };
   }
   const at = ctx.now();
   const grace = pendingGrace(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   const deliveredAt = deliveredAtOf(olds as unknown as Record<string, unknown>) ?? at.toISOString();
-  const due = retireAfter({ retiring: c.retiring, deliveredAt }, grace);
-  const tried =
-    due && at.getTime() >= due.getTime() ? await delivery.retire(c.retiring, c.credentialId, ctx) : undefined;
+  const tried = retireDue(c.retiring, deliveredAt, grace, at)
+    ? await retire(c.retiring, c.credentialId, ctx)
+    : undefined;
   const left = tried ? tried.left : c.retiring;
   const retiredAt = left.length < c.retiring.length ? at.toISOString() : olds.retiredAt;
   return {
@@ -478,7 +484,7 @@ async function updateImpl(
       messageId: olds.messageId,
       retiring: left,
       ...(retiredAt ? { retiredAt } : {}),
-      retireFailed: tried ? tried.failure : delivery.carriedFailure(olds.retireFailed, left),
+      retireFailed: tried ? tried.failure : carriedFailure(olds.retireFailed, left),
     }),
   };
 }
@@ -504,7 +510,7 @@ async function readImpl(
       messageId: props.messageId,
       retiring: r.props.retiring,
       ...(props.retiredAt ? { retiredAt: props.retiredAt } : {}),
-      retireFailed: delivery.carriedFailure(props.retireFailed, r.props.retiring),
+      retireFailed: carriedFailure(props.retireFailed, r.props.retiring),
       deliveryUnconfirmed: pending,
     }),
   };

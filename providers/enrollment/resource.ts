@@ -28,8 +28,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { thisStack } from "../credential/resource.ts";
-import type { RetireFailure } from "../delivery/types.ts";
 import { providerObject } from "../provider-object.ts";
+import type { RetireFailure } from "../shared/retirement.ts";
 import type { TotpEnrollmentInputs, TotpEnrollmentOutputs, UnconfirmedDelivery } from "./types.ts";
 
 /** Arguments of {@link TotpEnrollment}. */

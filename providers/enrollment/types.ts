@@ -10,7 +10,7 @@
 
 import type { MfaState, PostureInputs } from "../../lib/mfa/apply.ts";
 import type { UnmanagedPolicy } from "../credential/types.ts";
-import type { RetireFailure } from "../delivery/types.ts";
+import type { RetireFailure } from "../shared/retirement.ts";
 
 /**
  * A delivery whose outcome is not known (`E_SMTP_UNCONFIRMED`), kept in the outputs until a

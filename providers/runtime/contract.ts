@@ -8,8 +8,8 @@
  * Type-only: nothing here runs, and nothing imports it.
  */
 import type * as credential from "../credential/handlers.ts";
-import type * as delivery from "../delivery/handlers.ts";
 import type * as enrollment from "../enrollment/handlers.ts";
+import type * as delivery from "../legacy/delivery/handlers.ts";
 import type * as mfa from "../mfa/handlers.ts";
 
 /**

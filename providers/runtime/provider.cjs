@@ -24,14 +24,23 @@ const { pathToFileURL } = require("node:url");
 const BESIDE = ["handlers.js", "handlers.ts"];
 
 /**
+ * The folder under providers/ of each resource whose handlers are not in a folder of its own
+ * name: the 0.1 `TotpDelivery`, kept only to upgrade 0.1 stacks, lives with the legacy code.
+ * States name the runtime file (`delivery.cjs`), never this folder, so it may move.
+ */
+const FOLDERS = { delivery: "legacy/delivery" };
+
+/**
  * Where the handler module of `resource` is, found from this file's own place so that no path
  * of the machine is ever stored (none is: this runs in the provider process):
- *   1. beside it: `dist/providers/runtime/` next to `dist/providers/<resource>/handlers.js`
+ *   1. beside it: `dist/providers/runtime/` next to `dist/providers/<folder>/handlers.js`
  *      (installed from the package), or `providers/runtime/` next to the TypeScript sources;
  *   2. this repository's copy in node_modules/keystone-totp-runtime: the sources of the
  *      checkout the program runs in (the working directory, when it is a keystone-totp checkout:
  *      a worktree that shares another checkout's node_modules must run its own handlers), else
  *      of the checkout that installed the copy, two folders up.
+ *
+ * The folder is the resource's name, or its entry in FOLDERS (`legacy/delivery`).
  *
  * @param {string} resource "credential", "enrollment", "delivery" or "mfa"
  * @param {string} [dir] the folder of this file (tests give others)
@@ -48,9 +57,10 @@ function handlerPath(resource, dir = __dirname, cwd = process.cwd()) {
     }
     return undefined;
   };
-  const beside = first(BESIDE.map((f) => path.join(dir, "..", resource, f)));
+  const folder = Object.hasOwn(FOLDERS, resource) ? FOLDERS[resource] : resource;
+  const beside = first(BESIDE.map((f) => path.join(dir, "..", folder, f)));
   if (beside) return beside;
-  const source = (root) => path.join(root, "providers", resource, "handlers.ts");
+  const source = (root) => path.join(root, "providers", folder, "handlers.ts");
   const found = first([source(cwd), source(path.join(dir, "..", ".."))]);
   if (found) return found;
   throw new Error(

@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;

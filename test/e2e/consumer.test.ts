@@ -29,6 +29,7 @@ import { PNG_DATA_URI_PREFIX } from "../../lib/qr.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { plainCliGate } from "../support/language-host.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
@@ -47,7 +48,6 @@ const TYPE = "pulumi-nodejs:dynamic/keystone-totp:TotpCredential";
 /** The consumer's program, as README's example has it. */
 const PROGRAM = `import * as pulumi from "@pulumi/pulumi";
 import { omitResourceStackTraces, TotpCredential, type TotpCredentialArgs } from "keystone-totp";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 omitResourceStackTraces();
 

@@ -19,10 +19,10 @@ import {
   type TestUser,
   uniq,
 } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const TYPE = "pulumi-nodejs:dynamic/keystone-totp:TotpCredential";
 let admin: KeystoneClient;

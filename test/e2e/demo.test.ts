@@ -13,9 +13,9 @@ import { login } from "../../lib/keystone/login.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, REPO } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const EXAMPLE_USERS: [string, string][] = [
   ["alice", "Default"],

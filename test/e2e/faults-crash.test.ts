@@ -14,13 +14,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { loginPasswordTotp } from "../support/posture.ts";
 import { alive, killTree, pulumiCli, until as untilCondition } from "../support/process.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const N = 6;
 /** Creates answered before the crash; the others reach Keystone and are never answered. */

@@ -3,7 +3,9 @@
  * whose answers never reach the tool. The run fails; Keystone comes back; the recovery `up`
  * must end with exactly ONE TOTP credential per user (no leftover nobody holds the secret of,
  * waiting a day for its grace window), the QR code each user was mailed must log them in
- * (password + TOTP), and no user may be mailed two different secrets.
+ * (password + TOTP), and no user may be mailed two different secrets. On Keystone 30, which
+ * returns no secrets, a leftover cannot be adopted: the recovery holds it as retiring, and the
+ * first run after the grace window (moved there with KEYSTONE_TOTP_NOW) leaves one each.
  *
  * Two ways to stop it:
  * - the fault proxy plays the crash (deterministic): Keystone stores M creates, their answers
@@ -14,7 +16,7 @@
  *   that instant may or may not be stored, as in life), then a restart.
  *
  * KEYSTONE_TOTP_STOP_USERS (default 8) and KEYSTONE_TOTP_STOP_RUNS (real hard stops, default
- * 1) scale it for measuring (README, Recovering from faults).
+ * 1) scale it for measuring (docs/faults.md).
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -24,6 +26,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
+import { DEFAULT_GRACE_HOURS } from "../../providers/shared/retirement.ts";
 import { freshCode } from "../support/codes.ts";
 import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import {
@@ -32,15 +35,16 @@ import {
   adminEnv,
   type KeystoneInstance,
   keystoneInstance,
+  keystoneRelease,
   REPO,
   uniq,
 } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { alive, killTree, until } from "../support/process.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import type { RunResult, TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const run = promisify(execFile);
 
@@ -53,7 +57,10 @@ const M = 3;
 /** Creates answered normally before the held ones. */
 const SKIP = 2;
 /** The Keystone of the real hard stop: its name, and its port (`auto`: the first free one). */
-const HARD_NAME = "hardstop";
+/** The Keystone release under test (the compatibility suite runs this file on 27 and 30 too). */
+const RELEASE = keystoneRelease();
+/** Its own instance, of the release under test (an instance keeps the release it was made with). */
+const HARD_NAME = RELEASE === 22 ? "hardstop" : `hardstop_r${RELEASE}`;
 const HARD_PORT = process.env.KEYSTONE_TOTP_HARDSTOP_PORT ?? "auto";
 /** First start creates a database and bootstraps Keystone: about 90 s on 2 busy cores. */
 const START_TIMEOUT_MS = 240_000;
@@ -170,7 +177,18 @@ async function recover(
   f: { people: Person[]; stack: TestStack },
   leftovers: number,
 ): Promise<Outcome> {
-  const r = await upAllowFail(f.stack, output);
+  let r = await upAllowFail(f.stack, output);
+  if (RELEASE >= 30 && r.code === 0) {
+    // Keystone 30 returns no secrets, so a leftover cannot be adopted (its secret could not be
+    // sent): it is retired like a replaced credential, once the new secret's grace window has
+    // passed. Until then the state holds it as retiring (so `unmanaged` stays 0); the next
+    // daily run after the window, on the project's clock, deletes it.
+    const st = await stateOf(f.stack);
+    expect(await unknownTo(admin, f.people, st.managed), "leftovers the state does not hold as retiring").toBe(0);
+    const later = new Date(Date.now() + (DEFAULT_GRACE_HOURS + 1) * 3_600_000).toISOString();
+    r = await f.stack.run(["up", "--yes", "--skip-preview"], { allowFail: true, env: { KEYSTONE_TOTP_NOW: later } });
+    output.push(r.stdout, r.stderr);
+  }
   const st = await stateOf(f.stack);
   const o: Outcome = {
     leftovers,
@@ -245,7 +263,8 @@ describe("Keystone stopped hard with creates in flight, then the recovery up", (
   it(
     `a real hard stop (SIGKILL of uWSGI) x${RUNS}, restart, recovery: one credential each`,
     async () => {
-      await run("bash", [join(REPO, "scripts/keystone.sh"), "start", "--name", HARD_NAME, "--port", HARD_PORT], {
+      const startArgs = ["start", "--name", HARD_NAME, "--port", HARD_PORT, "--release", String(RELEASE)];
+      await run("bash", [join(REPO, "scripts/keystone.sh"), ...startArgs], {
         timeout: START_TIMEOUT_MS,
       });
       cleanups.push(() =>

@@ -29,6 +29,7 @@ import {
   writeFleetCsv,
 } from "../support/fleet.ts";
 import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 import {
   checkNoLockoutNoOpening,
   credentialIds,
@@ -42,7 +43,6 @@ import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import type { TestStack } from "../support/pulumi.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 const CREDENTIAL_POST = /^POST \/v3\/credentials /;
 const USER_PATCH = /^PATCH \/v3\/users\//;

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
-import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
+import { leakedIn, registerSecrets } from "../support/secrets.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;

@@ -9,11 +9,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { each, type FaultFleet, type Person, startFaultFleet, type Tally } from "../support/fleet.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { sortedRules } from "../support/posture.ts";
 import type { FaultProxy } from "../support/proxy.ts";
 import type { RunResult, TestStack } from "../support/pulumi.ts";
 import type { TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 /** Users in the fleet at the start. */
 const N = 10;

@@ -14,11 +14,11 @@ import { totpCode } from "../../lib/totp/secret.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { createDomain, createUser, deleteUser } from "../support/keystone-admin.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { createDomain, createUser, deleteUser } from "../support/keystone-admin.ts";
 
 interface Person {
   user: TestUser;

@@ -12,9 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let admin: KeystoneClient;

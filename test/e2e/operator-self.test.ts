@@ -11,9 +11,9 @@ import { KeystoneClient } from "../../lib/keystone/client.ts";
 import { generateSecret } from "../../lib/totp/secret.ts";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { grantRole, projectIdByName, readUserOptions } from "../support/posture.ts";
 import { registerSecrets } from "../support/secrets.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const tag = uniq();
 let f: FaultFleet;

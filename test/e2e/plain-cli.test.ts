@@ -17,11 +17,11 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { plainCliGate } from "../support/language-host.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 /** Users onboarded by the first `up`. */
 const FLEET_SIZE = 5;

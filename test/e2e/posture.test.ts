@@ -12,7 +12,7 @@
  * makes the run fail naming them (the others are enrolled) until replaceOwnRules. A watcher
  * checks, during the whole file, that no user holds a TOTP credential while their options admit
  * a TOTP code alone, and now and then tries a TOTP code alone with every secret already mailed:
- * it must probe, and never find a user open. The operator account is refused (E_CONFIG, named) in an enforced fleet.
+ * it must probe, and never find a user open. The operator account is refused (E_OPERATOR_SELF, named) in an enforced fleet.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { fleetStack, knownByMail, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, uniq } from "../support/keystone.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 import {
   type AppCredential,
   credentialIds,
@@ -42,7 +43,6 @@ import {
 import type { TestStack } from "../support/pulumi.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 /** The default Keystone's [auth] methods are external,password,token,oauth1,totp,application_credential. */
 const STAGED = [["external"], ["password"], ["oauth1"], ["application_credential"]];
@@ -351,7 +351,7 @@ describe("login posture of fleet users, through the real engine", () => {
       const refused = await upAllowFail(s2, output);
       const text = refused.stdout + refused.stderr;
       expect(refused.code, text.slice(-3000)).not.toBe(0);
-      expect(text).toMatch(/E_CONFIG/);
+      expect(text).toMatch(/E_OPERATOR_SELF/);
       expect(text).toContain(op.user.name);
       expect(await loginPassword(op.user)).toBe(201);
       expect(await readUserOptions(admin, op.user.id)).toEqual(opBefore);

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { fleetStack, mailedSecrets, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import {
   type AppCredential,
   credentialIds,
@@ -35,7 +36,6 @@ import {
 import type { TestStack } from "../support/pulumi.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 /** What an enrolled, staged user can do: everything but a TOTP code alone. */
 const STAGED_LOGINS: LoginMatrix = { password: 201, totpAlone: 401, passwordTotp: 201, appCredential: 201 };

@@ -14,11 +14,11 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 /** DELETEs of credentials the proxy refuses: more than the client's attempts of one run. */
 const REFUSED_DELETES = 50;

@@ -11,10 +11,10 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const N = 50;
 const tag = uniq();

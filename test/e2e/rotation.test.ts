@@ -13,10 +13,10 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;

@@ -17,10 +17,10 @@ import { userKey } from "../../lib/users/csv.ts";
 import { shardOf } from "../../operator/fleet/shard.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { pulumiBinDir } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const USERS = 12;
 const tag = uniq();

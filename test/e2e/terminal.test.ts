@@ -11,10 +11,10 @@ import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import { TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 const USERS = 8;
 const tag = uniq();

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, uniq } from "../support/keystone.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 import {
   credentialIds,
   keystoneUrl,
@@ -28,7 +29,6 @@ import type { RunResult, TestStack } from "../support/pulumi.ts";
 import { earlierVersion, provisionWith } from "../support/release.ts";
 import { leakedIn } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 
 const V02 = "0e86bf8";
 const STAGED = [["external"], ["password"], ["oauth1"], ["application_credential"]];

@@ -17,11 +17,11 @@ import { login } from "../../lib/keystone/login.ts";
 import { freshCode } from "../support/codes.ts";
 import { fleetStack, makePerson, type Person, upAllowFail, writeFleetCsv } from "../support/fleet.ts";
 import { adminClient, adminEnv, keystoneInstance, uniq } from "../support/keystone.ts";
+import { deleteUser } from "../support/keystone-admin.ts";
 import type { TestStack } from "../support/pulumi.ts";
 import { earlierVersion, provisionWith } from "../support/release.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 import { secretOfMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
 
 /** The last commit whose program declared a TotpCredential and a TotpDelivery per user (7e6db25^). */
 const V01 = "6f034b5";

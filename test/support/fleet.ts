@@ -21,6 +21,7 @@ import {
   type TestUser,
   uniq,
 } from "./keystone.ts";
+import { deleteUser } from "./keystone-admin.ts";
 import { type KnownSecrets, loginPasswordTotp } from "./posture.ts";
 import { type FaultProxy, startFaultProxy } from "./proxy.ts";
 import { type RunResult, TestStack } from "./pulumi.ts";
@@ -247,7 +248,7 @@ export async function startFaultFleet(o: FaultFleetOptions): Promise<FaultFleet>
       await stack.remove();
       await smtp.close();
       await proxy.close();
-      for (const p of people) await admin.deleteUser(p.user.id).catch(() => undefined);
+      for (const p of people) await deleteUser(admin, p.user.id).catch(() => undefined);
       admin.close();
     },
   };

@@ -15,8 +15,8 @@ import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { adminAuth, keystoneInstance, REPO } from "../../../support/keystone.ts";
-import { registerSecrets } from "../../../support/secrets.ts";
 import { createUser, deleteUser } from "../../../support/keystone-admin.ts";
+import { registerSecrets } from "../../../support/secrets.ts";
 
 const run = promisify(execFile);
 const NAME = "cachetest";

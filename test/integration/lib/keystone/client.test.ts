@@ -8,8 +8,8 @@ import { KeystoneClient as Client } from "../../../../lib/keystone/client.ts";
 import { login } from "../../../../lib/keystone/login.ts";
 import { generateSecret, TOTP_PERIOD_S, totpCode } from "../../../../lib/totp/secret.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../../../support/keystone.ts";
-import { type FaultProxy, startFaultProxy } from "../../../support/proxy.ts";
 import { deleteUser } from "../../../support/keystone-admin.ts";
+import { type FaultProxy, startFaultProxy } from "../../../support/proxy.ts";
 
 let admin: KeystoneClient;
 let user: TestUser;

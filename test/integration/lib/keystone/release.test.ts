@@ -9,8 +9,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { generateSecret } from "../../../../lib/totp/secret.ts";
 import { adminAuth, keystoneInstance, keystoneRelease, makeUser, uniq } from "../../../support/keystone.ts";
-import { registerSecrets } from "../../../support/secrets.ts";
 import { deleteUser } from "../../../support/keystone-admin.ts";
+import { registerSecrets } from "../../../support/secrets.ts";
 
 const NAMED = process.env.KEYSTONE_TOTP_TEST_INSTANCE;
 /** Read only when an instance is named: an absent named instance fails loudly. */

@@ -29,10 +29,10 @@ import {
   type TestUser,
   uniq,
 } from "../../../support/keystone.ts";
+import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
 import { leakedIn, registerSecrets } from "../../../support/secrets.ts";
 import { makeSelfSignedCertificate, opensslAvailable } from "../../../support/smtp.ts";
 import { startTlsTerminator, type TlsTerminator } from "../../../support/tls.ts";
-import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
 
 const MFA_RULES = { multi_factor_auth_enabled: true, multi_factor_auth_rules: [["password", "totp"]] };
 

@@ -19,8 +19,8 @@ import {
   type TestUser,
   uniq,
 } from "../../../support/keystone.ts";
-import { leakedIn, registerSecrets } from "../../../support/secrets.ts";
 import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
+import { leakedIn, registerSecrets } from "../../../support/secrets.ts";
 
 const execFileAsync = promisify(execFile);
 const WINDOW_MS = TOTP_PERIOD_S * 1000;

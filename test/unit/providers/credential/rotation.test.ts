@@ -1,7 +1,8 @@
 /**
- * Rotation logic of the credential and delivery handlers against an in-process Keystone
- * double (the real thing is exercised in test/e2e/rotation.test.ts): when a rotation is due,
- * what a rotation keeps valid, and what the delivery retires when.
+ * Rotation logic of the credential handlers against an in-process Keystone double (the real
+ * thing is exercised in test/e2e/rotation.test.ts): when a rotation is due, what a rotation
+ * keeps valid, and what a credential on its own retires when (the 0.1 delivery's retirement:
+ * test/unit/providers/legacy/delivery/handlers.test.ts).
  */
 import { describe, expect, it } from "vitest";
 import type { HandlerContext } from "../../../../providers/credential/handlers.ts";
@@ -14,13 +15,6 @@ import {
   update,
 } from "../../../../providers/credential/handlers.ts";
 import type { TotpCredentialOutputs } from "../../../../providers/credential/types.ts";
-import {
-  type DeliveryContext,
-  diff as deliveryDiff,
-  update as deliveryUpdate,
-  retireAfter,
-} from "../../../../providers/delivery/handlers.ts";
-import type { TotpDeliveryOutputs } from "../../../../providers/delivery/types.ts";
 import { fakeKeystone } from "../../../support/fake-keystone.ts";
 
 const DAY = 86_400_000;
@@ -124,72 +118,6 @@ describe("credential rotation keeps the old credential valid", () => {
     const u = await update(c.id, c.outs as TotpCredentialOutputs, { ...base, rotateRequest: "r" }, ctxAt(ks, T0));
     await remove(c.id, u.outs, ctxAt(ks, T0));
     expect(ks.ids("u1")).toEqual([]);
-  });
-});
-
-describe("the delivery retires old credentials after the grace window", () => {
-  const delivered = new Date(T0).toISOString();
-  const olds = {
-    userKey: "alice@Default",
-    email: "a@example.com",
-    issuer: "ACME",
-    account: "alice",
-    credentialId: "new1",
-    fingerprint: "sha256:1",
-    deliveredTo: "a@example.com",
-    deliveredAt: delivered,
-    transport: "smtp",
-    messageId: "<m>",
-    reason: "rotation",
-    retiring: ["old1"],
-    graceHours: 24,
-  } as TotpDeliveryOutputs;
-  const news = { ...olds, secret: "S", otpauthUri: "U", graceHours: 24 } as never;
-
-  it("retireAfter is deliveredAt + grace; nothing pending means nothing to do", () => {
-    expect(retireAfter(olds as never, 24)?.toISOString()).toBe(new Date(T0 + 24 * HOUR).toISOString());
-    expect(retireAfter({ ...olds, retiring: [] } as never, 24)).toBeUndefined();
-  });
-
-  it("diff asks for an update only once the window has passed", () => {
-    expect(deliveryDiff(olds as never, news, new Date(T0 + 23 * HOUR)).changes).toBe(false);
-    expect(deliveryDiff(olds as never, news, new Date(T0 + 24 * HOUR))).toEqual({
-      changes: true,
-      replaces: [],
-      deleteBeforeReplace: false,
-    });
-  });
-
-  function dctx(ks: ReturnType<typeof fakeKeystone>, t: number): DeliveryContext {
-    return {
-      keystone: () => ks.client,
-      now: () => new Date(t),
-      mailer: () => {
-        throw new Error("no mail expected");
-      },
-      mailConfig: () => {
-        throw new Error("no mail expected");
-      },
-    };
-  }
-
-  it("update deletes the retiring credentials past the window, never the current one, and sends nothing", async () => {
-    const ks = fakeKeystone({ u1: ["old1", "new1"] });
-    const early = await deliveryUpdate("id", olds, news, dctx(ks, T0 + HOUR));
-    expect(early.outs.retiring).toEqual(["old1"]);
-    expect(ks.deleted).toEqual([]);
-    const late = await deliveryUpdate("id", { ...olds, retiring: ["old1", "new1"] }, news, dctx(ks, T0 + 25 * HOUR));
-    expect(ks.deleted).toEqual(["old1"]);
-    expect(late.outs.retiring).toEqual([]);
-    expect(late.outs.retiredAt).toBe(new Date(T0 + 25 * HOUR).toISOString());
-  });
-
-  it("a failed delete stays pending for the next run instead of failing the delivered message", async () => {
-    const ks = fakeKeystone({ u1: ["old1", "new1"] });
-    ks.failDeletes(true);
-    const r = await deliveryUpdate("id", olds, news, dctx(ks, T0 + 25 * HOUR));
-    expect(r.outs.retiring).toEqual(["old1"]);
-    expect(r.outs.retiredAt).toBeUndefined();
   });
 });
 

@@ -76,9 +76,29 @@ describe("handlerPath (provider.cjs)", () => {
 
   it("every handler module of this repository is found from the installed copy", () => {
     const copy = join(REPO, "node_modules", "keystone-totp-runtime");
-    for (const r of ["credential", "enrollment", "delivery", "mfa"]) {
+    for (const r of ["credential", "enrollment", "mfa"]) {
       expect(handlerPath(r, copy, REPO)).toBe(join(REPO, "providers", r, "handlers.ts"));
     }
+    expect(handlerPath("delivery", copy, REPO)).toBe(join(REPO, "providers/legacy/delivery/handlers.ts"));
+  });
+
+  it("the 0.1 delivery (states name delivery.cjs) is found in providers/legacy/, in the package and the sources", () => {
+    const pkg = layout("legacy-package/node_modules/keystone-totp", [
+      "dist/providers/runtime/provider.cjs",
+      "dist/providers/legacy/delivery/handlers.js",
+      // A folder of the resource's own name is not where delivery lives (any more).
+      "dist/providers/delivery/handlers.js",
+    ]);
+    expect(handlerPath("delivery", join(pkg, "dist/providers/runtime"), tmp)).toBe(
+      join(pkg, "dist/providers/legacy/delivery/handlers.js"),
+    );
+    expect(handlerPath("delivery", join(REPO, "providers/runtime"), tmp)).toBe(
+      join(REPO, "providers/legacy/delivery/handlers.ts"),
+    );
+    const repo = layout("legacy-repo", ["node_modules/keystone-totp-runtime/provider.cjs"]);
+    expect(() => handlerPath("delivery", join(repo, "node_modules/keystone-totp-runtime"), tmp)).toThrow(
+      /no handler module for delivery .*legacy\/delivery\/handlers\.ts/,
+    );
   });
 });
 

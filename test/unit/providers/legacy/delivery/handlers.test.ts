@@ -1,9 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { resolveMailConfig } from "../../../../lib/mail/config.ts";
-import type { ComposedMessage } from "../../../../lib/mail/message.ts";
-import type { Mailer } from "../../../../lib/mail/send.ts";
-import { fingerprint } from "../../../../lib/totp/secret.ts";
-import { check, create, diff } from "../../../../providers/delivery/handlers.ts";
+import { resolveMailConfig } from "../../../../../lib/mail/config.ts";
+import type { ComposedMessage } from "../../../../../lib/mail/message.ts";
+import type { Mailer } from "../../../../../lib/mail/send.ts";
+import { fingerprint } from "../../../../../lib/totp/secret.ts";
+import {
+  check,
+  create,
+  type DeliveryContext,
+  diff,
+  update,
+} from "../../../../../providers/legacy/delivery/handlers.ts";
+import type { TotpDeliveryOutputs } from "../../../../../providers/legacy/delivery/types.ts";
+import { fakeKeystone } from "../../../../support/fake-keystone.ts";
 
 const olds = {
   userKey: "alice@Default",
@@ -92,8 +100,8 @@ describe("delivery check", () => {
 
 describe("packed credential input", () => {
   it("spreads into the flat view and rebuilds the same URI the credential made", async () => {
-    const { flatInputs } = await import("../../../../providers/delivery/handlers.ts");
-    const { otpauthUri } = await import("../../../../lib/totp/uri.ts");
+    const { flatInputs } = await import("../../../../../providers/legacy/delivery/handlers.ts");
+    const { otpauthUri } = await import("../../../../../lib/totp/uri.ts");
     const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
     const flat = flatInputs({
       ...olds,
@@ -121,5 +129,69 @@ describe("packed credential input", () => {
       replaces: [],
       deleteBeforeReplace: false,
     });
+  });
+});
+
+const HOUR = 3_600_000;
+const T0 = Date.parse("2027-01-01T00:00:00Z");
+
+describe("the 0.1 delivery retires old credentials after the grace window", () => {
+  const delivered = new Date(T0).toISOString();
+  const olds = {
+    userKey: "alice@Default",
+    email: "a@example.com",
+    issuer: "ACME",
+    account: "alice",
+    credentialId: "new1",
+    fingerprint: "sha256:1",
+    deliveredTo: "a@example.com",
+    deliveredAt: delivered,
+    transport: "smtp",
+    messageId: "<m>",
+    reason: "rotation",
+    retiring: ["old1"],
+    graceHours: 24,
+  } as TotpDeliveryOutputs;
+  const news = { ...olds, secret: "S", otpauthUri: "U", graceHours: 24 } as never;
+
+  it("diff asks for an update only once the window has passed", () => {
+    expect(diff(olds as never, news, new Date(T0 + 23 * HOUR)).changes).toBe(false);
+    expect(diff(olds as never, news, new Date(T0 + 24 * HOUR))).toEqual({
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
+  });
+
+  function dctx(ks: ReturnType<typeof fakeKeystone>, t: number): DeliveryContext {
+    return {
+      keystone: () => ks.client,
+      now: () => new Date(t),
+      mailer: () => {
+        throw new Error("no mail expected");
+      },
+      mailConfig: () => {
+        throw new Error("no mail expected");
+      },
+    };
+  }
+
+  it("update deletes the retiring credentials past the window, never the current one, and sends nothing", async () => {
+    const ks = fakeKeystone({ u1: ["old1", "new1"] });
+    const early = await update("id", olds, news, dctx(ks, T0 + HOUR));
+    expect(early.outs.retiring).toEqual(["old1"]);
+    expect(ks.deleted).toEqual([]);
+    const late = await update("id", { ...olds, retiring: ["old1", "new1"] }, news, dctx(ks, T0 + 25 * HOUR));
+    expect(ks.deleted).toEqual(["old1"]);
+    expect(late.outs.retiring).toEqual([]);
+    expect(late.outs.retiredAt).toBe(new Date(T0 + 25 * HOUR).toISOString());
+  });
+
+  it("a failed delete stays pending for the next run instead of failing the delivered message", async () => {
+    const ks = fakeKeystone({ u1: ["old1", "new1"] });
+    ks.failDeletes(true);
+    const r = await update("id", olds, news, dctx(ks, T0 + 25 * HOUR));
+    expect(r.outs.retiring).toEqual(["old1"]);
+    expect(r.outs.retiredAt).toBeUndefined();
   });
 });
