@@ -10,6 +10,7 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
+import { acceptedWrites } from "../support/proxy.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 
 const tag = uniq();
@@ -79,16 +80,6 @@ afterAll(async () => {
   admin?.close();
 });
 
-/** Write requests Keystone accepted (a refused probe is not a change). */
-function acceptedWrites(from: number): string[] {
-  return f.proxy
-    .exchanges()
-    .slice(from)
-    .filter((e) => !/^(GET|HEAD) /.test(e.request) && !e.request.startsWith("POST /v3/auth/tokens"))
-    .filter((e) => e.status === undefined || e.status < 400)
-    .map((e) => `${e.request} -> ${e.status}`);
-}
-
 describe("an operator account without the admin role", () => {
   it.each([
     // the doctor's line, with the command that grants the role
@@ -107,7 +98,7 @@ describe("an operator account without the admin role", () => {
     const text = r.stdout + r.stderr;
     expect(r.code, text.slice(-3000)).toBe(3);
     expect(text).toMatch(message);
-    expect(acceptedWrites(from)).toEqual([]);
+    expect(acceptedWrites(f.proxy, from)).toEqual([]);
     for (const u of fleet) expect(await admin.listTotpCredentials(u.id), u.name).toEqual([]);
     expect(await admin.listTotpCredentials(member.id)).toEqual([]);
     expect(smtp.received).toHaveLength(0);

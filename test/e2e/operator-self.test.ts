@@ -13,6 +13,7 @@ import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
 import { adminAuth, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
 import { grantRole, projectIdByName, readUserOptions } from "../support/posture.ts";
+import { acceptedWrites } from "../support/proxy.ts";
 import { registerSecrets } from "../support/secrets.ts";
 
 const tag = uniq();
@@ -28,16 +29,6 @@ function operatorClient(): KeystoneClient {
     userDomainName: "Default",
     password: operator.password,
   });
-}
-
-/** Write requests Keystone accepted (a refused probe is not a change). */
-function acceptedWrites(from: number): string[] {
-  return f.proxy
-    .exchanges()
-    .slice(from)
-    .filter((e) => !/^(GET|HEAD) /.test(e.request) && !e.request.startsWith("POST /v3/auth/tokens"))
-    .filter((e) => e.status === undefined || e.status < 400)
-    .map((e) => `${e.request} -> ${e.status}`);
 }
 
 beforeAll(async () => {
@@ -89,7 +80,7 @@ describe("the operator's own account", () => {
     expect(text).toMatch(/E_OPERATOR_SELF/);
     expect(text).toContain(operator.name);
     expect(text).toMatch(/users\.csv[^\n]*line 4|line 4[^\n]*users\.csv/);
-    expect(acceptedWrites(from)).toEqual([]);
+    expect(acceptedWrites(f.proxy, from)).toEqual([]);
     await nothingWritten();
   });
 
@@ -104,7 +95,7 @@ describe("the operator's own account", () => {
     expect(r.code, text.slice(-3000)).toBe(2);
     expect(text).toMatch(/E_OPERATOR_SELF/);
     expect(text).toContain("ops");
-    expect(acceptedWrites(from)).toEqual([]);
+    expect(acceptedWrites(f.proxy, from)).toEqual([]);
     await nothingWritten();
     await f.stack.setJson("keystone-totp:credentials", {});
   });

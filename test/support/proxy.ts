@@ -112,6 +112,20 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
+/**
+ * Write requests (not GET/HEAD, not a token request) that the server accepted, from exchange
+ * `from` on, as `REQUEST -> STATUS`: what "no change at all" is checked against (a refused
+ * probe is not a change).
+ */
+export function acceptedWrites(proxy: FaultProxy, from = 0): string[] {
+  return proxy
+    .exchanges()
+    .slice(from)
+    .filter((e) => !/^(GET|HEAD) /.test(e.request) && !e.request.startsWith("POST /v3/auth/tokens"))
+    .filter((e) => e.status === undefined || e.status < 400)
+    .map((e) => `${e.request} -> ${e.status}`);
+}
+
 const REQUEST_START = /^([A-Z]+) (\S+) HTTP\/1\.[01]\r\n/;
 const RESPONSE_START = /^HTTP\/1\.[01] (\d{3})/;
 
