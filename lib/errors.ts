@@ -344,18 +344,57 @@ export function isUnconfirmedDelivery(e: unknown): e is MailError {
 }
 
 /**
- * Wraps an async function so that our errors leave it with their code in the message
- * (`[E_SMTP] ...`): across the engine boundary only the message survives, and the scripts map
- * that code to an exit code.
+ * THE encoding of an error code in text, for the one place where only a message crosses: the
+ * Pulumi engine, between a provider process (or the inline program) and the operator command
+ * that reads the engine's output. Written by {@link engineMessage}, read by
+ * {@link codeInEngineText}; nothing else writes or parses a code in a message.
+ */
+const ENGINE_CODE = /\[(E_[A-Z_]+)\] /;
+
+/** An error's message as it crosses the engine: `[E_CODE] message`. */
+export function engineMessage(e: KeystoneTotpError): string {
+  return `[${e.code}] ${e.message}`;
+}
+
+/**
+ * The first error code of ours in the engine's output, with the line that carries it
+ * (the line says what failed); undefined when none.
+ */
+export function codeInEngineText(text: string): { readonly code: ErrorCode; readonly line: string } | undefined {
+  for (const line of text.split("\n")) {
+    const code = ENGINE_CODE.exec(line)?.[1];
+    if (isErrorCode(code)) return { code, line: line.trim() };
+  }
+  return undefined;
+}
+
+/**
+ * One of our errors on its way across the engine (see {@link withErrorCodes}): the same `code`,
+ * the message in the engine's encoding, the original error as `cause` and its message as
+ * `reason`, so that in-process callers still read the code from the field.
+ */
+export class EngineBoundaryError extends KeystoneTotpError {
+  /** The original error's message, without the code. */
+  readonly reason: string;
+
+  constructor(e: KeystoneTotpError) {
+    super(e.code, engineMessage(e), { cause: e });
+    this.name = e.name;
+    this.reason = e.message;
+  }
+}
+
+/**
+ * Wraps an async provider method so that our errors leave it as {@link EngineBoundaryError}s:
+ * across the engine boundary only the message survives, and the operator commands read the
+ * code back from it (with {@link codeInEngineText}) to choose the exit code.
  */
 export function withErrorCodes<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return async (...args: A) => {
     try {
       return await fn(...args);
     } catch (e) {
-      if (e instanceof KeystoneTotpError && !e.message.startsWith(`[${e.code}]`)) {
-        e.message = `[${e.code}] ${e.message}`;
-      }
+      if (e instanceof KeystoneTotpError && !(e instanceof EngineBoundaryError)) throw new EngineBoundaryError(e);
       throw e;
     }
   };

@@ -11,7 +11,14 @@
  * @see README.md, Exit codes
  */
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
-import { EXIT, type ExitCode, exitCodeFor, KeystoneTotpError, UsageError } from "../../lib/errors.ts";
+import {
+  EngineBoundaryError,
+  EXIT,
+  type ExitCode,
+  exitCodeFor,
+  KeystoneTotpError,
+  UsageError,
+} from "../../lib/errors.ts";
 
 /** Environment variable that adds stack traces (and causes) to a failure's line. */
 export const DEBUG_ENV = "DEBUG";
@@ -129,9 +136,9 @@ export function nonEmptyOption(option: string, text: string | undefined): string
 export function formatFailure(spec: CommandSpec, e: unknown, debug = false): string {
   let text: string;
   if (e instanceof KeystoneTotpError) {
-    // Errors that crossed the engine already carry their code (withErrorCodes): never twice.
-    const prefix = `[${e.code}] `;
-    text = `${spec.name}: ${prefix}${e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message}\n`;
+    // An error on its way across the engine keeps its own message apart from the encoded one.
+    const reason = e instanceof EngineBoundaryError ? e.reason : e.message;
+    text = `${spec.name}: [${e.code}] ${reason}\n`;
     if (e instanceof UsageError) text += `\n${spec.help}`;
   } else {
     text = `${spec.name}: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`;

@@ -9,7 +9,14 @@ import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { load as loadYaml } from "js-yaml";
-import { ConfigError, EXIT, type ExitCode, exitCodeForCode, KeystoneTotpError } from "../../lib/errors.ts";
+import {
+  ConfigError,
+  codeInEngineText,
+  EXIT,
+  type ExitCode,
+  exitCodeForCode,
+  KeystoneTotpError,
+} from "../../lib/errors.ts";
 import { resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { runDoctor } from "../doctor/run.ts";
@@ -31,9 +38,9 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Engine verbs. */
 export type Verb = "preview" | "up" | "refresh" | "destroy";
 
-/** Our errors carry their code in brackets; the first one seen decides the exit code. */
+/** The exit code for the engine's output: the first error code of ours in it decides. */
 export function exitCodeFromOutput(text: string): ExitCode {
-  return exitCodeForCode(/\[(E_[A-Z_]+)\]/.exec(text)?.[1]);
+  return exitCodeForCode(codeInEngineText(text)?.code);
 }
 
 /** Asks a yes/no question on the terminal. */
@@ -261,7 +268,7 @@ export async function runVerb(
       e instanceof Error
         ? e.message
             .split("\n")
-            .filter((l) => /error|\[E_/.test(l))
+            .filter((l) => /error/.test(l) || codeInEngineText(l) !== undefined)
             .slice(-20)
         : [];
     if (tail.length > 0 && (quiet || !seen.includes(tail[0] ?? ""))) process.stderr.write(`${tail.join("\n")}\n`);

@@ -7,6 +7,7 @@
  * {@link LOG_EVERY_FRACTION} of the work, so logs stay readable.
  */
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import { codeInEngineText } from "../../lib/errors.ts";
 import { resourceName } from "../report/status.ts";
 
 /** Shortest time between two redraws of the bar, in milliseconds. */
@@ -238,7 +239,7 @@ function firstErrorLine(message: string): string {
     .split("\n")
     .map((l) => l.trim())
     .filter(Boolean);
-  return (lines.find((l) => /\[E_[A-Z_]+\]/.test(l)) ?? lines[0] ?? "failed").slice(0, 300);
+  return (codeInEngineText(lines.join("\n"))?.line ?? lines[0] ?? "failed").slice(0, 300);
 }
 
 /** Renders the summary for people: what was done, to whom, and what failed. */

@@ -9,7 +9,7 @@
  * Accounts listed in the stack config map `keystone-totp:credentials` get a credential only.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { KeystoneTotpError } from "../../lib/errors.ts";
+import { engineMessage, KeystoneTotpError } from "../../lib/errors.ts";
 import { omitResourceStackTraces } from "../../providers/stack-traces.ts";
 import type { RotateRequest } from "../fleet/fleet.ts";
 import { declareCredentials, declareEnrollments, ownSpecs, stackOutputs } from "./declare.ts";
@@ -49,7 +49,7 @@ export default async function program(options: ProgramOptions = {}) {
     return stackOutputs(fleet, enrollments, extra);
   } catch (e) {
     // Our errors carry a complete message; a stack trace would only bury it.
-    if (e instanceof KeystoneTotpError) throw new pulumi.RunError(`[${e.code}] ${e.message}`);
+    if (e instanceof KeystoneTotpError) throw new pulumi.RunError(engineMessage(e));
     throw e;
   }
 }

@@ -625,17 +625,18 @@ function exactOwner(props: TotpCredentialOutputs, userId: string): (owner: strin
   return (o) => o === owner;
 }
 
-/** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
+/** {@link createImpl}, its errors ready to cross the engine (see withErrorCodes). */
 export const create = withErrorCodes(createImpl);
 
-/** {@link readImpl}, with error codes kept in messages (see withErrorCodes). */
+/** {@link readImpl}, its errors ready to cross the engine (see withErrorCodes). */
 export const read = withErrorCodes(readImpl);
 
 /**
- * {@link updateImpl} as an enrollment uses it: retiring credentials are left to the
- * enrollment, which deletes them only after its message was delivered.
+ * The credential's steps as the enrollment (in the same process, below the engine boundary)
+ * takes them: plain functions whose errors keep their class and code. The update leaves
+ * retiring credentials to the enrollment, which deletes them only after its message was delivered.
  */
-export const updateCredential = withErrorCodes(updateImpl);
+export const steps = { create: createImpl, read: readImpl, update: updateImpl, remove: removeImpl } as const;
 
 /**
  * `TotpCredential` used on its own: {@link updateImpl}, then, once `graceHours` have passed
@@ -658,8 +659,8 @@ async function updateStandalone(
   return { outs: { ...rest, retiring: [] } };
 }
 
-/** {@link updateStandalone}, with error codes kept in messages (see withErrorCodes). */
+/** {@link updateStandalone}, its errors ready to cross the engine (see withErrorCodes). */
 export const update = withErrorCodes(updateStandalone);
 
-/** {@link removeImpl}, with error codes kept in messages (see withErrorCodes). */
+/** {@link removeImpl}, its errors ready to cross the engine (see withErrorCodes). */
 export const remove = withErrorCodes(removeImpl);

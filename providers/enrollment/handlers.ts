@@ -312,10 +312,9 @@ async function withdraw(user: string, id: string, ctx: EnrollmentContext): Promi
   }
 }
 
-/** An error's message without our code in front (the message it joins carries its own). */
+/** An error's message, for the message it joins (which carries its own code). */
 function reasonOf(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
-  return text.replace(/^\[E_[A-Z_]+\] /, "");
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
@@ -370,7 +369,7 @@ async function createImpl(
   inputs: TotpEnrollmentInputs,
   ctx: EnrollmentContext = defaultContext,
 ): Promise<{ id: string; outs: TotpEnrollmentOutputs }> {
-  const { id, outs: c } = await credential.create(credentialInputs(inputs), ctx);
+  const { id, outs: c } = await credential.steps.create(credentialInputs(inputs), ctx);
   let sent: Awaited<ReturnType<typeof send>>;
   try {
     sent = await send(inputs, c, "new", ctx);
@@ -415,7 +414,7 @@ async function updateImpl(
   ctx: EnrollmentContext = defaultContext,
 ): Promise<{ outs: TotpEnrollmentOutputs }> {
   const before = credentialOutputs(id, olds);
-  const { outs: c } = await credential.updateCredential(id, before, credentialInputs(news), ctx);
+  const { outs: c } = await credential.steps.update(id, before, credentialInputs(news), ctx);
   const newSecret = c.fingerprint !== before.fingerprint;
   const newCredential = c.credentialId !== before.credentialId;
   const earlier = isEarlierShape(olds);
@@ -498,7 +497,7 @@ async function readImpl(
   props: TotpEnrollmentOutputs,
   ctx: EnrollmentContext = defaultContext,
 ): Promise<{ id?: string; props?: TotpEnrollmentOutputs }> {
-  const r = await credential.read(id, credentialOutputs(id, props), ctx);
+  const r = await credential.steps.read(id, credentialOutputs(id, props), ctx);
   if (!r.id || !r.props) return {};
   const pending = unconfirmedOf(props.deliveryUnconfirmed);
   // A first enrollment whose delivery is unconfirmed has no delivery time, and gets none here.
@@ -522,14 +521,14 @@ async function removeImpl(id: string, props?: TotpEnrollmentOutputs, ctx: Enroll
   // enrollment's tag on this user is then taken for its own (one enrollment per user and stack).
   const owner = props?.owner;
   const isOwn = owner !== undefined ? (o: string) => o === owner : (o: string) => o.includes("/enrollment/");
-  await credential.remove(id, props ? credentialOutputs(id, props) : undefined, ctx, isOwn);
+  await credential.steps.remove(id, props ? credentialOutputs(id, props) : undefined, ctx, isOwn);
 }
 
-/** {@link createImpl}, with error codes kept in messages (see withErrorCodes). */
+/** {@link createImpl}, its errors ready to cross the engine (see withErrorCodes). */
 export const create = withErrorCodes(createImpl);
-/** {@link readImpl}, with error codes kept in messages. */
+/** {@link readImpl}, its errors ready to cross the engine. */
 export const read = withErrorCodes(readImpl);
-/** {@link updateImpl}, with error codes kept in messages. */
+/** {@link updateImpl}, its errors ready to cross the engine. */
 export const update = withErrorCodes(updateImpl);
-/** {@link removeImpl}, with error codes kept in messages. */
+/** {@link removeImpl}, its errors ready to cross the engine. */
 export const remove = withErrorCodes(removeImpl);

@@ -4,7 +4,7 @@
  * a state can carry (Keystone's and the mail server's text can be long). Never a secret: the
  * messages of our errors carry none.
  */
-import { KeystoneTotpError } from "../../lib/errors.ts";
+import { EngineBoundaryError, KeystoneTotpError } from "../../lib/errors.ts";
 
 /** Most characters of an error's message kept in a resource's outputs. */
 export const MAX_ERROR_CHARS = 500;
@@ -18,8 +18,8 @@ export function errorRecord(e: unknown, fallbackCode: string): { code: string; e
 export function errorRecord(e: unknown): { code?: string; error: string };
 export function errorRecord(e: unknown, fallbackCode?: string): { code?: string; error: string } {
   const code = e instanceof KeystoneTotpError ? e.code : fallbackCode;
-  const text = e instanceof Error ? e.message : String(e);
-  // The code travels apart; a message that went through withErrorCodes carries it in front too.
-  const error = (code ? text.replace(`[${code}] `, "") : text).slice(0, MAX_ERROR_CHARS);
+  // The code travels apart: an error on its way across the engine gives its own message.
+  const text = e instanceof EngineBoundaryError ? e.reason : e instanceof Error ? e.message : String(e);
+  const error = text.slice(0, MAX_ERROR_CHARS);
   return code ? { code, error } : { error };
 }

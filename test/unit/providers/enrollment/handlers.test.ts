@@ -78,7 +78,8 @@ describe("enrollment create", () => {
     const s = setup();
     s.mail.state.refuse = true;
     const err = await create(alice, s.ctx).catch((e: unknown) => e as Error);
-    expect(err).toBeInstanceOf(MailError);
+    // At the engine boundary: the code in the field and in front of the message, the MailError as cause.
+    expect((err as Error).cause).toBeInstanceOf(MailError);
     expect((err as Error).message).toMatch(/^\[E_SMTP\] enrollment message for alice@Default to alice@example.com/);
     expect(s.ks.ids("u1")).toEqual([]);
     s.mail.state.refuse = false;
@@ -608,7 +609,8 @@ describe("failures after the message went, and failures to undo a message that d
     const err = await update(id, outs, { ...alice, email: "a2@example.com" }, failPatchesAfter(s, 1)).catch(
       (e: unknown) => e as Error,
     );
-    expect(err).toBeInstanceOf(MailError);
+    // At the engine boundary: the code in the field and in front of the message, the MailError as cause.
+    expect((err as Error).cause).toBeInstanceOf(MailError);
     expect((err as MailError).code).toBe("E_SMTP");
     const text = (err as Error).message;
     expect(text).toMatch(/^\[E_SMTP\] enrollment message for alice@Default to a2@example.com not delivered: 550/);

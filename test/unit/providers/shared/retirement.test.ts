@@ -3,7 +3,7 @@
  * a retiring credential may be deleted, and what a failed deletion does under each policy.
  */
 import { describe, expect, it } from "vitest";
-import { KeystoneTotpError } from "../../../../lib/errors.ts";
+import { EngineBoundaryError, KeystoneTotpError } from "../../../../lib/errors.ts";
 import { errorRecord, MAX_ERROR_CHARS } from "../../../../providers/shared/error-record.ts";
 import {
   carriedFailure,
@@ -76,12 +76,14 @@ describe("retire", () => {
 
 describe("errorRecord", () => {
   it("keeps the code apart and at most MAX_ERROR_CHARS of the message", () => {
-    const long = new KeystoneTotpError("E_KEYSTONE_HTTP", `[E_KEYSTONE_HTTP] ${"x".repeat(2 * MAX_ERROR_CHARS)}`);
+    const long = new KeystoneTotpError("E_KEYSTONE_HTTP", "x".repeat(2 * MAX_ERROR_CHARS));
     expect(errorRecord(long)).toEqual({ code: "E_KEYSTONE_HTTP", error: "x".repeat(MAX_ERROR_CHARS) });
-    expect(errorRecord(new Error("plain"))).toEqual({ error: "plain" });
-    expect(errorRecord(new Error("[E_SMTP_UNCONFIRMED] sent"), "E_SMTP_UNCONFIRMED")).toEqual({
-      code: "E_SMTP_UNCONFIRMED",
-      error: "sent",
+    // On its way across the engine, its message carries the code: the record keeps them apart.
+    expect(errorRecord(new EngineBoundaryError(long))).toEqual({
+      code: "E_KEYSTONE_HTTP",
+      error: "x".repeat(MAX_ERROR_CHARS),
     });
+    expect(errorRecord(new Error("plain"))).toEqual({ error: "plain" });
+    expect(errorRecord(new Error("sent"), "E_SMTP_UNCONFIRMED")).toEqual({ code: "E_SMTP_UNCONFIRMED", error: "sent" });
   });
 });
