@@ -8,7 +8,6 @@ import { defineConfig } from "vitest/config";
  * (create despite a lost answer, login, rotation, refresh, destroy).
  */
 export const COMPAT = [
-  "test/integration/lib/keystone/release.test.ts",
   "test/integration/lib/keystone/operator-mfa.test.ts",
   "test/integration/operator/doctor/*.test.ts",
   "test/e2e/credential.test.ts",
@@ -22,6 +21,7 @@ export const COMPAT = [
  * same secret).
  */
 export const COMPAT_30 = [
+  "test/integration/lib/keystone/release.test.ts",
   "test/e2e/posture.test.ts",
   "test/e2e/faults-keystone-stop.test.ts",
   "test/e2e/faults-smtp-ambiguous.test.ts",
@@ -43,6 +43,8 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          // What only Keystone 30 does: run by the compatibility suite there, not skipped here.
+          exclude: ["test/integration/lib/keystone/release.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           fileParallelism: false,
