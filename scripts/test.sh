@@ -52,9 +52,10 @@ prepare_all() {
     bash scripts/keystone.sh prepare --release "$r" >".local/logs/prepare-$r.out" 2>&1 || return 1
   done
 }
+# Debian's Keystone, PostgreSQL and the test tools keystone.sh needs: installed once, here, before
+# the chroots are built in the background (their build installs debootstrap itself, waiting for apt).
+bash scripts/keystone.sh install
 if [ -n "$RELEASES" ]; then
-  # keystone.sh install first: the chroots need debootstrap, and apt must not run twice at once.
-  bash scripts/keystone.sh install
   log "building the Keystone chroots for releases $RELEASES in the background (.local/logs/prepare-*.out)"
   prepare_all &
   PREPARE_PID[all]=$!
@@ -66,7 +67,6 @@ log "building the package (npm run build)"
 npm run --silent build
 
 log "starting a local Keystone 22 (scripts/keystone.sh)"
-bash scripts/keystone.sh install
 bash scripts/keystone.sh start
 
 # What the operator-facing tests drive: a real terminal (tmux) and a real browser (Chromium).
