@@ -16,7 +16,7 @@ import { createTransport } from "../lib/keystone/http.ts";
 import { TOTP_DIGITS, TOTP_PERIOD_S } from "../lib/totp/secret.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
-import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../operator/doctor/keystone.ts";
+import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../operator/doctor/probe.ts";
 import {
   explainInvalid,
   lookUpUser,

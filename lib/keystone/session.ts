@@ -48,6 +48,9 @@ const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 /** A method name no Keystone has: asking for it makes Keystone list the ones it has. */
 const METHOD_PROBE = "keystone-totp-probe";
 
+/** The client's User-Agent: a proxy in front of Keystone can count its requests by it. */
+const USER_AGENT = "keystone-totp";
+
 /** Counters of requests sent, for benchmarks and tests. */
 export interface ClientStats {
   requests: number;
@@ -137,6 +140,16 @@ export interface CallOptions {
   /** Values to redact from any message built from this call (e.g. the blob sent). */
   readonly secrets?: readonly string[];
   /** Send no token: only for the token request itself and the unauthenticated method probe. */
+  readonly withoutToken?: boolean;
+}
+
+/** How {@link KeystoneSession.send} sends its one request. */
+export interface SendOptions {
+  /** The JSON body to send, if any. */
+  readonly json?: unknown;
+  /** Headers added to the session's (and replacing its User-Agent when they name one). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Send no token: for a login of another user, or an unauthenticated probe. */
   readonly withoutToken?: boolean;
 }
 
@@ -277,6 +290,31 @@ export class KeystoneSession {
     return { id: t.id, expiresAtMs: t.expiresAtMs };
   }
 
+  /**
+   * Asks Keystone for this session's token with one request, never retried, and returns the
+   * answer whatever it is; when the answer holds a token (201 with `X-Subject-Token` and
+   * `expires_at`) the session takes it as its current token, as its first request would have,
+   * so that nothing asks for a second one. For a caller that reads more of the answer than the
+   * session keeps (the doctor: `issued_at` and `Date` for the clock, the project's name) or
+   * words Keystone's refusal its own way.
+   *
+   * @param headers - added to the request's (e.g. the caller's own User-Agent).
+   * @returns the answer, and whether the session took the token in it.
+   * @throws {TransportError} when no HTTP answer arrived.
+   */
+  async authenticateOnce(
+    headers: Readonly<Record<string, string>> = {},
+  ): Promise<{ readonly response: HttpResponse; readonly adopted: boolean }> {
+    const response = await this.send("POST", "/auth/tokens?nocatalog", {
+      json: tokenRequestBody(this.auth),
+      headers,
+      withoutToken: true,
+    });
+    const token = response.status === 201 ? this.tokenFrom(response) : undefined;
+    if (token) this.adopt(token);
+    return { response, adopted: token !== undefined };
+  }
+
   private async issueToken(): Promise<Token> {
     const a = this.auth;
     const secrets = [a.password ?? "", a.token ?? "", a.passcode ?? ""].filter(Boolean);
@@ -288,22 +326,36 @@ export class KeystoneSession {
       withoutToken: true,
     });
     if (res.status !== 201) throw this.httpError("POST", "/auth/tokens", res, secrets, 1);
-    const id = headerValue(res, "x-subject-token");
-    const body = asRecord(asRecord(res.body).token);
-    const expiresAt = Date.parse(String(body.expires_at ?? ""));
-    // Without issued_at (not seen from Keystone, but cheap to allow) assume it was issued now.
-    const issuedAtParsed = Date.parse(String(body.issued_at ?? ""));
-    const issuedAt = Number.isNaN(issuedAtParsed) ? this.opts.now() : issuedAtParsed;
-    if (!id || Number.isNaN(expiresAt)) {
+    const token = this.tokenFrom(res);
+    if (!token) {
       throw new KeystoneError(
         "E_KEYSTONE_AUTH",
         { method: "POST", path: "/v3/auth/tokens", status: res.status },
         "Keystone answered without a token; is the auth URL an identity v3 endpoint?",
       );
     }
+    this.adopt(token);
+    return token;
+  }
+
+  /** Makes `token` the session's current token, counting it. */
+  private adopt(token: Token): void {
     this.stats.tokensIssued++;
+    this.token = token;
+  }
+
+  /** The token in a token request's 201 answer; undefined without an ID or an expiry. */
+  private tokenFrom(res: HttpResponse): Token | undefined {
+    const a = this.auth;
+    const id = headerValue(res, "x-subject-token");
+    const body = asRecord(asRecord(res.body).token);
+    const expiresAt = Date.parse(String(body.expires_at ?? ""));
+    // Without issued_at (not seen from Keystone, but cheap to allow) assume it was issued now.
+    const issuedAtParsed = Date.parse(String(body.issued_at ?? ""));
+    const issuedAt = Number.isNaN(issuedAtParsed) ? this.opts.now() : issuedAtParsed;
+    if (!id || Number.isNaN(expiresAt)) return undefined;
     const roles = Array.isArray(body.roles) ? body.roles.map((r) => String(asRecord(r).name)) : [];
-    const token: Token = {
+    return {
       id,
       expiresAtMs: expiresAt,
       // A token re-authenticated from a token keeps the original's expiry: renewing early would
@@ -316,8 +368,6 @@ export class KeystoneSession {
       projectId: String(asRecord(body.project).id ?? ""),
       roles,
     };
-    this.token = token;
-    return token;
   }
 
   // ---------------------------------------------------------------- requests
@@ -337,6 +387,12 @@ export class KeystoneSession {
     // a caller that arrives before the waiter resumes from taking the same slot.
     if (next) next();
     else this.inFlight--;
+  }
+
+  /** Counts one request sent, in {@link KeystoneSession.stats}. */
+  private countRequest(method: Method): void {
+    this.stats.requests++;
+    this.stats.byMethod[method] = (this.stats.byMethod[method] ?? 0) + 1;
   }
 
   /** Full jitter: a random delay up to base * 2^attempt, capped. */
@@ -387,13 +443,12 @@ export class KeystoneSession {
     const secrets = o.secrets ?? [];
     let renewed = false;
     for (let attempt = 1; ; attempt++) {
-      const headers: Record<string, string> = { "user-agent": "keystone-totp" };
+      const headers: Record<string, string> = { "user-agent": USER_AGENT };
       if (!o.withoutToken) headers["x-auth-token"] = (await this.currentToken()).id;
       let res: HttpResponse;
       await this.acquire();
       try {
-        this.stats.requests++;
-        this.stats.byMethod[method] = (this.stats.byMethod[method] ?? 0) + 1;
+        this.countRequest(method);
         res = await this.opts.transport.send({ method, url, headers, json: o.json });
       } catch (e) {
         if (!(e instanceof TransportError)) throw e;
@@ -419,6 +474,37 @@ export class KeystoneSession {
       }
       if ((res.status >= 200 && res.status < 300) || o.accept?.includes(res.status)) return res;
       throw this.httpError(method, path, res, secrets, attempt);
+    }
+  }
+
+  /**
+   * Sends one request to `path` under the auth URL, once, and returns whatever HTTP answer came:
+   * unlike {@link KeystoneSession.call} it does not retry, does not renew the token on a 401,
+   * takes every status for an answer (never for an error), and is not held back by an earlier
+   * MFA refusal. For a caller that must
+   * read raw statuses and headers itself: the doctor's probes (403 versus 400, auth receipts,
+   * `Date`). Counted in {@link KeystoneSession.stats} and held to the in-flight limit like every
+   * request. Unless `o.withoutToken`, it carries the session's token as it is, not renewed near
+   * its expiry (an answer to an expired one is the caller's to read, like any other); only a
+   * session that has none authenticates first.
+   *
+   * @throws {TransportError} when no HTTP answer arrived.
+   * @throws {KeystoneError} when the session has no token and Keystone will not issue one.
+   */
+  async send(method: Method, path: string, o: SendOptions = {}): Promise<HttpResponse> {
+    const headers: Record<string, string> = { "user-agent": USER_AGENT, ...o.headers };
+    if (!o.withoutToken) headers["x-auth-token"] = (this.token ?? (await this.currentToken())).id;
+    await this.acquire();
+    try {
+      this.countRequest(method);
+      return await this.opts.transport.send({
+        method,
+        url: `${this.auth.authUrl}${path}`,
+        headers,
+        ...(o.json === undefined ? {} : { json: o.json }),
+      });
+    } finally {
+      this.release();
     }
   }
 
@@ -670,7 +756,8 @@ function redact(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-function headerValue(res: HttpResponse, name: string): string | undefined {
+/** The first value of header `name` (lower case) in `res`; undefined when absent. */
+export function headerValue(res: HttpResponse, name: string): string | undefined {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }

@@ -31,7 +31,7 @@ import {
 } from "../../lib/mfa/posture.ts";
 import { TOTP_DIGITS } from "../../lib/totp/secret.ts";
 import type { ResolvedUser } from "../../lib/users/resolve.ts";
-import type { ProbeSession } from "./keystone.ts";
+import type { ProbeSession } from "./probe.ts";
 import { type CheckResult, result } from "./types.ts";
 import { nameSome, totpCredentialCounts } from "./users.ts";
 

@@ -11,25 +11,24 @@
 import { ConfigError } from "../../lib/errors.ts";
 import { type KeystoneAuth, resolveKeystoneAuth } from "../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../lib/keystone/client.ts";
-import { createTransport, type Transport } from "../../lib/keystone/http.ts";
+import type { Transport } from "../../lib/keystone/http.ts";
 import type { Clock } from "./clock.ts";
+import { checkClock } from "./clock-check.ts";
+import { checkCredentialAccess } from "./credential-rights.ts";
+import { checkReachable, checkTls } from "./endpoint.ts";
+import { checkMail } from "./mail.ts";
+import { checkOperatorMfa } from "./operator-mfa.ts";
+import { checkPosture, type DoctorPostureSettings, POSTURE_CHECK_TITLES } from "./posture.ts";
 import {
-  checkClock,
-  checkCredentialAccess,
-  checkOperatorMfa,
-  checkReachable,
-  checkStaging,
-  checkTls,
-  checkToken,
-  checkTotpMethod,
   DOCTOR_MAX_ATTEMPTS,
   DOCTOR_REQUEST_TIMEOUT_MS,
   KEYSTONE_CHECK_IDS,
   type KeystoneCheckContext,
   type ProbeSession,
-} from "./keystone.ts";
-import { checkMail } from "./mail.ts";
-import { checkPosture, type DoctorPostureSettings, POSTURE_CHECK_TITLES } from "./posture.ts";
+} from "./probe.ts";
+import { checkStaging } from "./staging.ts";
+import { checkToken } from "./token.ts";
+import { checkTotpMethod } from "./totp-method.ts";
 import { type CheckResult, type CheckStatus, countByStatus, exitCodeForResults, result } from "./types.ts";
 import {
   checkCsv,
@@ -153,21 +152,23 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
   }
 
   let session: ProbeSession | undefined;
-  let client: KeystoneClient | undefined;
   let canReadCredentials = false;
-  const transport =
+  // One client for every Keystone check: its session issues the run's one operator token (the
+  // probe session) and sends the probes, with the doctor's short timeout and few attempts.
+  const client =
     auth === undefined
       ? undefined
-      : (o.transport ??
-        createTransport({ caPem: auth.caPem, insecure: auth.insecure, timeoutMs: DOCTOR_REQUEST_TIMEOUT_MS }));
+      : new KeystoneClient(auth, {
+          ...(o.transport ? { transport: o.transport } : { timeoutMs: DOCTOR_REQUEST_TIMEOUT_MS }),
+          maxAttempts: DOCTOR_MAX_ATTEMPTS,
+        });
   try {
-    if (auth === undefined || transport === undefined) {
+    if (client === undefined) {
       for (const [id, title] of Object.entries(KEYSTONE_TITLES)) {
         checks.push(skipped(id, title, "no usable Keystone settings"));
       }
     } else {
-      const ctx: KeystoneCheckContext = { auth, transport, now: o.now ?? Date.now };
-      client = new KeystoneClient(auth, { transport, maxAttempts: DOCTOR_MAX_ATTEMPTS });
+      const ctx: KeystoneCheckContext = { client, now: o.now ?? Date.now };
       const reach = await checkReachable(ctx);
       checks.push(reach.result, await checkTls(ctx, reach));
       const rest = [
@@ -194,7 +195,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
           checks.push(await checkOperatorMfa(session));
           const creds = await checkCredentialAccess(session, write, o.onProbeCredential);
           canReadCredentials = creds.status === "ok";
-          const totp = await checkTotpMethod(ctx, session);
+          const totp = await checkTotpMethod(session);
           const clock = checkClock(session.info, reach.dateObservation);
           checks.push(creds, totp, clock);
           const stagingTitle = KEYSTONE_TITLES[KEYSTONE_CHECK_IDS.staging] ?? KEYSTONE_CHECK_IDS.staging;
@@ -208,7 +209,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
           checks.push(
             notStaged !== undefined
               ? skipped(KEYSTONE_CHECK_IDS.staging, stagingTitle, notStaged)
-              : await checkStaging(session, client, o.onRoundTripCredential),
+              : await checkStaging(session, o.onRoundTripCredential),
           );
         }
       }
@@ -259,7 +260,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorReport> {
       );
     }
   } finally {
-    transport?.close();
+    client?.close();
   }
 
   const exitCode = exitCodeForResults(checks);

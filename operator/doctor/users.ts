@@ -10,7 +10,7 @@ import { admits, effectiveRules, optionsOf } from "../../lib/mfa/posture.ts";
 import { readMarker } from "../../lib/ownership.ts";
 import { readUsersCsv, type UserRow } from "../../lib/users/csv.ts";
 import { type ResolvedUser, resolveUsers } from "../../lib/users/resolve.ts";
-import type { ProbeSession } from "./keystone.ts";
+import type { ProbeSession } from "./probe.ts";
 import { type CheckResult, result } from "./types.ts";
 
 /** Most users named in one line of output; `--json` has them all. */

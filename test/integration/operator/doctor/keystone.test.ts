@@ -9,16 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { KeystoneClient } from "../../../../lib/keystone/client.ts";
-import { createTransport } from "../../../../lib/keystone/http.ts";
+import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { generateSecret } from "../../../../lib/totp/secret.ts";
-import {
-  checkClock,
-  checkTotpMethod,
-  type KeystoneCheckContext,
-  openProbeSession,
-} from "../../../../operator/doctor/keystone.ts";
+import { checkClock } from "../../../../operator/doctor/clock-check.ts";
+import { openProbeSession } from "../../../../operator/doctor/probe.ts";
 import { type DoctorReport, formatJson, formatText, runDoctor } from "../../../../operator/doctor/run.ts";
+import { checkTotpMethod } from "../../../../operator/doctor/totp-method.ts";
 import type { CheckResult } from "../../../../operator/doctor/types.ts";
 import {
   adminAuth,
@@ -207,12 +203,9 @@ describe("doctor against the real Keystone", () => {
   });
 
   it("reports clock skew from a faked local clock: +90 s fails, +15 s warns, 0 is ok", async () => {
-    const auth = adminAuth();
-    const transport = createTransport();
-    const measure = async (shiftMs: number) => {
-      const ctx: KeystoneCheckContext = { auth, transport, now: () => Date.now() + shiftMs };
-      return checkClock((await openProbeSession(ctx)).info);
-    };
+    const client = new KeystoneClient(adminAuth());
+    const measure = async (shiftMs: number) =>
+      checkClock((await openProbeSession({ client, now: () => Date.now() + shiftMs })).info);
     try {
       const ahead90 = await measure(90_000);
       expect(ahead90.status).toBe("failure");
@@ -235,19 +228,18 @@ describe("doctor against the real Keystone", () => {
       expect(check(report, "keystone.clock").status).toBe("failure");
       expect(report.exitCode).toBe(3);
     } finally {
-      transport.close();
+      client.close();
     }
   });
 
   it("sees the totp method enabled on the default instance (a wrong code is just a wrong code)", async () => {
-    const transport = createTransport();
+    const client = new KeystoneClient(adminAuth());
     try {
-      const ctx: KeystoneCheckContext = { auth: adminAuth(), transport, now: Date.now };
-      const r = await checkTotpMethod(ctx, await openProbeSession(ctx));
+      const r = await checkTotpMethod(await openProbeSession({ client, now: Date.now }));
       expect(r.status).toBe("ok");
       expect(r.details).toMatchObject({ status: 401 });
     } finally {
-      transport.close();
+      client.close();
     }
   });
 });

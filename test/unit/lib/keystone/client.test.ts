@@ -1,6 +1,7 @@
 /**
- * Error paths of the Keystone client, against an in-process fake transport. That a create,
- * read, update and delete work is shown against the real Keystone in test/integration.
+ * Error paths of the Keystone client, against an in-process fake transport; and the session's
+ * raw `send` and `authenticateOnce` (once, any status, the token kept). That a create, read,
+ * update and delete work is shown against the real Keystone in test/integration.
  */
 import { describe, expect, it } from "vitest";
 import { KeystoneError } from "../../../../lib/errors.ts";
@@ -444,5 +445,110 @@ describe("KeystoneClient.createTotpCredential on a Keystone that returns no TOTP
       .catch((e: unknown) => e)) as KeystoneError;
     expect(err.code).toBe("E_KEYSTONE_NETWORK");
     expect(posts(k.log)).toHaveLength(1);
+  });
+});
+
+// ---------------------------------------------------------------- send and authenticateOnce:
+// the session's raw methods, for callers that read Keystone's answers themselves (the doctor).
+
+const TOKEN: HttpResponse = {
+  status: 201,
+  headers: { "x-subject-token": "tok-1" },
+  body: { token: { expires_at: new Date(Date.now() + 3_600_000).toISOString(), user: { id: "op" } } },
+};
+
+/** A session over a transport answering token requests with `token` and the rest with `answer`. */
+function scripted(answer: HttpResponse, token: HttpResponse = TOKEN) {
+  const log: HttpRequest[] = [];
+  const transport: Transport = {
+    async send(req) {
+      log.push(req);
+      return req.url.includes("/auth/tokens") ? token : answer;
+    },
+    close() {},
+  };
+  const sleeps: number[] = [];
+  const session = new KeystoneClient(auth, {
+    transport,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+  });
+  return { log, session, sleeps };
+}
+
+describe("KeystoneSession.send", () => {
+  it("sends once with the token and returns any status: no retry, no renewal, no error", async () => {
+    for (const status of [401, 403, 503]) {
+      const k = scripted({ status, headers: {}, body: {} });
+      const res = await k.session.send("GET", "/users/x", { headers: { "user-agent": "probe" } });
+      expect(res.status).toBe(status);
+      expect(k.log.map((r) => r.url)).toEqual([
+        "http://keystone.test/v3/auth/tokens?nocatalog",
+        "http://keystone.test/v3/users/x",
+      ]);
+      expect(k.log[1]?.headers).toEqual({ "user-agent": "probe", "x-auth-token": "tok-1" });
+      expect(k.sleeps).toEqual([]);
+      expect(k.session.stats).toMatchObject({ requests: 2, tokensIssued: 1, retries: 0 });
+    }
+  });
+
+  it("sends no token when asked, and no body when none is given", async () => {
+    const k = scripted({ status: 200, headers: {}, body: {} });
+    await k.session.send("GET", "", { withoutToken: true });
+    await k.session.send("POST", "/auth/tokens", { json: { a: 1 }, withoutToken: true });
+    expect(k.log[0]).toEqual({
+      method: "GET",
+      url: "http://keystone.test/v3",
+      headers: { "user-agent": "keystone-totp" },
+    });
+    expect(k.log).toHaveLength(2);
+    expect(k.log[1]).toEqual({
+      method: "POST",
+      url: "http://keystone.test/v3/auth/tokens",
+      headers: { "user-agent": "keystone-totp" },
+      json: { a: 1 },
+    });
+  });
+  it("carries the token as it is, even near its expiry, where call would renew it", async () => {
+    const soon: HttpResponse = {
+      ...TOKEN,
+      body: { token: { expires_at: new Date(Date.now() + 1_000).toISOString(), user: { id: "op" } } },
+    };
+    const k = scripted({ status: 200, headers: {}, body: {} }, soon);
+    await k.session.authenticateOnce();
+    await k.session.send("GET", "/users/x");
+    expect(k.log.map((r) => r.headers?.["x-auth-token"])).toEqual([undefined, "tok-1"]);
+    expect(k.session.stats.tokensIssued).toBe(1);
+  });
+});
+
+describe("KeystoneSession.authenticateOnce", () => {
+  it("keeps the token it gets for every later request", async () => {
+    const k = scripted({ status: 200, headers: {}, body: { users: [] } });
+    const { response, adopted } = await k.session.authenticateOnce({ "user-agent": "probe" });
+    expect(response.status).toBe(201);
+    expect(adopted).toBe(true);
+    await k.session.call("GET", "/users", { retry: true });
+    expect(k.log.filter((r) => r.url.includes("/auth/tokens"))).toHaveLength(1);
+    expect(k.log[0]?.headers).toEqual({ "user-agent": "probe" });
+    expect(k.log[1]?.headers?.["x-auth-token"]).toBe("tok-1");
+    expect(k.session.stats.tokensIssued).toBe(1);
+  });
+
+  it("returns a refusal as it came, once, and keeps nothing", async () => {
+    const refused: HttpResponse = { status: 401, headers: {}, body: { error: { message: "no" } } };
+    const k = scripted({ status: 200, headers: {}, body: {} }, refused);
+    const { response, adopted } = await k.session.authenticateOnce();
+    expect(response).toBe(refused);
+    expect(adopted).toBe(false);
+    expect(k.log).toHaveLength(1);
+    expect(k.session.stats.tokensIssued).toBe(0);
+  });
+
+  it("does not keep a token without an expiry", async () => {
+    const noExpiry: HttpResponse = { status: 201, headers: { "x-subject-token": "t" }, body: { token: {} } };
+    const k = scripted({ status: 200, headers: {}, body: {} }, noExpiry);
+    expect((await k.session.authenticateOnce()).adopted).toBe(false);
   });
 });
