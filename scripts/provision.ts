@@ -6,9 +6,10 @@
  *
  * Usage: node scripts/provision.ts VERB [options]      (npm run provision -- VERB ...)
  */
-import { UsageError } from "../lib/errors.ts";
+import { EXIT, UsageError } from "../lib/errors.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
-import { openStack, runVerb, type Verb } from "../operator/commands/engine.ts";
+import { openStack, REPO, runVerb, stackConfig, type Verb } from "../operator/commands/engine.ts";
+import { configTextOf, planSkips, recordSuccess } from "../operator/commands/noop-skip.ts";
 import {
   ENGINE_OPTIONS,
   ENGINE_OPTIONS_HELP,
@@ -39,6 +40,11 @@ ${ENGINE_OPTIONS_HELP}
 environment:
   KEYSTONE_TOTP_NOW      pretend it is this time (ISO 8601) when deciding rotations: rehearse
                          what a run on that day would do, with preview
+  KEYSTONE_TOTP_NO_SKIP  1: as --force
+
+'up' first checks whether anything can change (CSV rows, settings, the users in Keystone,
+the code, a rotation or retirement due, work left pending): when nothing can, the engine is
+not started and the stack is reported skipped (docs/daily-run.md).
 
 Shows a progress bar on a terminal (a line every 10 % elsewhere) and a summary at the end.
 exit codes: 0 ok, 1 failed, 2 bad input (CSV, config), 3 Keystone, 4 mail, 64 usage
@@ -74,7 +80,20 @@ async function main(argv: readonly string[]): Promise<number> {
   const { verb, o } = parseProvisionArgs(argv);
   const progress = new Progress(verb, o.stack);
   const stack = await openStack(o.stack, () => ({ onPlan: (p) => progress.setPlan(p) }), { configFile: o.configFile });
-  return (await runVerb(stack, verb, o, progress)).exitCode;
+  if (verb !== "up") return (await runVerb(stack, verb, o, progress)).exitCode;
+  const say = (line: string) => process.stderr.write(`keystone-totp: ${line}\n`);
+  const config = await stackConfig(stack, o);
+  const skips = await planSkips(
+    stack.workspace,
+    [{ stack: o.stack, configText: configTextOf(REPO, o.stack, o.configFile), config }],
+    { projectDir: REPO, force: o.force, say },
+  );
+  if (skips.skipped.has(o.stack)) return EXIT.ok;
+  // A run killed from here on must leave no record: the state it leaves is not the one recorded.
+  skips.store?.clear(o.stack);
+  const outcome = await runVerb(stack, verb, o, progress);
+  if (outcome.completed && outcome.exitCode === EXIT.ok) await recordSuccess(stack, skips, say);
+  return outcome.exitCode;
 }
 
 if (import.meta.main) await runCommand({ name: "provision", help: HELP }, main);

@@ -26,7 +26,9 @@ import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/au
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { ConfigError, EXIT, UsageError } from "../lib/errors.ts";
 import { parseCommandLine, runCommand, wholeNumberOption } from "../operator/commands/cli.ts";
+import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
 import { loginOnceForRun } from "../operator/commands/mfa-login.ts";
+import { configTextOf, planSkips } from "../operator/commands/noop-skip.ts";
 import { MAX_PARALLEL } from "../operator/commands/options.ts";
 import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
@@ -60,6 +62,11 @@ options:
   --reshard            allow changing K: users whose bucket changes get a NEW secret and a new
                        enrollment message (see docs/sharding.md)
   --yes                required for up, refresh and destroy
+  --force              up: run every stack, even those where nothing can change (the no-op
+                       skip: before any engine starts, one check of the whole fleet finds the
+                       stacks whose CSV rows, settings, Keystone users and code are unchanged,
+                       with no rotation or retirement due and no work pending; those are not
+                       run. docs/daily-run.md)
   --expect-no-changes, --continue-on-error, --diff, --parallel N, --skip-doctor
                        passed to each provision run
   --help               this text
@@ -78,6 +85,7 @@ interface Options {
   configFrom: string | undefined;
   reshard: boolean;
   yes: boolean;
+  force: boolean;
   /** Options handed to each provision run as they are. */
   passthrough: string[];
 }
@@ -91,6 +99,7 @@ const SHARDS_OPTIONS = {
   "config-from": { type: "string" },
   reshard: { type: "boolean" },
   yes: { type: "boolean", short: "y" },
+  force: { type: "boolean" },
   "expect-no-changes": { type: "boolean" },
   "continue-on-error": { type: "boolean" },
   diff: { type: "boolean" },
@@ -129,6 +138,7 @@ export function parseShardsArgs(argv: readonly string[]): Options {
     configFrom: v["config-from"],
     reshard: v.reshard ?? false,
     yes: v.yes ?? false,
+    force: v.force ?? /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_NO_SKIP ?? ""),
     passthrough,
   };
   if (!STACK_PREFIX.test(o.prefix)) {
@@ -366,19 +376,26 @@ async function main(argv: readonly string[]): Promise<number> {
   // code works once on Keystone 30: one login per stack would fail from the second on).
   const first = source ?? phases.flat().find((j) => existing.byIndex.has(j.shard?.index ?? -1))?.stack;
   const settings = base ?? (first ? await ws.getAllConfig(first) : {});
+  useLocalKeystoneWithNote("shards", { repo: REPO, configKeys: Object.keys(settings) });
   await loginOnceForRun("shards", { config: (k) => settings[k]?.value });
+  const skipped = await skipUnchanged(ws, o, phases, settings);
   const tmp = mkdtempSync(join(tmpdir(), "kt-shards-"));
-  const results: { stack: string; verb: Verb; code: number }[] = [];
+  const results: { stack: string; verb: Verb; code: number; skipped?: boolean }[] = [];
   try {
     for (const [p, jobs] of phases.entries()) {
       if (phases.length > 1)
         say(`phase ${p + 1} of ${phases.length}: ${jobs.map((j) => `${j.verb} ${j.stack}`).join(", ")}`);
       const codes = await pool(jobs, o.concurrency, async (job) => {
+        if (skipped.has(job.stack)) {
+          results.push({ stack: job.stack, verb: job.verb, code: EXIT.ok, skipped: true });
+          return EXIT.ok;
+        }
         const index = job.shard?.index ?? -1;
         const isNew = !existing.byIndex.has(index) && job.shard !== undefined;
         if (isNew) await ws.createStack(job.stack);
         if (base && job.shard && (o.configFrom || isNew)) await ws.setAllConfig(job.stack, configFor(base, index));
-        const args = [...o.passthrough, ...(o.yes ? ["--yes"] : [])];
+        // Checked above, for the whole fleet at once: the run itself need not check again.
+        const args = [...o.passthrough, ...(o.yes ? ["--yes"] : []), ...(job.verb === "up" ? ["--force"] : [])];
         if (job.shard && (isNew || !job.changesSetting)) {
           // The stack has no users yet, or already has this setting: store it now.
           await ws.setConfig(job.stack, SHARD_KEY, { value: formatShard(job.shard) });
@@ -402,9 +419,51 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  for (const r of results)
-    say(`${r.code === 0 ? "ok  " : "FAIL"} ${r.verb} ${r.stack}${r.code === 0 ? "" : ` (exit ${r.code})`}`);
+  for (const r of results) {
+    const how = r.skipped ? " (skipped: nothing could change)" : r.code === 0 ? "" : ` (exit ${r.code})`;
+    say(`${r.code === 0 ? "ok  " : "FAIL"} ${r.verb} ${r.stack}${how}`);
+  }
+  const n = results.filter((r) => r.skipped).length;
+  if (o.verb === "up") say(`${results.length - n} stack(s) run, ${n} skipped`);
   return results.find((r) => r.code !== EXIT.ok)?.code ?? EXIT.ok;
+}
+
+/**
+ * The stacks of a plain `up` (no change of split) where nothing can change: one check for the
+ * whole fleet before any engine starts (see operator/skip/check.ts). Reshards, new stacks and
+ * other verbs always run.
+ */
+async function skipUnchanged(
+  ws: LocalWorkspace,
+  o: Options,
+  phases: readonly (readonly Job[])[],
+  settings: ConfigMap,
+): Promise<Set<string>> {
+  const candidates = phases
+    .flat()
+    .filter((j) => j.verb === "up" && !j.changesSetting && existsSync(stackFile(j.stack)));
+  if (o.verb !== "up" || candidates.length === 0) return new Set();
+  // Stacks of one split share their settings (--config-from copies them): the first one's
+  // decrypted values say which Keystone to ask; each stack's own file says its CSV and shard,
+  // and its text (secrets as ciphertext) goes into its fingerprint.
+  const plan = await planSkips(
+    ws,
+    candidates.map((j) => {
+      const text = configTextOf(REPO, j.stack);
+      const own = (loadYaml(text) as { config?: Record<string, unknown> } | null)?.config ?? {};
+      return {
+        stack: j.stack,
+        configText: text,
+        config: (k: string) => {
+          const v = own[k];
+          if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
+          return settings[k]?.value;
+        },
+      };
+    }),
+    { projectDir: REPO, force: o.force, say },
+  );
+  return new Set(plan.skipped);
 }
 
 if (import.meta.main) await runCommand({ name: "shards", help: HELP }, main);

@@ -187,6 +187,8 @@ function logFile(stack: string, verb: string): { path: string; stream: WriteStre
 export interface RunOutcome {
   readonly exitCode: number;
   readonly summary: RunSummary | undefined;
+  /** Whether the engine ran the verb to its end (false: stopped before, or declined). */
+  readonly completed: boolean;
 }
 
 /**
@@ -220,6 +222,7 @@ export async function runVerb(
   let failure = "";
   let retireFailed: RetireFailedUser[] = [];
   let unconfirmed: UnconfirmedUser[] = [];
+  let completed = false;
   try {
     switch (verb) {
       case "preview":
@@ -227,7 +230,7 @@ export async function runVerb(
         break;
       case "up": {
         const stop = await preflight(stack, o);
-        if (stop !== undefined) return { exitCode: stop, summary: undefined };
+        if (stop !== undefined) return { exitCode: stop, summary: undefined, completed: false };
         if (!o.yes) {
           // Show what the confirmation is about: on a terminal the engine's own output goes to
           // the log, so the preview's summary (who would be enrolled, rotated, ...) is printed.
@@ -235,7 +238,7 @@ export async function runVerb(
           await stack.preview({ ...common, onEvent: (e) => look.onEvent(e) });
           process.stdout.write(formatSummary(look.finish()));
           if (!(await confirm(extra.confirmQuestion ?? "Apply these changes? [y/N] "))) {
-            return { exitCode: EXIT.ok, summary: undefined };
+            return { exitCode: EXIT.ok, summary: undefined, completed: false };
           }
         }
         const result = await stack.up({
@@ -247,6 +250,7 @@ export async function runVerb(
         retireFailed = retireFailuresOf(result.outputs);
         // Messages that may not have arrived: their credentials were kept, the next run resends.
         unconfirmed = unconfirmedDeliveriesOf(result.outputs);
+        completed = result.summary.result === "succeeded";
         break;
       }
       case "refresh":
@@ -296,5 +300,5 @@ export async function runVerb(
   // A leaked secret still valid (exit 3) comes before a message to send again (exit 4).
   if (retireFailed.length > 0 && exitCode === EXIT.ok) exitCode = retireFailedExitCode(retireFailed);
   if (unconfirmed.length > 0 && exitCode === EXIT.ok) exitCode = unconfirmedExitCode();
-  return { exitCode, summary };
+  return { exitCode, summary, completed };
 }

@@ -25,6 +25,8 @@ export interface EngineOptions {
   readonly verbose: boolean;
   /** `refresh` only: drop creates a killed run left pending (see docs/faults.md, After a killed run). */
   readonly clearPendingCreates: boolean;
+  /** `up` only: run the engine even when the no-op skip finds nothing can change (docs/daily-run.md). */
+  readonly force: boolean;
 }
 
 /** Defaults for {@link EngineOptions}, from the environment where it has a say. */
@@ -40,6 +42,7 @@ export function defaultEngineOptions(): EngineOptions {
     skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
     verbose: false,
     clearPendingCreates: false,
+    force: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_NO_SKIP ?? ""),
   };
 }
 
@@ -55,6 +58,7 @@ export const ENGINE_OPTIONS = {
   "skip-doctor": { type: "boolean" },
   verbose: { type: "boolean", short: "v" },
   "clear-pending-creates": { type: "boolean" },
+  force: { type: "boolean" },
   // Accepted for the habits of `pulumi` users; the commands never prompt off a terminal anyway.
   "non-interactive": { type: "boolean" },
   "skip-preview": { type: "boolean" },
@@ -72,6 +76,7 @@ export interface EngineOptionValues {
   readonly "skip-doctor"?: boolean | undefined;
   readonly verbose?: boolean | undefined;
   readonly "clear-pending-creates"?: boolean | undefined;
+  readonly force?: boolean | undefined;
 }
 
 /**
@@ -92,6 +97,7 @@ export function engineOptionsFrom(v: EngineOptionValues): EngineOptions {
     skipDoctor: v["skip-doctor"] || d.skipDoctor,
     verbose: v.verbose ?? d.verbose,
     clearPendingCreates: v["clear-pending-creates"] ?? d.clearPendingCreates,
+    force: v.force || d.force,
   };
 }
 
@@ -107,4 +113,6 @@ export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: ${D
   --verbose              stream the engine's output on a terminal too (else: progress bar,
                          with the engine's output in .local/logs/)
   --clear-pending-creates  (refresh) forget creates a killed run left pending; see docs/faults.md,
-                         "After a killed run"`;
+                         "After a killed run"
+  --force                (up) run the engine even when nothing can change (the no-op skip,
+                         docs/daily-run.md; also KEYSTONE_TOTP_NO_SKIP=1)`;

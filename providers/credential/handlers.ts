@@ -215,6 +215,37 @@ export function nextRotation(
   return Number.isNaN(t) ? undefined : new Date(t + rotationDays * DAY_MS);
 }
 
+/**
+ * The earlier of two times; undefined only when both are. What the `dueAt` functions of the
+ * handlers combine their clocks with.
+ */
+export function earliest(a: Date | undefined, b: Date | undefined): Date | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a.getTime() <= b.getTime() ? a : b;
+}
+
+/**
+ * The first time at which the clock alone makes {@link diffCredential} report a change of a
+ * resource whose stored outputs are `olds` and inputs `news`: its scheduled rotation.
+ * Undefined when no time does. `operator/skip` reads it to know until when a run can change
+ * nothing (any other reason for a change is in the inputs or the outputs, not in the clock).
+ */
+export function credentialDueAt(olds: Record<string, unknown>, news: Record<string, unknown>): Date | undefined {
+  return nextRotation(olds.rotatedAt, news.rotationDays, news.secret);
+}
+
+/**
+ * {@link credentialDueAt} of a `TotpCredential` on its own, with the end of the grace window
+ * of the credentials it retires: the two clocks {@link diff} reads.
+ */
+export function dueAt(olds: Record<string, unknown>, news: Record<string, unknown>): Date | undefined {
+  return earliest(
+    credentialDueAt(olds, news),
+    retireAfter(olds.retiring, olds.rotatedAt, olds.graceHours ?? news.graceHours),
+  );
+}
+
 /** Why a graceful rotation (a new credential beside the old one) is due; undefined if none. */
 export function rotationReason(
   olds: Record<string, unknown>,
@@ -228,7 +259,7 @@ export function rotationReason(
   ) {
     return "requested";
   }
-  const due = nextRotation(olds.rotatedAt, news.rotationDays, news.secret);
+  const due = credentialDueAt(olds, news);
   return due && at.getTime() >= due.getTime() ? "scheduled" : undefined;
 }
 
@@ -476,7 +507,8 @@ export function diff(olds: Record<string, unknown>, news: Record<string, unknown
   const d = diffCredential(olds, news, at);
   if (d.changes) return d;
   // A standalone credential's window counts from the rotation (it cannot see a delivery).
-  return retireDue(olds.retiring, olds.rotatedAt, olds.graceHours ?? news.graceHours, at) ? { ...d, changes: true } : d;
+  const due = dueAt(olds, news);
+  return due && at.getTime() >= due.getTime() ? { ...d, changes: true } : d;
 }
 
 /**

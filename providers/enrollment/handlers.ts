@@ -176,6 +176,20 @@ export function retireAfter(olds: Record<string, unknown>, graceHours: unknown):
 }
 
 /**
+ * The first time at which the clock alone makes {@link diff} report a change: the scheduled
+ * rotation of the secret or the end of the grace window of the credentials it retires.
+ * Undefined when no time does. `operator/skip` reads it to know until when a run can change
+ * nothing.
+ */
+export function dueAt(olds: Record<string, unknown>, news: Record<string, unknown>): Date | undefined {
+  const withTrigger = (o: Record<string, unknown>) => ({ ...o, rotationTrigger: triggerOf(o) });
+  return credential.earliest(
+    credential.credentialDueAt(withTrigger(olds), withTrigger(news)),
+    retireAfter(olds, pendingGrace(olds, news)),
+  );
+}
+
+/**
  * Validates and normalises inputs without any network access.
  */
 export function check(news: Record<string, unknown>): credential.CheckResult {

@@ -17,7 +17,7 @@ import { userKey } from "../../lib/users/csv.ts";
 import { shardOf } from "../../operator/fleet/shard.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
-import { deleteUser } from "../support/keystone-admin.ts";
+import { deleteUser, updateUserOptions } from "../support/keystone-admin.ts";
 import { pulumiBinDir } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 import { decodeQrPng, parseMessage, startSmtpServer, type TestSmtpServer } from "../support/smtp.ts";
@@ -206,6 +206,22 @@ describe("a fleet split across stacks", () => {
     );
     expect(r.code, r.out).toBe(0);
     expect(smtp.received).toHaveLength(USERS);
+    // One check of the whole fleet found nothing to do: no engine started.
+    expect(r.out).toMatch(/shards: 0 stack\(s\) run, 3 skipped/);
+  });
+
+  it("a user changed in Keystone runs the stack of that user alone", async () => {
+    const u = users[0] as TestUser;
+    await updateUserOptions(admin, u.id, { lock_password: true });
+    try {
+      const r = await shards("up", "--stack-prefix", prefix, "--shards", "3", "--yes", "--expect-no-changes");
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/shards: 1 stack\(s\) run, 2 skipped/);
+      expect(r.out).toContain(`${prefix}-${shardOf(keyOf(u), 3)}: runs: its inputs changed`);
+      expect(smtp.received).toHaveLength(USERS);
+    } finally {
+      await updateUserOptions(admin, u.id, { lock_password: null });
+    }
   });
 
   it("a bad row anywhere in the CSV stops every stack before anything changes", async () => {

@@ -84,6 +84,9 @@ export class TestStack {
       PULUMI_SKIP_UPDATE_CHECK: "true",
       PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
       PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
+      // The engine's own behaviour is what most tests observe: the no-op skip is off unless a
+      // test turns it on (KEYSTONE_TOTP_NO_SKIP=0; test/e2e/noop-skip.test.ts).
+      KEYSTONE_TOTP_NO_SKIP: "1",
       ...extraEnv,
     };
   }

@@ -66,8 +66,10 @@ describe("provision", () => {
       skipDoctor: true,
       verbose: true,
       clearPendingCreates: false,
+      force: false,
     });
     expect(parseProvisionArgs(["refresh", "--clear-pending-creates", "--yes"], false).o.clearPendingCreates).toBe(true);
+    expect(parseProvisionArgs(["up", "--force", "--yes"], false).o.force).toBe(true);
     // Options may come before the verb now.
     expect(parseProvisionArgs(["--stack", "s", "preview"], false).verb).toBe("preview");
   });

@@ -1,0 +1,102 @@
+/**
+ * The no-op skip as the commands that run stacks use it (`provision up`, `shards up`): check
+ * each stack before the engine starts, print the verdict, clear the record before a run and
+ * write it after a successful one. The rules are in operator/skip/.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Stack, Workspace } from "@pulumi/pulumi/automation/index.js";
+import { now as clockNow } from "../../lib/util/clock.ts";
+import { decide, fingerprintStacks, recordAfterRun, type StackToCheck, type StackUpdateInfo } from "../skip/check.ts";
+import { type SkipRecordStore, skipRecordStore } from "../skip/record.ts";
+
+/** Turns the skip off for one run (every stack runs the engine): also `--force`. */
+export const NO_SKIP_ENV = "KEYSTONE_TOTP_NO_SKIP";
+
+/** Whether the environment turns the skip off. */
+export function skipDisabledByEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return /^(1|true|yes)$/i.test(env[NO_SKIP_ENV] ?? "");
+}
+
+/** The settings text of a stack as stored in the project (`Pulumi.<stack>.yaml`), or of `configFile`. */
+export function configTextOf(projectDir: string, stack: string, configFile?: string): string {
+  const file = configFile ?? join(projectDir, `Pulumi.${stack}.yaml`);
+  return existsSync(file) ? readFileSync(file, "utf8") : "";
+}
+
+/** What the backend says of each stack, by its own name (one `pulumi stack ls`). */
+export async function updateInfo(ws: Workspace): Promise<Map<string, StackUpdateInfo>> {
+  const out = new Map<string, StackUpdateInfo>();
+  for (const s of await ws.listStacks()) {
+    out.set(s.name.split("/").pop() ?? s.name, {
+      lastUpdate: s.lastUpdate,
+      updateInProgress: s.updateInProgress === true,
+    });
+  }
+  return out;
+}
+
+/** The verdicts on a set of stacks: which to skip, and each stack's fingerprint to record. */
+export interface SkipPlan {
+  readonly store: SkipRecordStore | undefined;
+  /** What was checked, to take the fingerprint again after a run (see {@link recordSuccess}). */
+  readonly stacks: readonly StackToCheck[];
+  readonly projectDir: string;
+  /** Stacks that need no run. */
+  readonly skipped: ReadonlySet<string>;
+}
+
+/**
+ * Checks the stacks and prints one line per stack: skipped (with when it falls due) or run
+ * (with why). `force` runs every stack without checking (each still leaves a record after).
+ */
+export async function planSkips(
+  ws: Workspace,
+  stacks: readonly StackToCheck[],
+  o: { readonly projectDir: string; readonly force: boolean; readonly say: (line: string) => void },
+): Promise<SkipPlan> {
+  const store = skipRecordStore();
+  if (!store) {
+    o.say("no-op skip: off (the state backend is not a file:// backend; every stack runs)");
+    return { store, stacks, projectDir: o.projectDir, skipped: new Set() };
+  }
+  const skipped = new Set<string>();
+  if (o.force) {
+    o.say("no-op skip: off for this run (--force): every stack runs");
+    return { store, stacks, projectDir: o.projectDir, skipped };
+  }
+  const prints = await fingerprintStacks(stacks, o.projectDir);
+  const info = await updateInfo(ws);
+  const at = clockNow();
+  for (const s of stacks) {
+    const d = decide(store.read(s.stack), prints.get(s.stack), info.get(s.stack), at);
+    if (d.skip) {
+      skipped.add(s.stack);
+      o.say(`${s.stack}: nothing can change: skipped${d.dueAt ? ` (next due ${d.dueAt})` : ""}`);
+    } else {
+      o.say(`${s.stack}: runs: ${d.reason}`);
+    }
+  }
+  return { store, stacks, projectDir: o.projectDir, skipped };
+}
+
+/**
+ * After a successful `up` of `stack`: keeps its skip record when nothing is left to do, and
+ * says why not otherwise. Never fails the run: a record not written only costs a run.
+ */
+export async function recordSuccess(stack: Stack, plan: SkipPlan, say: (line: string) => void): Promise<void> {
+  const checked = plan.stacks.find((s) => s.stack === stack.name);
+  if (!plan.store || !checked) return;
+  try {
+    // Taken again: the run itself changed the users in Keystone (MFA options, marker), so the
+    // fingerprint from before it would never match the next run's.
+    const fingerprint = (await fingerprintStacks([checked], plan.projectDir)).get(stack.name);
+    if (typeof fingerprint !== "string") throw fingerprint ?? new Error("no fingerprint");
+    const [state, info] = await Promise.all([stack.exportStack(), updateInfo(stack.workspace)]);
+    const r = recordAfterRun(stack.name, fingerprint, state.deployment, info.get(stack.name)?.lastUpdate, clockNow());
+    if (r.record) plan.store.write(r.record);
+    else say(`${stack.name}: the next up runs too: ${r.pending}`);
+  } catch (e) {
+    say(`${stack.name}: no skip record written (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+  }
+}
