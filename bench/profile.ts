@@ -3,7 +3,7 @@
  * class of process (program, providers, other), the functions with the most self time and the
  * modules (files, or packages under node_modules) with the most self time.
  *
- * Usage: node scripts/bench/profile.ts DIR [--top N]
+ * Usage: node bench/profile.ts DIR [--top N]
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -49,7 +49,7 @@ function classOf(p: Profile): string {
 function main(): void {
   const dir = process.argv[2];
   if (!dir) {
-    process.stderr.write("usage: node scripts/bench/profile.ts DIR [--top N]\n");
+    process.stderr.write("usage: node bench/profile.ts DIR [--top N]\n");
     process.exit(64);
   }
   const topAt = process.argv.indexOf("--top");

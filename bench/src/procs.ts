@@ -210,7 +210,24 @@ export function memcachedOf(state: string): number | undefined {
   return Number.isInteger(pid) && (read(`/proc/${pid}/comm`) ?? "").trim() === "memcached" ? pid : undefined;
 }
 
-/** One line of scripts/bench/exit-cpu.cjs. */
+/** CPU seconds of one measured run by class of process, exact where the exit hook reported. */
+export interface ClassCpu {
+  /** scripts/provision.ts (or shards.ts and the provision.ts it starts). */
+  program: number;
+  /** The Pulumi CLI processes (engine) and what they start besides the providers (the shims). */
+  engine: number;
+  /** The dynamic-provider Node.js processes. */
+  provider: number;
+  /** Everything under the run, from the wrapper shell's `times` (reaped children included). */
+  total: number;
+  /** Processes whose exit the hook recorded, and those only polled (their last poll counts). */
+  exact_processes: number;
+  polled_processes: number;
+  /** Peak resident memory per class, MB. */
+  peak_rss_mb: Record<"program" | "provider" | "engine", number>;
+}
+
+/** One line of bench/src/exit-cpu.cjs. */
 interface ExitLine {
   pid: number;
   argv: string;
@@ -237,15 +254,7 @@ export function classCpu(
   polled: ReadonlyMap<number, { role: Role; cpuS: number; peakRssKb: number }>,
   exitLog: string,
   timesFile: string,
-): {
-  program: number;
-  engine: number;
-  provider: number;
-  total: number;
-  exact_processes: number;
-  polled_processes: number;
-  peak_rss_mb: Record<"program" | "provider" | "engine", number>;
-} {
+): ClassCpu {
   const exact = new Map<number, ExitLine>();
   for (const line of (read(exitLog) ?? "").split("\n")) {
     if (!line.trim()) continue;

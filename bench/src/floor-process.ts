@@ -1,20 +1,21 @@
 /**
- * The floor of the benchmark, run as a process of its own so that the split layout can put
- * it on keystone-totp's core (`taskset`) while the bench's instruments stay on Keystone's: the
- * minimal REST work of one first enrollment, the user's MFA rules (`PATCH /v3/users/{id}`,
- * the body the provider sends) then the credential (`POST /v3/credentials`), with a bare
- * keep-alive client, `level` users in flight.
+ * The floor of the benchmark, run by bench/src/floor.ts as a process of its own so that the
+ * split layout can put it on keystone-totp's core (`taskset`) while the bench's instruments stay
+ * on Keystone's: the minimal REST work of one first enrollment, the user's MFA rules
+ * (`PATCH /v3/users/{id}`, the body the provider sends) then the credential
+ * (`POST /v3/credentials`), with a bare keep-alive client, `level` users in flight.
  *
  * Each level is probed on the first `probe` users; the best is then run on all of them. After
  * each pass the credentials are deleted and the users given back no options (not timed), so
  * that the program later finds them as they were.
  *
- * Reads one JSON request on stdin: {auth, userIds, levels, probe, keystoneState}. Writes one
- * JSON result on stdout (see {@link FloorResult}); progress on stderr.
+ * Reads one JSON request on stdin ({@link FloorRequest}). Writes one JSON result on stdout
+ * ({@link FloorResult}); progress on stderr.
  */
 import { decidePosture, MARKER_VERSION, NO_OPTIONS } from "../../lib/mfa/posture.ts";
 import { generateSecret } from "../../lib/totp/secret.ts";
 import { pool, type RawAuth, RawKeystone } from "./keystone.ts";
+import { round, since } from "./log.ts";
 import { cpuDelta, keystoneCpuOf } from "./procs.ts";
 
 /** What the parent sends. */
@@ -41,8 +42,7 @@ export interface FloorResult {
   floor_cleanup_s: number;
 }
 
-const round = (v: number, d = 2) => Math.round(v * 10 ** d) / 10 ** d;
-const since = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+// Not ./log.ts's log: the parent relays these lines into its own log, which adds the time.
 const log = (m: string) => process.stderr.write(`[floor] ${m}\n`);
 
 async function main(): Promise<void> {
