@@ -88,12 +88,16 @@ async function main(argv: readonly string[]): Promise<number> {
     [{ stack: o.stack, configText: configTextOf(REPO, o.stack, o.configFile), config }],
     { projectDir: REPO, force: o.force, say },
   );
-  if (skips.skipped.has(o.stack)) return EXIT.ok;
-  // A run killed from here on must leave no record: the state it leaves is not the one recorded.
-  skips.store?.clear(o.stack);
-  const outcome = await runVerb(stack, verb, o, progress);
-  if (outcome.completed && outcome.exitCode === EXIT.ok) await recordSuccess(stack, skips, say);
-  return outcome.exitCode;
+  try {
+    if (skips.skipped.has(o.stack)) return EXIT.ok;
+    // A run killed from here on must leave no record: the state it leaves is not the one recorded.
+    await skips.store?.clear(o.stack);
+    const outcome = await runVerb(stack, verb, o, progress);
+    if (outcome.completed && outcome.exitCode === EXIT.ok) await recordSuccess(stack, skips, say);
+    return outcome.exitCode;
+  } finally {
+    await skips.store?.close();
+  }
 }
 
 if (import.meta.main) await runCommand({ name: "provision", help: HELP }, main);

@@ -463,6 +463,7 @@ async function skipUnchanged(
     }),
     { projectDir: REPO, force: o.force, say },
   );
+  await plan.store?.close();
   return new Set(plan.skipped);
 }
 

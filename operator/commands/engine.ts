@@ -280,8 +280,9 @@ export async function runVerb(
   }
   if (/currently locked by \d+ lock/.test(`${seen}\n${failure}`)) {
     process.stderr.write(
-      `hint: the stack is locked, most likely by a killed run: see docs/faults.md, "After a killed run" ` +
-        `(npm run pulumi -- cancel --stack ${o.stack} --yes, then refresh --clear-pending-creates)\n`,
+      `hint: the stack is locked: by a run in progress, or by a killed run. 'npm run unlock -- --stack ${o.stack}' ` +
+        `removes the lock only if the process that took it is gone, then run refresh --clear-pending-creates ` +
+        `(docs/faults.md, "After a killed run")\n`,
     );
   } else if (/pending operations? from previous deployment/.test(seen)) {
     process.stderr.write(

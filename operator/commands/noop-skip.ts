@@ -57,7 +57,7 @@ export async function planSkips(
 ): Promise<SkipPlan> {
   const store = skipRecordStore();
   if (!store) {
-    o.say("no-op skip: off (the state backend is not a file:// backend; every stack runs)");
+    o.say("no-op skip: off (the state backend is neither file:// nor postgres://; every stack runs)");
     return { store, stacks, projectDir: o.projectDir, skipped: new Set() };
   }
   const skipped = new Set<string>();
@@ -69,7 +69,7 @@ export async function planSkips(
   const info = await updateInfo(ws);
   const at = clockNow();
   for (const s of stacks) {
-    const d = decide(store.read(s.stack), prints.get(s.stack), info.get(s.stack), at);
+    const d = decide(await store.read(s.stack), prints.get(s.stack), info.get(s.stack), at);
     if (d.skip) {
       skipped.add(s.stack);
       o.say(`${s.stack}: nothing can change: skipped${d.dueAt ? ` (next due ${d.dueAt})` : ""}`);
@@ -94,7 +94,7 @@ export async function recordSuccess(stack: Stack, plan: SkipPlan, say: (line: st
     if (typeof fingerprint !== "string") throw fingerprint ?? new Error("no fingerprint");
     const [state, info] = await Promise.all([stack.exportStack(), updateInfo(stack.workspace)]);
     const r = recordAfterRun(stack.name, fingerprint, state.deployment, info.get(stack.name)?.lastUpdate, clockNow());
-    if (r.record) plan.store.write(r.record);
+    if (r.record) await plan.store.write(r.record);
     else say(`${stack.name}: the next up runs too: ${r.pending}`);
   } catch (e) {
     say(`${stack.name}: no skip record written (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);

@@ -3,20 +3,19 @@
  * tell without Pulumi's engine that it would change nothing (see check.ts).
  *
  * Where it lives: beside the state, in the same backend, so that every runner sharing the
- * state shares it too. With the file backend (`PULUMI_BACKEND_URL=file://DIR`, the default
- * `.local/state`): `DIR/.keystone-totp/skip/<project>/<stack>.json`. Other backends keep no
- * record yet: every `up` runs the engine there, as before.
+ * state shares it too (operator/backend/bucket.ts), under the key
+ * `.keystone-totp/skip/<project>/<stack>.json`: with the file backend the file of that name in
+ * the backend's folder (`DIR/.keystone-totp/skip/keystone-totp/<stack>.json`), with PostgreSQL
+ * a row of the state's table. Other backends keep no record: every `up` runs the engine there.
  *
  * A record holds hashes and times only, no secret and no user's data.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { openBucket, type StateBucket } from "../backend/bucket.ts";
 
 /** The record's format; a record of another format is ignored (the stack runs). */
 export const SKIP_RECORD_VERSION = 1;
 const PROJECT = "keystone-totp";
+const PREFIX = `.keystone-totp/skip/${PROJECT}/`;
 
 /** What the last successful `up` of a stack saw. */
 export interface SkipRecord {
@@ -34,12 +33,14 @@ export interface SkipRecord {
 
 /** Where the skip records of one backend are kept. */
 export interface SkipRecordStore {
-  /** Where, for messages and docs. */
+  /** Where, for messages and docs (no password). */
   readonly location: string;
-  read(stack: string): SkipRecord | undefined;
-  write(record: SkipRecord): void;
+  read(stack: string): Promise<SkipRecord | undefined>;
+  write(record: SkipRecord): Promise<void>;
   /** Removes the stack's record (before a run starts: a killed run must leave none). */
-  clear(stack: string): void;
+  clear(stack: string): Promise<void>;
+  /** Releases the backend's connection, if any. */
+  close(): Promise<void>;
 }
 
 /**
@@ -49,45 +50,30 @@ export interface SkipRecordStore {
 export function skipRecordStore(
   backendUrl: string | undefined = process.env.PULUMI_BACKEND_URL,
 ): SkipRecordStore | undefined {
-  const dir = fileBackendDir(backendUrl);
-  return dir === undefined ? undefined : fileStore(join(dir, ".keystone-totp", "skip", PROJECT));
+  const bucket = openBucket(backendUrl);
+  return bucket && bucketStore(bucket);
 }
 
-/** The folder of a `file://` backend URL; undefined for any other backend. */
-export function fileBackendDir(url: string | undefined): string | undefined {
-  if (!url?.startsWith("file://")) return undefined;
-  const path = url.slice("file://".length).split("?")[0] ?? "";
-  if (path === "~" || path.startsWith("~/")) return join(homedir(), path.slice(1));
-  return path.startsWith("/") ? fileURLToPath(`file://${path}`) : path;
+function keyOf(stack: string): string {
+  return `${PREFIX}${encodeURIComponent(stack)}.json`;
 }
 
-function fileStore(dir: string): SkipRecordStore {
-  const file = (stack: string) => join(dir, `${encodeURIComponent(stack)}.json`);
+function bucketStore(bucket: StateBucket): SkipRecordStore {
   return {
-    location: dir,
-    read(stack) {
-      let text: string;
+    location: `${bucket.location}: ${PREFIX}`,
+    async read(stack) {
+      const blob = await bucket.read(keyOf(stack));
+      if (!blob) return undefined;
       try {
-        text = readFileSync(file(stack), "utf8");
-      } catch {
-        return undefined;
-      }
-      try {
-        const r = JSON.parse(text) as SkipRecord;
+        const r = JSON.parse(blob.toString("utf8")) as SkipRecord;
         return r && r.version === SKIP_RECORD_VERSION && r.stack === stack ? r : undefined;
       } catch {
+        // A record that does not parse is no record: the stack runs and writes a new one.
         return undefined;
       }
     },
-    write(record) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // Written whole or not at all: a torn record must not read as valid.
-      const tmp = `${file(record.stack)}.${process.pid}.tmp`;
-      writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
-      renameSync(tmp, file(record.stack));
-    },
-    clear(stack) {
-      rmSync(file(stack), { force: true });
-    },
+    write: (record) => bucket.write(keyOf(record.stack), Buffer.from(`${JSON.stringify(record, null, 2)}\n`)),
+    clear: (stack) => bucket.remove(keyOf(stack)),
+    close: () => bucket.close(),
   };
 }
