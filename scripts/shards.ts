@@ -59,6 +59,8 @@ options:
                        to P-0 only. Existing keys are overwritten, others left alone.
                        Without it, stacks added to an existing split copy the settings
                        of its first stack
+  --only LIST          run only these stacks, by index: 0,2-3 (several machines split one
+                       fleet, each with its own --only; not with --reshard; docs/shared-backend.md)
   --reshard            allow changing K: users whose bucket changes get a NEW secret and a new
                        enrollment message (see docs/sharding.md)
   --yes                required for up, refresh and destroy
@@ -83,6 +85,8 @@ interface Options {
   shards: number;
   concurrency: number;
   configFrom: string | undefined;
+  /** The stack indexes this runner runs (`--only`); undefined: all. */
+  only: ReadonlySet<number> | undefined;
   reshard: boolean;
   yes: boolean;
   force: boolean;
@@ -97,6 +101,7 @@ const SHARDS_OPTIONS = {
   shards: { type: "string" },
   concurrency: { type: "string" },
   "config-from": { type: "string" },
+  only: { type: "string" },
   reshard: { type: "boolean" },
   yes: { type: "boolean", short: "y" },
   force: { type: "boolean" },
@@ -136,6 +141,7 @@ export function parseShardsArgs(argv: readonly string[]): Options {
         ? DEFAULT_CONCURRENCY
         : wholeNumberOption("--concurrency", v.concurrency, 1, MAX_CONCURRENCY),
     configFrom: v["config-from"],
+    only: undefined,
     reshard: v.reshard ?? false,
     yes: v.yes ?? false,
     force: v.force ?? /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_NO_SKIP ?? ""),
@@ -145,11 +151,44 @@ export function parseShardsArgs(argv: readonly string[]): Options {
     throw new UsageError("--stack-prefix is required: letters, digits, '_', '.', '-'", "--stack-prefix");
   }
   if (o.shards === 0) throw new UsageError("--shards is required", "--shards");
+  if (v.only !== undefined) {
+    // A reshard moves users between stacks in phases that must follow each other: one runner
+    // must see them all.
+    if (o.reshard)
+      throw new UsageError(
+        "--only cannot be combined with --reshard: reshard from one runner, with every stack",
+        "--only",
+      );
+    o.only = parseOnly(v.only, o.shards);
+  }
   // Several stacks cannot share one terminal prompt: confirm once, here.
   if (o.verb !== "preview" && !o.yes) {
     throw new UsageError(`'${o.verb}' changes ${o.shards} stacks: pass --yes (run preview first)`, "--yes");
   }
   return o;
+}
+
+/**
+ * The stack indexes of `--only`: a comma-separated list of indexes and ranges (`0,2-3`), each
+ * below `count`.
+ *
+ * @throws {UsageError} anything else.
+ */
+export function parseOnly(value: string, count: number): ReadonlySet<number> {
+  const out = new Set<number>();
+  for (const part of value.split(",")) {
+    const m = /^\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?$/.exec(part);
+    const from = Number(m?.[1]);
+    const to = m?.[2] === undefined ? from : Number(m[2]);
+    if (!m || from > to || to >= count) {
+      throw new UsageError(
+        `--only takes stack indexes from 0 to ${count - 1} and ranges, e.g. 0,2-3; not '${value}'`,
+        "--only",
+      );
+    }
+    for (let i = from; i <= to; i++) out.add(i);
+  }
+  return out;
 }
 
 const say = (msg: string) => process.stderr.write(`shards: ${msg}\n`);
@@ -174,6 +213,11 @@ interface Existing {
 
 function stackName(prefix: string, i: number): string {
   return `${prefix}-${i}`;
+}
+
+/** The index of a stack of the prefix, from its name (`P-3` -> 3). */
+function indexOf(stack: string): number {
+  return Number(stack.slice(stack.lastIndexOf("-") + 1));
 }
 
 function stackFile(stack: string): string {
@@ -361,7 +405,19 @@ async function main(argv: readonly string[]): Promise<number> {
   const pulumiCommand = await PulumiCommand.get({ skipVersionCheck: true });
   const ws = await LocalWorkspace.create({ workDir: REPO, pulumiCommand });
   const existing = await readExisting(ws, o.prefix);
-  const phases = plan(o, existing);
+  const only = o.only;
+  const phases = plan(o, existing)
+    .map((jobs) => (only ? jobs.filter((j) => only.has(indexOf(j.stack))) : jobs))
+    .filter((jobs) => jobs.length > 0);
+  if (only)
+    say(
+      `this runner runs ${
+        phases
+          .flat()
+          .map((j) => j.stack)
+          .join(", ") || "no stack"
+      } (--only)`,
+    );
   const missing = phases.flat().filter((j) => j.shard && !existing.byIndex.has(j.shard.index));
   // New stacks of an existing split take the settings of its first stack: all shards share them.
   const firstExisting = [...existing.byIndex.keys()].sort((a, b) => a - b)[0];

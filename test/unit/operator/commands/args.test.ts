@@ -196,4 +196,16 @@ describe("shards", () => {
     );
     expect(usage(() => parseShardsArgs(["up", "--stack-prefix", "f", "--shards", "2"]))).toMatch(/pass --yes/);
   });
+
+  it("--only picks stacks by index and range, below --shards, never with --reshard", () => {
+    const base = ["up", "--stack-prefix", "f", "--shards", "6", "--yes"];
+    expect([...(parseShardsArgs([...base, "--only", "0,2-4"]).only ?? [])]).toEqual([0, 2, 3, 4]);
+    expect(parseShardsArgs(base).only).toBeUndefined();
+    expect(usage(() => parseShardsArgs([...base, "--only", "6"]))).toMatch(/^--only takes stack indexes from 0 to 5/);
+    expect(usage(() => parseShardsArgs([...base, "--only", "3-1"]))).toMatch(/^--only takes/);
+    expect(usage(() => parseShardsArgs([...base, "--only", "a"]))).toMatch(/^--only takes/);
+    expect(usage(() => parseShardsArgs([...base, "--only", "0", "--reshard"]))).toMatch(
+      /cannot be combined with --reshard/,
+    );
+  });
 });
