@@ -55,10 +55,11 @@ describe("clearStaleLocks on a file bucket", () => {
     const r = await clearStaleLocks(b, "keystone-totp", "prod", { here });
     expect(r.removed.map((l) => l.key)).toEqual([lockKey("prod", "a")]);
     expect(r.kept.map((k) => k.verdict)).toEqual(["live", "unknown"]);
+    // Sorted as the keys sort ('-' before '/').
     expect(await b.list(".pulumi/locks/")).toEqual([
+      lockKey("prod-2", "d"),
       lockKey("prod", "b"),
       lockKey("prod", "c"),
-      lockKey("prod-2", "d"),
     ]);
     const named = await clearStaleLocks(b, "keystone-totp", "prod", { here, hostIsDown: "runner-2" });
     expect(named.removed.map((l) => l.key)).toEqual([lockKey("prod", "c")]);
