@@ -65,6 +65,7 @@ async function measureUsers(
       osEnv: local.env,
       shards: o.shards,
       shardConcurrency: o.shardConcurrency,
+      stateBackend: o.stateBackend,
       layout,
     });
     stacks.push(s);
@@ -96,6 +97,7 @@ async function measureUsers(
     diag,
     byParallel,
     cli,
+    stateBackend: o.stateBackend ? "postgres" : "file",
     meta: bench.meta,
   });
   rmSync(dir, { recursive: true, force: true });

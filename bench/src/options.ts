@@ -63,6 +63,9 @@ options:
                     profiler's overhead
   --shard-concurrency C
                     stacks run at once with --shards (default ${DEFAULT_SHARD_CONCURRENCY})
+  --state-backend URL
+                    the stacks' state backend: a postgres://USER:PW@HOST:PORT/DB URL
+                    (docs/shared-backend.md); default a file backend of each measurement's own
   --keep            keep the users, credentials, stacks and temp files
   --report          measure nothing: redraw the chart and print the table from bench/results.json
   --help            this text
@@ -83,6 +86,8 @@ export interface Options {
   cores: Cores;
   cpuProf: string | undefined;
   shardConcurrency: number;
+  /** PULUMI_BACKEND_URL of the measured stacks; undefined: a file backend per measurement. */
+  stateBackend: string | undefined;
   keep: boolean;
   report: boolean;
 }
@@ -139,6 +144,7 @@ export function parseArgs(argv: string[]): Options {
     cores: DEFAULT_CORES,
     cpuProf: undefined,
     shardConcurrency: DEFAULT_SHARD_CONCURRENCY,
+    stateBackend: undefined,
     keep: false,
     report: false,
   };
@@ -170,7 +176,10 @@ export function parseArgs(argv: string[]): Options {
     else if (a === "--cores") o.cores = cores(value());
     else if (a === "--cpu-prof") o.cpuProf = resolve(value());
     else if (a === "--shard-concurrency") o.shardConcurrency = whole(a, value(), MAX_SHARDS);
-    else if (a === "--keep") o.keep = true;
+    else if (a === "--state-backend") {
+      o.stateBackend = value();
+      if (!/^postgres(ql)?:\/\//.test(o.stateBackend)) usage("--state-backend takes a postgres:// URL");
+    } else if (a === "--keep") o.keep = true;
     else if (a === "--report") o.report = true;
     else usage(`unknown option '${a}'`);
   }

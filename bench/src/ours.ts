@@ -12,10 +12,13 @@ import { failIf, measureRun, type RunContext, type RunResult } from "./run.ts";
 import type { Stack } from "./stack.ts";
 import { exportState, type StateSize } from "./state.ts";
 
-/** What the three runs measured. */
+/** What the runs measured. */
 export interface OursResult {
   up: RunResult;
+  /** The no-op `up` with the skip off (`--force`): the engine reads and diffs every resource. */
   noop: RunResult;
+  /** The no-op `up` as operators get it: the skip finds nothing can change (docs/daily-run.md). */
+  noopSkip: RunResult;
   preview: RunResult;
   state: StateSize;
   /** Load averages before the `up` and after the `preview`: how quiet the machine was. */
@@ -55,14 +58,30 @@ export async function measureOurs(
   };
   writePartial(afterUp);
 
-  const noop = await measureRun(stack, "up", ["--yes", "--expect-no-changes", ...par], { ...ctx, expectedOps: 0 });
+  // Forced, as every no-op row before the skip existed: the engine's cost of finding nothing.
+  const noop = await measureRun(stack, "up", ["--yes", "--expect-no-changes", ...par], {
+    ...ctx,
+    expectedOps: 0,
+    env: { ...ctx.env, KEYSTONE_TOTP_NO_SKIP: "1" },
+  });
   failIf(noop, "no-op up");
+  log(`N=${n}: no-op up (forced) ${noop.wall_s} s; no-op up with the skip`);
+  const noopSkip = await measureRun(stack, "up", ["--yes", "--expect-no-changes", ...par], {
+    ...ctx,
+    expectedOps: 0,
+    env: { ...ctx.env, KEYSTONE_TOTP_NO_SKIP: "0" },
+  });
+  failIf(noopSkip, "no-op up with the skip");
+  if (!/nothing can change: skipped/.test(noopSkip.output)) {
+    throw new Error(`the no-op up with the skip on ran the engine:\n${noopSkip.output.slice(-2000)}`);
+  }
   writePartial({
     ...afterUp,
     noop_up_s: noop.wall_s,
     noop_cpu_ms_per_user: cpuPerUser(noop, n),
     noop_cpu: noop.cpu,
     noop_keystone_writes: noop.keystone.writes,
+    noop_skip_up_s: noopSkip.wall_s,
   });
   log(`N=${n}: no-op up ${noop.wall_s} s; preview`);
 
@@ -71,5 +90,5 @@ export async function measureOurs(
   log(`N=${n}: preview ${preview.wall_s} s; stack export`);
   const state = await exportState(stack);
   const loadAfterMain = os.loadavg().map((v) => round(v));
-  return { up, noop, preview, state, loadStart, loadAfterMain };
+  return { up, noop, noopSkip, preview, state, loadStart, loadAfterMain };
 }

@@ -30,6 +30,7 @@ export interface Measured {
   readonly floor: Floor;
   readonly up: RunResult;
   readonly noop: RunResult;
+  readonly noopSkip: RunResult;
   readonly preview: RunResult;
   readonly state: StateSize;
   /** 1-minute, 5-minute and 15-minute load averages before the `up` and after the preview. */
@@ -39,6 +40,8 @@ export interface Measured {
   readonly diag: RunResult | undefined;
   readonly byParallel: ByParallel;
   readonly cli: CliLoop;
+  /** `file` or `postgres`: where the measured stacks kept their state. */
+  readonly stateBackend: "file" | "postgres";
   readonly meta: Meta;
 }
 
@@ -66,7 +69,7 @@ function perUser(bytes: Record<string, number>, n: number): Record<string, numbe
 
 /** The row of one measurement. */
 export function buildRow(m: Measured): Result {
-  const { n, layout, floor, up, noop, preview, state, diag, cli } = m;
+  const { n, layout, floor, up, noop, noopSkip, preview, state, diag, cli } = m;
   const creds = up.keystone.byRoute["POST /v3/credentials"] ?? 0;
   const cliLoopS = cli.s_per_user === null ? null : round(cli.s_per_user * n, 1);
   return {
@@ -83,8 +86,22 @@ export function buildRow(m: Measured): Result {
     floor_requests: "PATCH /v3/users/{id} (MFA rules) + POST /v3/credentials per user",
     floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / floor.measuredUsers, 1),
     floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / floor.measuredUsers, 1),
+    state_backend: m.stateBackend,
     up_s: up.wall_s,
+    // noop_* are the forced no-op (the engine runs: as in every row before the skip);
+    // noop_with_skip_* the same no-op as operators now get it.
+    noop_skip: false,
     noop_up_s: noop.wall_s,
+    noop_with_skip: {
+      noop_skip: true,
+      up_s: noopSkip.wall_s,
+      over_forced: noop.wall_s > 0 ? round(noopSkip.wall_s / noop.wall_s, 4) : null,
+      cpu_ms_per_user: cpuPerUser(noopSkip, n),
+      keystone_requests: noopSkip.keystone.total,
+      keystone_requests_by_route: noopSkip.keystone.byRoute,
+      keystone_writes: noopSkip.keystone.writes,
+      smtp_connections: noopSkip.smtpConnections,
+    },
     preview_s: preview.wall_s,
     up_over_floor: round(up.wall_s / floor.floor_s),
     cli_loop_s: cliLoopS,

@@ -34,6 +34,8 @@ export interface StackSpec {
   readonly shards: number;
   readonly shardConcurrency: number;
   readonly layout: LayoutSpec;
+  /** PULUMI_BACKEND_URL (postgres://...); undefined: a file backend in the stack's temp folder. */
+  readonly stateBackend?: string | undefined;
 }
 
 /** A measurement's stack(s): see the header. */
@@ -72,7 +74,7 @@ export class Stack {
       ...base,
       ...spec.osEnv,
       OS_AUTH_URL: `http://127.0.0.1:${spec.proxyPort}/v3`,
-      PULUMI_BACKEND_URL: `file://${join(this.dir, "backend")}`,
+      PULUMI_BACKEND_URL: spec.stateBackend ?? `file://${join(this.dir, "backend")}`,
       PULUMI_CONFIG_PASSPHRASE: randomBytes(16).toString("hex"),
       PULUMI_SKIP_UPDATE_CHECK: "true",
       PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
