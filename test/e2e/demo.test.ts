@@ -94,7 +94,8 @@ describe("npm run demo on a clean clone", () => {
     const r = demo();
     expect(r.code, r.out.slice(-3000)).toBe(0);
     expect(readdirSync(join(clone, "outbox")).filter((f) => f.endsWith(".eml"))).toHaveLength(4);
-    expect(r.out).toMatch(/\d+ unchanged/);
+    // Nothing changed: the no-op skip does not even start the engine (docs/daily-run.md).
+    expect(r.out).toMatch(/nothing can change: skipped/);
     expect(r.out).not.toMatch(/\+ \d+ created/);
   });
 
