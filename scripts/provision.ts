@@ -9,7 +9,7 @@
 import { EXIT, UsageError } from "../lib/errors.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { openStack, REPO, runVerb, stackConfig, type Verb } from "../operator/commands/engine.ts";
-import { configTextOf, planSkips, recordSuccess } from "../operator/commands/noop-skip.ts";
+import { clearRecord, configTextOf, planSkips, recordSuccess } from "../operator/commands/noop-skip.ts";
 import {
   ENGINE_OPTIONS,
   ENGINE_OPTIONS_HELP,
@@ -91,7 +91,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     if (skips.skipped.has(o.stack)) return EXIT.ok;
     // A run killed from here on must leave no record: the state it leaves is not the one recorded.
-    await skips.store?.clear(o.stack);
+    await clearRecord(skips, o.stack, say);
     const outcome = await runVerb(stack, verb, o, progress);
     if (outcome.completed && outcome.exitCode === EXIT.ok) await recordSuccess(stack, skips, say);
     return outcome.exitCode;

@@ -65,19 +65,41 @@ export async function planSkips(
     o.say("no-op skip: off for this run (--force): every stack runs");
     return { store, stacks, projectDir: o.projectDir, skipped };
   }
-  const prints = await fingerprintStacks(stacks, o.projectDir);
-  const info = await updateInfo(ws);
-  const at = clockNow();
-  for (const s of stacks) {
-    const d = decide(await store.read(s.stack), prints.get(s.stack), info.get(s.stack), at);
-    if (d.skip) {
-      skipped.add(s.stack);
-      o.say(`${s.stack}: nothing can change: skipped${d.dueAt ? ` (next due ${d.dueAt})` : ""}`);
-    } else {
-      o.say(`${s.stack}: runs: ${d.reason}`);
+  try {
+    const prints = await fingerprintStacks(stacks, o.projectDir);
+    const info = await updateInfo(ws);
+    const at = clockNow();
+    for (const s of stacks) {
+      const d = decide(await store.read(s.stack), prints.get(s.stack), info.get(s.stack), at);
+      if (d.skip) {
+        skipped.add(s.stack);
+        o.say(`${s.stack}: nothing can change: skipped${d.dueAt ? ` (next due ${d.dueAt})` : ""}`);
+      } else {
+        o.say(`${s.stack}: runs: ${d.reason}`);
+      }
     }
+  } catch (e) {
+    // The check only ever saves a run: when it cannot be made, every stack runs, as before.
+    o.say(`no-op skip: could not check (${firstLine(e)}): every stack runs`);
+    skipped.clear();
   }
   return { store, stacks, projectDir: o.projectDir, skipped };
+}
+
+/**
+ * Removes the stack's record before its run: a run killed midway must leave none. A failure is
+ * reported, not thrown: the backend that could not be written will refuse the run itself.
+ */
+export async function clearRecord(plan: SkipPlan, stack: string, say: (line: string) => void): Promise<void> {
+  try {
+    await plan.store?.clear(stack);
+  } catch (e) {
+    say(`${stack}: its skip record could not be removed (${firstLine(e)})`);
+  }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0] ?? "";
 }
 
 /**
@@ -97,6 +119,6 @@ export async function recordSuccess(stack: Stack, plan: SkipPlan, say: (line: st
     if (r.record) await plan.store.write(r.record);
     else say(`${stack.name}: the next up runs too: ${r.pending}`);
   } catch (e) {
-    say(`${stack.name}: no skip record written (${e instanceof Error ? e.message.split("\n")[0] : String(e)})`);
+    say(`${stack.name}: no skip record written (${firstLine(e)})`);
   }
 }
