@@ -40,7 +40,7 @@ ${ENGINE_OPTIONS_HELP}
 environment:
   KEYSTONE_TOTP_NOW      pretend it is this time (ISO 8601) when deciding rotations: rehearse
                          what a run on that day would do, with preview
-  KEYSTONE_TOTP_NO_SKIP  1: as --force
+  KEYSTONE_TOTP_NO_SKIP  1: the no-op skip off (no check, no record); --force runs once
 
 'up' first checks whether anything can change (CSV rows, settings, the users in Keystone,
 the code, a rotation or retirement due, work left pending): when nothing can, the engine is

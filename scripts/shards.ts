@@ -144,7 +144,7 @@ export function parseShardsArgs(argv: readonly string[]): Options {
     only: undefined,
     reshard: v.reshard ?? false,
     yes: v.yes ?? false,
-    force: v.force ?? /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_NO_SKIP ?? ""),
+    force: v.force ?? false,
     passthrough,
   };
   if (!STACK_PREFIX.test(o.prefix)) {

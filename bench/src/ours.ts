@@ -59,17 +59,15 @@ export async function measureOurs(
   writePartial(afterUp);
 
   // Forced, as every no-op row before the skip existed: the engine's cost of finding nothing.
-  const noop = await measureRun(stack, "up", ["--yes", "--expect-no-changes", ...par], {
+  const noop = await measureRun(stack, "up", ["--yes", "--expect-no-changes", "--force", ...par], {
     ...ctx,
     expectedOps: 0,
-    env: { ...ctx.env, KEYSTONE_TOTP_NO_SKIP: "1" },
   });
   failIf(noop, "no-op up");
   log(`N=${n}: no-op up (forced) ${noop.wall_s} s; no-op up with the skip`);
   const noopSkip = await measureRun(stack, "up", ["--yes", "--expect-no-changes", ...par], {
     ...ctx,
     expectedOps: 0,
-    env: { ...ctx.env, KEYSTONE_TOTP_NO_SKIP: "0" },
   });
   failIf(noopSkip, "no-op up with the skip");
   if (!/nothing can change: skipped/.test(noopSkip.output)) {

@@ -1,6 +1,6 @@
 /**
  * bench/results.json and bench/time-per-user.svg: the rows of every run so far, one per N,
- * number of stacks and layout (a new run replaces only the rows it measured again), and the
+ * number of stacks, layout and state backend (a new run replaces only the rows it measured again), and the
  * chart drawn from them.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -34,10 +34,16 @@ function readResults(): Result[] {
   }
 }
 
-/** `old` with `fresh` in place of the rows of the same N, stacks and layout, sorted. */
+/** The state backend of a row: `file` for every row before the field existed. */
+function backendOf(r: Result): string {
+  return typeof r.state_backend === "string" ? r.state_backend : "file";
+}
+
+/** `old` with `fresh` in place of the rows of the same N, stacks, layout and state backend, sorted. */
 function merge(old: readonly Result[], fresh: readonly Result[]): Result[] {
   // A split run does not replace the shared figures, nor 4 stacks those of one.
-  const same = (a: Result, b: Result) => a.n === b.n && shardsOf(a) === shardsOf(b) && layoutOf(a) === layoutOf(b);
+  const same = (a: Result, b: Result) =>
+    a.n === b.n && shardsOf(a) === shardsOf(b) && layoutOf(a) === layoutOf(b) && backendOf(a) === backendOf(b);
   return [...old.filter((r) => !fresh.some((f) => same(f, r))), ...fresh].sort(
     (a, b) => a.n - b.n || shardsOf(a) - shardsOf(b) || layoutOf(a).localeCompare(layoutOf(b)),
   );

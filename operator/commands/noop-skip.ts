@@ -10,7 +10,10 @@ import { now as clockNow } from "../../lib/util/clock.ts";
 import { decide, fingerprintStacks, recordAfterRun, type StackToCheck, type StackUpdateInfo } from "../skip/check.ts";
 import { type SkipRecordStore, skipRecordStore } from "../skip/record.ts";
 
-/** Turns the skip off for one run (every stack runs the engine): also `--force`. */
+/**
+ * Turns the skip off altogether (`1`): nothing is checked before a run and no record is kept
+ * after it. `--force` instead runs every stack once and still keeps records for the next run.
+ */
 export const NO_SKIP_ENV = "KEYSTONE_TOTP_NO_SKIP";
 
 /** Whether the environment turns the skip off. */
@@ -55,6 +58,11 @@ export async function planSkips(
   stacks: readonly StackToCheck[],
   o: { readonly projectDir: string; readonly force: boolean; readonly say: (line: string) => void },
 ): Promise<SkipPlan> {
+  if (skipDisabledByEnv()) {
+    // Off altogether: no check before, no record after (and no Keystone request for either).
+    o.say(`no-op skip: off (${NO_SKIP_ENV}=1): every stack runs, no record is kept`);
+    return { store: undefined, stacks, projectDir: o.projectDir, skipped: new Set() };
+  }
   const store = skipRecordStore();
   if (!store) {
     o.say("no-op skip: off (the state backend is neither file:// nor postgres://; every stack runs)");

@@ -42,7 +42,7 @@ export function defaultEngineOptions(): EngineOptions {
     skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
     verbose: false,
     clearPendingCreates: false,
-    force: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_NO_SKIP ?? ""),
+    force: false,
   };
 }
 
@@ -115,4 +115,4 @@ export const ENGINE_OPTIONS_HELP = `  --stack NAME           stack (default: ${D
   --clear-pending-creates  (refresh) forget creates a killed run left pending; see docs/faults.md,
                          "After a killed run"
   --force                (up) run the engine even when nothing can change (the no-op skip,
-                         docs/daily-run.md; also KEYSTONE_TOTP_NO_SKIP=1)`;
+                         docs/daily-run.md; KEYSTONE_TOTP_NO_SKIP=1 turns the skip off)`;
