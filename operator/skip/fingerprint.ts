@@ -99,14 +99,45 @@ export interface FingerprintParts {
 }
 
 /**
- * The fingerprint of one stack's run inputs (hex SHA-256). Row order and line numbers do not
- * count (a sorted CSV declares the same resources); every field the program can read does.
+ * A value with its object keys sorted, at every depth: Keystone returns a user's options in
+ * the order its database rows come, which changes between two lists of the same user.
+ */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v === null || typeof v !== "object") return v;
+  const o = v as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, canonical(o[k])]),
+  );
+}
+
+/**
+ * A user as the fingerprint takes it: MFA rules as sets (Keystone 30 lists a rule's methods
+ * in any order, and the order of rules means nothing either), everything else as listed.
+ */
+function userForPrint(user: KeystoneUser): unknown {
+  const options = { ...user.options };
+  const rules = options.multi_factor_auth_rules;
+  if (Array.isArray(rules)) {
+    options.multi_factor_auth_rules = rules
+      .map((r) => (Array.isArray(r) ? [...r].map(String).sort() : r))
+      .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  }
+  return canonical({ ...user, options });
+}
+
+/**
+ * The fingerprint of one stack's run inputs (hex SHA-256). Row order, line numbers and the
+ * order Keystone lists options in do not count (a sorted CSV declares the same resources);
+ * every field the program can read does.
  */
 export function runFingerprint(p: FingerprintParts): string {
   const users = p.users
     .map(({ row, user }) => {
       const { line: _line, ...fields } = row;
-      return JSON.stringify([fields, user]);
+      return JSON.stringify(canonical([fields, userForPrint(user)]));
     })
     .sort();
   return sha256(

@@ -167,5 +167,19 @@ describe("runFingerprint", () => {
     expect(runFingerprint({ ...base, code: "c2" })).not.toBe(f);
     expect(runFingerprint({ ...base, authMethods: ["password"] })).not.toBe(f);
     expect(f).toMatch(/^[0-9a-f]{64}$/);
+    // The order Keystone lists options, rules and a rule's methods in does not count.
+    const opts = (o: Record<string, unknown>) => ({ ...base, users: [{ row, user: { ...user, options: o } }] });
+    expect(
+      runFingerprint(
+        opts({ lock_password: true, multi_factor_auth_rules: [["password", "totp"], ["application_credential"]] }),
+      ),
+    ).toBe(
+      runFingerprint(
+        opts({ multi_factor_auth_rules: [["application_credential"], ["totp", "password"]], lock_password: true }),
+      ),
+    );
+    expect(runFingerprint(opts({ multi_factor_auth_rules: [["password", "totp"]] }))).not.toBe(
+      runFingerprint(opts({ multi_factor_auth_rules: [["password"], ["totp"]] })),
+    );
   });
 });
