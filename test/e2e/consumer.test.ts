@@ -2,7 +2,7 @@
  * keystone-totp as an operator's own Pulumi program uses it: `npm pack` of this repository,
  * a fresh Pulumi TypeScript project in a temp folder that `npm install`s the tarball (its
  * dependencies from the npm cache) and declares one TotpCredential for a user given by name and domain,
- * then PLAIN `pulumi up` / `refresh` / `destroy` (the CLI and its Node.js language host), a
+ * then PLAIN `pulumi up` / `preview` / `destroy` (the CLI and its Node.js language host), a
  * local file backend and a passphrase, against the real Keystone:
  *
  *   - the project type-checks against the package's .d.ts with its own tsc (strict, no skipLibCheck);
@@ -12,8 +12,10 @@
  *     no path of the machine, and no secret in plaintext;
  *   - a rotation request: old and new codes both log in within the grace window; the first
  *     `up` after it retires the old credential, whose code is then refused;
- *   - a credential deleted behind Pulumi's back is dropped by `refresh`; `up` makes a new one;
  *   - `destroy` leaves the user no TOTP credential and the password login it had.
+ *
+ * A credential deleted behind Pulumi's back (refresh drops it, up makes a new one) is tested
+ * once, in credential.test.ts: the same engine and handlers, on every Keystone release.
  *
  * Needs `pulumi-language-nodejs` beside the CLI, like plain-cli.test.ts: without it the file
  * skips and says why, except in CI, where it fails.
@@ -268,18 +270,6 @@ describe.skipIf(gate.skip)(
       expect(await loginWith(after.secret)).toBe(201);
       // Nothing more to do: the next run changes nothing.
       await run(["up", "--yes", "--expect-no-changes"]);
-    });
-
-    it("a credential deleted behind Pulumi's back: refresh drops it, up makes a new one whose code logs in", async () => {
-      const gone = await outputs();
-      await admin.deleteCredential(gone.credentialId);
-      await run(["refresh", "--yes", "--skip-preview"]);
-      const dep = JSON.parse(await stack.exportText()).deployment as { resources?: { type: string }[] };
-      expect((dep.resources ?? []).filter((r) => r.type === TYPE)).toEqual([]);
-      await run(["up", "--yes", "--skip-preview"]);
-      const back = await outputs();
-      expect(back.credentialId).not.toBe(gone.credentialId);
-      expect(await loginWith(back.secret)).toBe(201);
     });
 
     it("plain pulumi destroy leaves the user no credential and the password login it had", async () => {

@@ -7,16 +7,15 @@
  * see lib/ownership.ts), so every user holds exactly one credential, delivered once, at once,
  * and no credential is left in Keystone that Pulumi does not manage.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
-import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
+import { adminClient, adminEnv, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
 import { loginPasswordTotp } from "../support/posture.ts";
-import { alive, killTree, pulumiCli, until as untilCondition } from "../support/process.ts";
+import { alive, killTree, pulumiCli, startDetachedUp, until as untilCondition } from "../support/process.ts";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
@@ -124,20 +123,8 @@ afterAll(async () => {
 describe("SIGKILL mid-up, then the README's recovery", () => {
   it("kill -9 of provision, CLI and provider while creates are in flight; recovery leaves one delivered credential each", async () => {
     proxy.arm(/^POST \/v3\/credentials /, "hold", N, { skip: K });
-    const child = spawn(
-      "node",
-      [join(REPO, "scripts/provision.ts"), "up", "--yes", "--stack", stack.name, "--config-file", stack.configFile],
-      { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"], detached: true },
-    );
-    let out = "";
-    child.stdout.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-    });
-    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
-    const pid = child.pid ?? 0;
+    const up = startDetachedUp(stack);
+    const pid = up.child.pid ?? 0;
     // Keystone has stored the held creates (answers withheld); the answered users' messages are
     // delivered and the engine has saved their resources, beside the pending held creates.
     await until("Keystone to store the held creates", () => proxy.heldAnswered() >= N - K);
@@ -148,8 +135,8 @@ describe("SIGKILL mid-up, then the README's recovery", () => {
       return saved.length >= K && (cp?.pending_operations ?? []).length >= N - K;
     });
     const tree = killTree(pid);
-    await exited;
-    output.push(out);
+    await up.exited;
+    output.push(up.output());
     await untilCondition("every killed process to be gone", () => tree.every((p) => !alive(p)), 10_000).catch(
       () => undefined,
     );

@@ -8,15 +8,23 @@
  * first run after the grace window (moved there with KEYSTONE_TOTP_NOW) leaves one each.
  *
  * Two ways to stop it:
- * - the fault proxy plays the crash (deterministic): Keystone stores M creates, their answers
- *   are held, then every connection is reset and new ones refused, as a power cut would;
- * - a real hard stop: SIGKILL of the whole uWSGI tree of a Keystone of its own (the `hardstop`
- *   instance of scripts/keystone.sh, started here), after the proxy has seen Keystone answer
- *   M held creates (so that some stored creates are surely unanswered: others in flight at
- *   that instant may or may not be stored, as in life), then a restart.
+ * - the fault proxy plays the crash (deterministic; every run): Keystone stores M creates,
+ *   their answers are held, then every connection is reset and new ones refused, as a power
+ *   cut would. The real Keystone stores the creates; what the tool sees of the death is the
+ *   network's, as it would see of a real one. This is the suite's one test of Keystone dying
+ *   with stored creates unanswered (faults.test.ts has Keystone refusing creates it never
+ *   stored, with the exit code, the summary and the safety of the users' options);
+ * - a real hard stop, once in the main suite and not in the compatibility suites
+ *   (KEYSTONE_TOTP_STOP_RUNS sets how many; more for measuring): SIGKILL
+ *   of the whole uWSGI tree of a Keystone of its own (the `hardstop` instance of
+ *   scripts/keystone.sh, started here: about 90 s), after the proxy has seen Keystone answer M
+ *   held creates (so that some stored creates are surely unanswered: others in flight at that
+ *   instant may or may not be stored, as in life), then a restart. Its goal is the proxy
+ *   crash's, with nothing played: it has shown nothing the proxy crash does not (docs/faults.md),
+ *   so the other releases, where it cost minutes each, run the proxy crash only.
  *
  * KEYSTONE_TOTP_STOP_USERS (default 8) and KEYSTONE_TOTP_STOP_RUNS (real hard stops, default
- * 1) scale it for measuring (docs/faults.md).
+ * 1 on Keystone 22, 0 in the compatibility suites) scale it for measuring (docs/faults.md).
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -50,8 +58,11 @@ const run = promisify(execFile);
 
 /** Users per fleet. */
 const N = Number(process.env.KEYSTONE_TOTP_STOP_USERS ?? 8);
-/** Real hard stops (each with a fleet of its own). */
-const RUNS = Number(process.env.KEYSTONE_TOTP_STOP_RUNS ?? 1);
+/**
+ * Real hard stops (each with a fleet of its own): one in the main suite (Keystone 22), none in
+ * the compatibility suites (the proxy crash above runs there), unless KEYSTONE_TOTP_STOP_RUNS says.
+ */
+const RUNS = Number(process.env.KEYSTONE_TOTP_STOP_RUNS ?? (process.env.KEYSTONE_TOTP_COMPAT_RELEASE ? 0 : 1));
 /** Creates Keystone stores whose answers are held until the stop. */
 const M = 3;
 /** Creates answered normally before the held ones. */
@@ -260,8 +271,8 @@ describe("Keystone stopped hard with creates in flight, then the recovery up", (
     expectOneEach(o, N);
   });
 
-  it(
-    `a real hard stop (SIGKILL of uWSGI) x${RUNS}, restart, recovery: one credential each`,
+  it.skipIf(RUNS === 0)(
+    `a real hard stop (SIGKILL of uWSGI) x${RUNS}, restart, recovery: one credential each (KEYSTONE_TOTP_STOP_RUNS)`,
     async () => {
       const startArgs = ["start", "--name", HARD_NAME, "--port", HARD_PORT, "--release", String(RELEASE)];
       await run("bash", [join(REPO, "scripts/keystone.sh"), ...startArgs], {

@@ -8,8 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { type FaultFleet, startFaultFleet } from "../support/fleet.ts";
-import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq } from "../support/keystone.ts";
+import { adminClient, makeUser, type TestUser, uniq } from "../support/keystone.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
+import { deleteProject, grantRole, makeProject } from "../support/posture.ts";
 import { acceptedWrites } from "../support/proxy.ts";
 import { leakedIn, registerSecrets } from "../support/secrets.ts";
 
@@ -20,43 +21,12 @@ let member: TestUser;
 let projectId = "";
 const projectName = `kt-priv-${tag}`;
 
-/** Admin REST calls the client does not offer (projects, role assignments). */
-async function adminRest(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown }> {
-  const inst = keystoneInstance();
-  const base = adminAuth(inst).authUrl;
-  const tokenRes = await fetch(`${base}/auth/tokens?nocatalog`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      auth: {
-        identity: {
-          methods: ["password"],
-          password: { user: { name: inst.username, domain: { name: inst.userDomainName }, password: inst.password } },
-        },
-        scope: { project: { name: inst.projectName, domain: { name: inst.projectDomainName } } },
-      },
-    }),
-  });
-  const token = tokenRes.headers.get("x-subject-token") ?? "";
-  await tokenRes.arrayBuffer();
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { "x-auth-token": token, ...(json === undefined ? {} : { "content-type": "application/json" }) },
-    ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
-
 beforeAll(async () => {
   admin = adminClient();
   member = await makeUser(admin, `priv-operator-${tag}`);
   registerSecrets(member.password);
-  const created = await adminRest("POST", "/projects", { project: { name: projectName, domain_id: "default" } });
-  projectId = (created.body as { project: { id: string } }).project.id;
-  const roles = await adminRest("GET", "/roles?name=member");
-  const roleId = (roles.body as { roles: { id: string }[] }).roles[0]?.id;
-  expect((await adminRest("PUT", `/projects/${projectId}/users/${member.id}/roles/${roleId}`)).status).toBe(204);
+  projectId = await makeProject(projectName);
+  await grantRole(member.id, projectId, "member");
 
   f = await startFaultFleet({
     prefix: "e2e-priv",
@@ -76,7 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await f?.close();
   if (member) await deleteUser(admin, member.id).catch(() => undefined);
-  if (projectId) await adminRest("DELETE", `/projects/${projectId}`);
+  if (projectId) await deleteProject(projectId);
   admin?.close();
 });
 

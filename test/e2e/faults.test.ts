@@ -1,16 +1,18 @@
 /**
  * Faults during `up`, through the real Pulumi engine, the real Keystone (behind a fault proxy)
- * and a real SMTP server: Keystone stopping after k of N creates; bursts of 5xx, 429 and
- * connection resets on every kind of Keystone call (a recipient refused with 550 is in
- * faults-mail.test.ts). After each, the counts a user would notice are checked: credentials
+ * and a real SMTP server: Keystone stopping after k of N creates (between the rules PATCH and
+ * the credential POST of a first enrollment: nobody may be locked out, nor let in by a TOTP
+ * code alone; Keystone dying with stored creates unanswered is in faults-keystone-stop.test.ts);
+ * bursts of 5xx, 429 and connection resets on every kind of Keystone call (a recipient refused
+ * with 550 is in faults-mail.test.ts). After each, the counts a user would notice are checked: credentials
  * per user in Keystone, messages per user at the mail server (and that the message's QR holds
  * the secret Keystone has), exit codes. Nothing may be lost or duplicated, and running again must repair everything.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
-import { each, type FaultFleet, type Person, startFaultFleet, type Tally } from "../support/fleet.ts";
+import { each, type FaultFleet, knownByMail, type Person, startFaultFleet, type Tally } from "../support/fleet.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
-import { sortedRules } from "../support/posture.ts";
+import { checkNoLockoutNoOpening, sortedRules } from "../support/posture.ts";
 import type { FaultProxy } from "../support/proxy.ts";
 import type { RunResult, TestStack } from "../support/pulumi.ts";
 import type { TestSmtpServer } from "../support/smtp.ts";
@@ -74,6 +76,19 @@ describe("faults during up, through the real engine", () => {
     }
     // Retries are bounded: 6 attempts per call with backoff capped at 8 s (about 16 s at most).
     expect(failedSeconds).toBeLessThan(120);
+    // Keystone went down after rules were written (the first enrollment writes a user's rules,
+    // then POSTs the credential): every user still logs in with the password alone, and whoever
+    // holds a credential has rules that refuse a TOTP code alone (tried with their mailed secrets).
+    const patched = people.filter((p) => proxy.count(new RegExp(`^PATCH /v3/users/${p.user.id} `)) > 0);
+    expect(patched.length, "users whose rules were written before Keystone went down").toBeGreaterThan(K);
+    const safe = await checkNoLockoutNoOpening(
+      admin,
+      people.map((p) => p.user),
+      knownByMail(smtp, people),
+    );
+    expect(safe.lockedOut, "locked out after Keystone went down").toEqual([]);
+    expect(safe.openRules, "credential without rules after Keystone went down").toEqual([]);
+    expect(safe.openLogin, "TOTP alone let in after Keystone went down").toEqual([]);
 
     await proxy.up();
     const repaired = await up();

@@ -175,10 +175,15 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
     const oldRaw = smtp.messagesFor(changed.email)[0] as Buffer;
     changed.email = `moved${tag}@example.net`;
     writeCsv(rowsOf(people));
+    // Everyone else keeps the credential (and so the secret) they were sent.
+    const stays = people.filter((p) => p !== added && p !== changed);
+    const kept = async () => Promise.all(stays.map(async (p) => (await admin.listTotpCredentials(p.user.id))[0]?.id));
+    const keptBefore = await kept();
     const before = smtp.received.length;
     const up = await stack.up();
     output.push(up.stdout);
     expect(smtp.received.length - before).toBe(2);
+    expect(await kept()).toEqual(keptBefore);
     for (const r of removed) expect(await admin.listTotpCredentials(r.user.id)).toEqual([]);
     expect(await loginFromMessage(added, smtp.messagesFor(added.email)[0] as Buffer)).toBe(201);
     expect(smtp.messagesFor(changed.email)).toHaveLength(1);

@@ -4,7 +4,6 @@
  * (through scripts/with-env.sh, as npm runs them) use the local Keystone of
  * .local/keystone/default, and say so. A Keystone the operator named still wins.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { userKey } from "../../lib/users/csv.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { deleteUser } from "../support/keystone-admin.ts";
+import { collect } from "../support/process.ts";
 import { type RunResult, TestStack } from "../support/pulumi.ts";
 import { registerSecrets } from "../support/secrets.ts";
 
@@ -30,22 +30,9 @@ function noKeystoneEnv(extra: Record<string, string> = {}): Record<string, strin
 
 /** Runs `npm run NAME -- ARGS` the way package.json does: scripts/with-env.sh node scripts/NAME.ts. */
 function operator(name: string, args: string[], env: Record<string, string>): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn("bash", [join(REPO, "scripts/with-env.sh"), "node", `scripts/${name}.ts`, ...args], {
-      cwd: REPO,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolvePromise({ code: code ?? -1, stdout, stderr }));
+  return collect("bash", [join(REPO, "scripts/with-env.sh"), "node", `scripts/${name}.ts`, ...args], {
+    cwd: REPO,
+    env,
   });
 }
 

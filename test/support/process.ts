@@ -1,14 +1,57 @@
 /**
- * Processes for the crash tests: starting `provision up` detached, SIGKILL of a whole process
- * tree at one instant (provision, the Pulumi CLI and its provider plugins, which Pulumi starts
- * in process groups of their own), waiting on conditions (never fixed sleeps), and running the
- * Pulumi CLI itself for what `provision` does not offer (`refresh --clear-pending-creates`).
+ * Processes for the tests: the one spawn-and-collect helper every test runs a child with
+ * ({@link collect}: stdout and stderr collected, settled with the exit code); and for the crash
+ * tests, starting `provision up` detached, SIGKILL of a whole process tree at one instant
+ * (provision, the Pulumi CLI and its provider plugins, which Pulumi starts in process groups of
+ * their own), waiting on conditions (never fixed sleeps), and running the Pulumi CLI itself for
+ * what `provision` does not offer (`refresh --clear-pending-creates`).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO } from "./keystone.ts";
 import type { RunResult, TestStack } from "./pulumi.ts";
+
+/** A child being collected: see {@link spawnCollecting}. */
+export interface Collecting {
+  readonly child: ChildProcess;
+  /** Settles when the child has closed: its exit code (-1 when a signal ended it) and output. */
+  readonly result: Promise<RunResult>;
+  /** stdout and stderr so far, interleaved as they arrived. */
+  output(): string;
+}
+
+/**
+ * Starts `cmd args` (stdin ignored, stdout and stderr piped unless `opts.stdio` says otherwise)
+ * and collects what it prints. `result` rejects only when the child cannot be started; a
+ * failing child resolves with its exit code.
+ */
+export function spawnCollecting(cmd: string, args: readonly string[], opts: SpawnOptions = {}): Collecting {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+  let stdout = "";
+  let stderr = "";
+  let both = "";
+  child.stdout?.setEncoding("utf8");
+  child.stderr?.setEncoding("utf8");
+  child.stdout?.on("data", (c: string) => {
+    stdout += c;
+    both += c;
+  });
+  child.stderr?.on("data", (c: string) => {
+    stderr += c;
+    both += c;
+  });
+  const result = new Promise<RunResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+  return { child, result, output: () => both };
+}
+
+/** Runs `cmd args` to its end and resolves with its exit code, stdout and stderr (see {@link spawnCollecting}). */
+export function collect(cmd: string, args: readonly string[], opts: SpawnOptions = {}): Promise<RunResult> {
+  return spawnCollecting(cmd, args, opts).result;
+}
 
 /** Every live descendant of `root` (any process group). */
 export function descendants(root: number): number[] {
@@ -82,23 +125,15 @@ export async function until(what: string, ok: () => boolean | Promise<boolean>, 
 /** A detached `provision up` on a stack, to be killed; `output()` is what it printed so far. */
 export function startDetachedUp(stack: TestStack): {
   child: ChildProcess;
-  exited: Promise<number | null>;
+  exited: Promise<number>;
   output(): string;
 } {
-  const child = spawn(
+  const run = spawnCollecting(
     "node",
     [join(REPO, "scripts/provision.ts"), "up", "--yes", "--stack", stack.name, "--config-file", stack.configFile],
-    { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"], detached: true },
+    { cwd: REPO, env: stack.environment(), detached: true },
   );
-  let out = "";
-  child.stdout?.on("data", (c: Buffer) => {
-    out += c.toString("utf8");
-  });
-  child.stderr?.on("data", (c: Buffer) => {
-    out += c.toString("utf8");
-  });
-  const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
-  return { child, exited, output: () => out };
+  return { child: run.child, exited: run.result.then((r) => r.code), output: run.output };
 }
 
 /**
@@ -106,18 +141,6 @@ export function startDetachedUp(stack: TestStack): {
  * what `provision` does not offer.
  */
 export function pulumiCli(stack: TestStack, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const full = [...args, "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"];
-    const child = spawn("pulumi", full, { cwd: REPO, env: stack.environment(), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  const full = [...args, "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"];
+  return collect("pulumi", full, { cwd: REPO, env: stack.environment() });
 }

@@ -4,13 +4,14 @@
  * The program runs through `scripts/provision.ts` (the Automation API) unless a stack is made
  * with `engine: "plain"`: then plain `pulumi up` runs it through the Node.js language host.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { REPO } from "./keystone.ts";
+import { collect } from "./process.ts";
 import { registerSecrets } from "./secrets.ts";
 
 /** Verbs that run the program. */
@@ -92,7 +93,7 @@ export class TestStack {
   }
 
   /** Runs `pulumi <args>` in the project (default the repo) with this stack and config file. */
-  run(
+  async run(
     args: string[],
     opts: { allowFail?: boolean; env?: Record<string, string>; secretStdout?: boolean; secretArg?: number } = {},
   ): Promise<RunResult> {
@@ -106,38 +107,21 @@ export class TestStack {
     // Flags go before a `--`, after which everything is a value.
     const dashes = args.indexOf("--");
     const full = dashes < 0 ? [...args, ...flags] : [...args.slice(0, dashes), ...flags, ...args.slice(dashes)];
-    return new Promise((resolvePromise, reject) => {
-      // Commands that run the program go through scripts/provision.ts (the Automation API,
-      // program inline), which needs no Node.js language host, unless this stack is plain.
-      const viaProvision = this.engine === "provision" && ENGINE_VERBS.has(args[0] ?? "");
-      const [cmd, cmdArgs] = viaProvision
-        ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
-        : ["pulumi", full];
-      const child = spawn(cmd, cmdArgs, { cwd: this.cwd, env: { ...this.env, ...opts.env }, stdio: "pipe" });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c: Buffer) => {
-        stdout += c.toString("utf8");
-      });
-      child.stderr.on("data", (c: Buffer) => {
-        stderr += c.toString("utf8");
-      });
-      child.on("error", reject);
-      child.on("close", (code) => {
-        // Commands that print or take secrets are logged without them, like any operator log.
-        const shown = full.map((a, i) => (i === opts.secretArg ? "[secret]" : a)).join(" ");
-        const out = opts.secretStdout ? "[stdout withheld: it holds secrets]" : stdout;
-        appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${stderr}\n[exit ${code}]\n`, {
-          mode: 0o600,
-        });
-        const r = { code: code ?? -1, stdout, stderr };
-        if (r.code !== 0 && !opts.allowFail) {
-          reject(new Error(`pulumi ${shown} exited ${r.code}:\n${out.slice(-4000)}\n${stderr.slice(-4000)}`));
-        } else {
-          resolvePromise(r);
-        }
-      });
-    });
+    // Commands that run the program go through scripts/provision.ts (the Automation API,
+    // program inline), which needs no Node.js language host, unless this stack is plain.
+    const viaProvision = this.engine === "provision" && ENGINE_VERBS.has(args[0] ?? "");
+    const [cmd, cmdArgs] = viaProvision
+      ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
+      : ["pulumi", full];
+    const r = await collect(cmd, cmdArgs, { cwd: this.cwd, env: { ...this.env, ...opts.env }, stdio: "pipe" });
+    // Commands that print or take secrets are logged without them, like any operator log.
+    const shown = full.map((a, i) => (i === opts.secretArg ? "[secret]" : a)).join(" ");
+    const out = opts.secretStdout ? "[stdout withheld: it holds secrets]" : r.stdout;
+    appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${r.stderr}\n[exit ${r.code}]\n`, { mode: 0o600 });
+    if (r.code !== 0 && !opts.allowFail) {
+      throw new Error(`pulumi ${shown} exited ${r.code}:\n${out.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+    }
+    return r;
   }
 
   /** Creates the stack. */
@@ -238,26 +222,18 @@ export class TestStack {
    * config file, as an operator would; never rejects (the exit code is part of the result).
    * `stackName` names another stack of the same backend (default this one).
    */
-  script(name: string, args: string[], env: Record<string, string> = {}, stackName = this.name): Promise<RunResult> {
-    return new Promise((resolvePromise, reject) => {
-      const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", stackName, "--config-file", this.configFile];
-      const child = spawn("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c: Buffer) => {
-        stdout += c.toString("utf8");
-      });
-      child.stderr.on("data", (c: Buffer) => {
-        stderr += c.toString("utf8");
-      });
-      child.on("error", reject);
-      child.on("close", (code) => {
-        appendFileSync(this.logFile, `$ ${name} ${args.join(" ")}\n${stdout}\n${stderr}\n[exit ${code}]\n`, {
-          mode: 0o600,
-        });
-        resolvePromise({ code: code ?? -1, stdout, stderr });
-      });
+  async script(
+    name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    stackName = this.name,
+  ): Promise<RunResult> {
+    const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", stackName, "--config-file", this.configFile];
+    const r = await collect("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
+    appendFileSync(this.logFile, `$ ${name} ${args.join(" ")}\n${r.stdout}\n${r.stderr}\n[exit ${r.code}]\n`, {
+      mode: 0o600,
     });
+    return r;
   }
 
   /** The environment this stack's commands run with (for commands a test starts itself). */

@@ -6,10 +6,11 @@
  * `scripts/provision.ts` runs on a stack of this version: the same file backend, passphrase
  * and config file.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { REPO } from "./keystone.ts";
+import { collect } from "./process.ts";
 import type { RunResult, TestStack } from "./pulumi.ts";
 
 /** `npm ci` of an earlier version, in ms: about 1 min on 2 cores with a warm npm cache. */
@@ -45,29 +46,17 @@ export function earlierVersion(commit: string): string {
  * Runs the `provision` of the version in `dir` (see {@link earlierVersion}) on `stack`, e.g.
  * `["up", "--yes"]`, never throwing; its output is pushed to `output`.
  */
-export function provisionWith(dir: string, stack: TestStack, args: string[], output: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      "node",
-      [join(dir, "scripts/provision.ts"), ...args, "--stack", stack.name, "--config-file", stack.configFile],
-      {
-        cwd: dir,
-        env: stack.environment({ PATH: `${join(dir, "node_modules/.bin")}:${stack.environment().PATH}` }),
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      output.push(stdout, stderr);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+export async function provisionWith(
+  dir: string,
+  stack: TestStack,
+  args: string[],
+  output: string[],
+): Promise<RunResult> {
+  const r = await collect(
+    "node",
+    [join(dir, "scripts/provision.ts"), ...args, "--stack", stack.name, "--config-file", stack.configFile],
+    { cwd: dir, env: stack.environment({ PATH: `${join(dir, "node_modules/.bin")}:${stack.environment().PATH}` }) },
+  );
+  output.push(r.stdout, r.stderr);
+  return r;
 }

@@ -26,6 +26,7 @@ import {
   uniq,
 } from "../../../support/keystone.ts";
 import { deleteUser, updateUserOptions } from "../../../support/keystone-admin.ts";
+import { deleteProject, grantRole, makeProject } from "../../../support/posture.ts";
 import { leakedIn, registerSecrets } from "../../../support/secrets.ts";
 import { makeSelfSignedCertificate, opensslAvailable } from "../../../support/smtp.ts";
 import { startTlsTerminator, type TlsTerminator } from "../../../support/tls.ts";
@@ -48,43 +49,6 @@ function check(report: DoctorReport, id: string): CheckResult {
   const c = report.checks.find((r) => r.id === id);
   if (!c) throw new Error(`no check ${id} in the report`);
   return c;
-}
-
-/** Minimal admin REST calls the client does not offer: projects and role assignments. */
-async function adminRest(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown }> {
-  const inst = keystoneInstance();
-  const base = adminAuth(inst).authUrl;
-  const tokenRes = await fetch(`${base}/auth/tokens?nocatalog`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      auth: {
-        identity: {
-          methods: ["password"],
-          password: { user: { name: inst.username, domain: { name: inst.userDomainName }, password: inst.password } },
-        },
-        scope: { project: { name: inst.projectName, domain: { name: inst.projectDomainName } } },
-      },
-    }),
-  });
-  const token = tokenRes.headers.get("x-subject-token") ?? "";
-  await tokenRes.arrayBuffer();
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { "x-auth-token": token, ...(json === undefined ? {} : { "content-type": "application/json" }) },
-    ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
-
-/** Gives `userId` the named role on `projectId`: PUT /v3/projects/{p}/users/{u}/roles/{r}. */
-async function assignRole(projectId: string, userId: string, roleName: string): Promise<void> {
-  const roles = await adminRest("GET", `/roles?${new URLSearchParams({ name: roleName })}`);
-  const roleId = (roles.body as { roles: { id: string }[] }).roles[0]?.id;
-  if (!roleId) throw new Error(`no role '${roleName}' in Keystone`);
-  const res = await adminRest("PUT", `/projects/${projectId}/users/${userId}/roles/${roleId}`);
-  if (res.status !== 204) throw new Error(`role assignment answered ${res.status}`);
 }
 
 beforeAll(() => {
@@ -127,10 +91,9 @@ describe("doctor against the real Keystone", () => {
   it("gives an account with only the member role a clear permission failure, leaving nothing behind", async () => {
     const member = await user("member");
     const projectName = `it-doctor-${uniq()}`;
-    const created = await adminRest("POST", "/projects", { project: { name: projectName, domain_id: "default" } });
-    const projectId = (created.body as { project: { id: string } }).project.id;
+    const projectId = await makeProject(projectName);
     try {
-      await assignRole(projectId, member.id, "member");
+      await grantRole(member.id, projectId, "member");
       const inst = keystoneInstance();
       const report = await runDoctor({
         env: {
@@ -160,7 +123,7 @@ describe("doctor against the real Keystone", () => {
       expect(await admin.listTotpCredentials(String(creds.details?.probeUserId))).toEqual([]);
       expect(leakedIn(formatText(report) + formatJson(report), [member.password])).toBe(0);
     } finally {
-      await adminRest("DELETE", `/projects/${projectId}`);
+      await deleteProject(projectId);
     }
   });
 
