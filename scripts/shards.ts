@@ -499,6 +499,12 @@ async function skipUnchanged(
     .flat()
     .filter((j) => j.verb === "up" && !j.changesSetting && existsSync(stackFile(j.stack)));
   if (o.verb !== "up" || candidates.length === 0) return new Set();
+  if (o.configFrom !== undefined) {
+    // The settings are about to be rewritten from another stack: what the stacks hold now says
+    // nothing of what they will run with.
+    say(`no-op skip: off for this run (--config-from ${o.configFrom} rewrites every stack's settings)`);
+    return new Set();
+  }
   // Stacks of one split share their settings (--config-from copies them): the first one's
   // decrypted values say which Keystone to ask; each stack's own file says its CSV and shard,
   // and its text (secrets as ciphertext) goes into its fingerprint.
