@@ -7,7 +7,14 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Stack, Workspace } from "@pulumi/pulumi/automation/index.js";
 import { now as clockNow } from "../../lib/util/clock.ts";
-import { decide, fingerprintStacks, recordAfterRun, type StackToCheck, type StackUpdateInfo } from "../skip/check.ts";
+import {
+  decide,
+  fingerprintStacks,
+  firstLine,
+  recordAfterRun,
+  type StackToCheck,
+  type StackUpdateInfo,
+} from "../skip/check.ts";
 import { type SkipRecordStore, skipRecordStore } from "../skip/record.ts";
 
 /**
@@ -104,10 +111,6 @@ export async function clearRecord(plan: SkipPlan, stack: string, say: (line: str
   } catch (e) {
     say(`${stack}: its skip record could not be removed (${firstLine(e)})`);
   }
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split("\n")[0] ?? "";
 }
 
 /**

@@ -22,7 +22,7 @@ import { type ResolvedUser, resolveUsers } from "../../lib/users/resolve.ts";
 import { resolveFleetSettings } from "../fleet/settings.ts";
 import { inShard } from "../fleet/shard.ts";
 import { codeDigest, environmentDigest, runFingerprint } from "./fingerprint.ts";
-import type { SkipRecord } from "./record.ts";
+import { SKIP_RECORD_VERSION, type SkipRecord } from "./record.ts";
 import { stateVerdict } from "./state.ts";
 
 /** One stack to check. */
@@ -72,7 +72,7 @@ export async function fingerprintStacks(
       const key = JSON.stringify([csv ?? null, auth ?? null]);
       let fleet = fleets.get(key);
       if (!fleet) {
-        fleet = loadFleet(csv, auth ? KeystoneClient.shared(auth) : undefined);
+        fleet = listFleet(csv, auth ? KeystoneClient.shared(auth) : undefined);
         fleets.set(key, fleet);
       }
       const f = await fleet;
@@ -95,12 +95,18 @@ export async function fingerprintStacks(
   return out;
 }
 
-async function loadFleet(csv: string | undefined, client: KeystoneClient | undefined): Promise<Fleet> {
+/** The CSV rows and, when there are any, their users as Keystone lists them (one list per domain). */
+async function listFleet(csv: string | undefined, client: KeystoneClient | undefined): Promise<Fleet> {
   const rows = csv ? readUsersCsv(csv) : [];
   if (!client || rows.length === 0) return { rows, resolved: [], authMethods: undefined, operatorId: undefined };
   const resolved = await resolveUsers(client, rows);
   const [authMethods, me] = await Promise.all([client.authMethods(), client.whoami()]);
   return { rows, resolved, authMethods, operatorId: me.userId };
+}
+
+/** The first line of an error's message: what a one-line verdict quotes of it. */
+export function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0] ?? "";
 }
 
 /**
@@ -117,7 +123,7 @@ export function decide(
 ): SkipDecision {
   if (fingerprint === undefined) return { skip: false, reason: "its inputs were not read" };
   if (fingerprint instanceof Error)
-    return { skip: false, reason: `its inputs could not be read (${fingerprint.message.split("\n")[0]})` };
+    return { skip: false, reason: `its inputs could not be read (${firstLine(fingerprint)})` };
   if (!record) return { skip: false, reason: "no record of a successful run with nothing left to do" };
   if (!info?.lastUpdate) return { skip: false, reason: "the backend has no update of it" };
   if (info.updateInProgress) return { skip: false, reason: "an update of it is in progress" };
@@ -147,7 +153,7 @@ export function recordAfterRun(
   if (v.pending || !lastUpdate) return { record: undefined, pending: v.pending ?? "the backend has no update of it" };
   return {
     record: {
-      version: 1,
+      version: SKIP_RECORD_VERSION,
       stack,
       fingerprint,
       lastUpdate,
