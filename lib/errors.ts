@@ -39,6 +39,11 @@ export type ErrorCode =
   | "E_KEYSTONE_NETWORK"
   /** A request to Keystone timed out, after any retries. */
   | "E_KEYSTONE_TIMEOUT"
+  /**
+   * Keystone kept answering with a user's earlier MFA options after they were written again
+   * and again: its identity cache holds a copy from before the write (see users.writeUserMfa).
+   */
+  | "E_KEYSTONE_STALE"
   /** Users named in the input do not exist in Keystone. */
   | "E_USER_NOT_FOUND"
   /** The mail server refused a connection, a login, the sender or a recipient. */
@@ -231,6 +236,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, ExitCode>> = {
   E_KEYSTONE_HTTP: EXIT.keystone,
   E_KEYSTONE_NETWORK: EXIT.keystone,
   E_KEYSTONE_TIMEOUT: EXIT.keystone,
+  E_KEYSTONE_STALE: EXIT.keystone,
   E_SMTP: EXIT.mail,
   E_SMTP_UNCONFIRMED: EXIT.mail,
   E_OUTBOX: EXIT.mail,

@@ -114,12 +114,11 @@ export class KeystoneClient extends KeystoneSession {
     return users.listUsers(this, domainId, names);
   }
 
-  /** Writes a user's MFA options and marker in one request: see {@link users.writeUserMfa}. */
-  writeUserMfa(
-    id: string,
-    options: { readonly enabled: boolean | null; readonly rules: readonly (readonly string[])[] | null },
-    marker: unknown,
-  ): Promise<KeystoneUser> {
+  /**
+   * Writes a user's MFA options and marker in one request, then reads the user back until
+   * Keystone serves them: see {@link users.writeUserMfa}.
+   */
+  writeUserMfa(id: string, options: users.UserMfaWrite, marker: unknown): Promise<KeystoneUser> {
     return users.writeUserMfa(this, id, options, marker);
   }
 }

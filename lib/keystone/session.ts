@@ -205,6 +205,14 @@ export class KeystoneSession {
     };
   }
 
+  /**
+   * Waits `ms` milliseconds with this session's clock (the `sleep` option: a test seam), for
+   * callers that pace their own requests (see users.writeUserMfa).
+   */
+  pause(ms: number): Promise<void> {
+    return this.opts.sleep(ms);
+  }
+
   /** Closes this session's idle connections. */
   close(): void {
     this.opts.transport.close();

@@ -4,9 +4,11 @@
  * user's options back.
  *
  *   stage / enforce  PATCH /v3/users/{id}  options + `keystone_totp` marker, ONE request,
- *                    before the first TOTP credential exists (stage) or after delivery (enforce)
+ *                    before the first TOTP credential exists (stage) or after delivery (enforce),
+ *                    then GET /v3/users/{id} until Keystone serves them (users.writeUserMfa)
  *   release          GET /v3/users/{id}, then PATCH the options recorded in the marker back
- *                    and clear the marker; only after the user's credentials are gone
+ *                    and clear the marker (read back the same way); only after the user's
+ *                    credentials are gone
  *
  * Order is what makes every crash safe: rules before the credential (a credential never exists
  * without them; rules without a credential change no login), credentials deleted before the
@@ -122,6 +124,9 @@ export async function applyPosture(
         "for it. Either the operator account lacks identity:update_user, or the user's identity backend is " +
         "read-only (LDAP), and such users cannot be staged; keystone-totp:allowTotpOnlyLogin enrolls those " +
         `without rules. ${e.message}`;
+    }
+    if (e instanceof KeystoneError && e.code === "E_KEYSTONE_STALE") {
+      e.message = `user ${user.key}: its MFA rules are written, but no credential was created or changed for it. ${e.message}`;
     }
     throw e;
   }

@@ -14,6 +14,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { KeystoneUser } from "../../lib/keystone/users.ts";
 import type { UserRow } from "../../lib/users/csv.ts";
+import { sortedKeys } from "../../lib/util/props.ts";
 
 /** Folders (under the project) whose code decides what a run declares and does. */
 const CODE_DIRS = ["lib", "providers", "operator"] as const;
@@ -99,21 +100,6 @@ export interface FingerprintParts {
 }
 
 /**
- * A value with its object keys sorted, at every depth: Keystone returns a user's options in
- * the order its database rows come, which changes between two lists of the same user.
- */
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v === null || typeof v !== "object") return v;
-  const o = v as Record<string, unknown>;
-  return Object.fromEntries(
-    Object.keys(o)
-      .sort()
-      .map((k) => [k, canonical(o[k])]),
-  );
-}
-
-/**
  * A user as the fingerprint takes it: MFA rules as sets (Keystone 30 lists a rule's methods
  * in any order, and the order of rules means nothing either), everything else as listed.
  */
@@ -125,7 +111,7 @@ function userForPrint(user: KeystoneUser): unknown {
       .map((r) => (Array.isArray(r) ? [...r].map(String).sort() : r))
       .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
   }
-  return canonical({ ...user, options });
+  return sortedKeys({ ...user, options });
 }
 
 /**
@@ -137,7 +123,7 @@ export function runFingerprint(p: FingerprintParts): string {
   const users = p.users
     .map(({ row, user }) => {
       const { line: _line, ...fields } = row;
-      return JSON.stringify(canonical([fields, userForPrint(user)]));
+      return JSON.stringify(sortedKeys([fields, userForPrint(user)]));
     })
     .sort();
   return sha256(

@@ -4,6 +4,12 @@
  * it); a write is seen by the next read (the cache is shared by both uWSGI processes, not one
  * per process); and --cache none gives back Keystone's default and stops that memcached.
  *
+ * And Keystone's own cache race, which the tool must not leave a user in: Keystone drops its
+ * cached user before it writes, so a read of that user landing during a rules write caches the
+ * earlier options again, and logins are checked against that copy. Shown first with one plain
+ * PATCH (a TOTP code alone then logs in although the rules refuse it), then with the tool's
+ * writeUserMfa, which must leave no such copy behind.
+ *
  * The instance `cachetest` is started here and stopped afterwards.
  */
 import { execFile } from "node:child_process";
@@ -14,8 +20,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
+import { generateSecret } from "../../../../lib/totp/secret.ts";
 import { adminAuth, keystoneInstance, REPO } from "../../../support/keystone.ts";
 import { createUser, deleteUser } from "../../../support/keystone-admin.ts";
+import { loginTotpAlone } from "../../../support/posture.ts";
 import { registerSecrets } from "../../../support/secrets.ts";
 
 const run = promisify(execFile);
@@ -24,6 +32,11 @@ const NAME = "cachetest";
 const START_TIMEOUT_MS = 300_000;
 /** Reads made to see the cache answer (each validates the client's token). */
 const READS = 20;
+/** Rules writes per way of writing, each raced by READERS loops reading the same user. */
+const RACES = 3;
+const READERS = 4;
+/** Staged rules: the password alone still logs in, a TOTP code alone must not. */
+const STAGED = [["password"]];
 const SCRIPT = join(REPO, "scripts/keystone.sh");
 const DIR = join(process.env.KEYSTONE_TOTP_STATE ?? join(REPO, ".local"), "keystone", NAME);
 
@@ -104,6 +117,65 @@ describe("keystone.sh start --cache", () => {
       } finally {
         client.close();
       }
+    },
+    START_TIMEOUT_MS + 60_000,
+  );
+
+  it(
+    "a rules write raced by reads of the user: one PATCH leaves Keystone checking logins against the old copy (a TOTP code alone gets in); writeUserMfa leaves none",
+    async () => {
+      await start("--cache", "memcached");
+      const inst = keystoneInstance(NAME);
+      registerSecrets(inst.password);
+      const client = new KeystoneClient(adminAuth(inst));
+      const reader = new KeystoneClient(adminAuth(inst));
+      const totpAlone = { patch: [] as number[], writeUserMfa: [] as number[] };
+      try {
+        for (const way of ["patch", "writeUserMfa"] as const) {
+          for (let i = 0; i < RACES; i++) {
+            const password = randomBytes(18).toString("base64url");
+            registerSecrets(password);
+            const user = await createUser(client, {
+              name: `cache-race-${process.pid}-${way}-${i}`,
+              domainId: "default",
+              password,
+            });
+            try {
+              let reading = true;
+              const readers = Array.from({ length: READERS }, async () => {
+                while (reading) await reader.getUser(user.id);
+              });
+              await new Promise((r) => setTimeout(r, 50));
+              const options = { enabled: true, rules: STAGED };
+              if (way === "patch") {
+                const res = await client.send("PATCH", `/users/${user.id}`, {
+                  json: { user: { options: { multi_factor_auth_enabled: true, multi_factor_auth_rules: STAGED } } },
+                });
+                expect(res.status).toBe(200);
+              } else {
+                await client.writeUserMfa(user.id, options, null);
+              }
+              await new Promise((r) => setTimeout(r, 200));
+              reading = false;
+              await Promise.all(readers);
+              // What the tool does next: the credential, once the rules are in place.
+              const secret = generateSecret();
+              registerSecrets(secret);
+              await client.createTotpCredential(user.id, secret);
+              totpAlone[way].push(await loginTotpAlone(user.id, secret, inst.authUrl));
+            } finally {
+              await deleteUser(client, user.id);
+            }
+          }
+        }
+      } finally {
+        client.close();
+        reader.close();
+      }
+      // Keystone's race happened (else the second half would prove nothing) ...
+      expect(totpAlone.patch, "no plain PATCH left a stale copy: the race was not reproduced").toContain(201);
+      // ... and the tool's write never left a user open to a TOTP code alone.
+      expect(totpAlone.writeUserMfa).toEqual(Array(RACES).fill(401));
     },
     START_TIMEOUT_MS + 60_000,
   );

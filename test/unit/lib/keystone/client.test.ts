@@ -552,3 +552,77 @@ describe("KeystoneSession.authenticateOnce", () => {
     expect((await k.session.authenticateOnce()).adopted).toBe(false);
   });
 });
+
+describe("KeystoneClient.writeUserMfa against a Keystone whose cache can keep the user from before", () => {
+  const RULES = [["password", "totp"]];
+  const MARK = { v: 1, previous: { enabled: null, rules: null } };
+  const user = (options: Record<string, unknown>, marker?: unknown) => ({
+    user: { id: "u1", name: "alice", domain_id: "default", options, ...(marker ? { keystone_totp: marker } : {}) },
+  });
+  const written = user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: RULES }, MARK);
+  const before = user({});
+
+  it("reads the user back once when Keystone serves what was written", async () => {
+    const k = fakeKeystone([ok(200, written), ok(200, written)]);
+    const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+    expect(u.options.multi_factor_auth_rules).toEqual(RULES);
+    expect(k.log.filter((r) => !r.url.includes("/auth/")).map((r) => r.method)).toEqual(["PATCH", "GET"]);
+  });
+
+  it("writes again, after a pause, while Keystone serves the earlier options, and returns once it serves the new", async () => {
+    const sleeps: number[] = [];
+    // The second read is a copy with the rules and without the marker: a read that landed mid-write.
+    const k = fakeKeystone([
+      ok(200, written),
+      ok(200, before),
+      ok(200, written),
+      ok(200, user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: RULES })),
+      ok(200, written),
+      ok(200, written),
+    ]);
+    await client(k.transport, sleeps).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+    const sent = k.log.filter((r) => !r.url.includes("/auth/"));
+    expect(sent.map((r) => r.method)).toEqual(["PATCH", "GET", "PATCH", "GET", "PATCH", "GET"]);
+    // Every write carries the same options and marker.
+    expect(new Set(sent.filter((r) => r.method === "PATCH").map((r) => JSON.stringify(r.json))).size).toBe(1);
+    expect(sleeps).toEqual([100, 200]);
+  });
+
+  it("takes rules in another order, and a removal served as an absent option, as what was written", async () => {
+    const k = fakeKeystone([
+      ok(200, before),
+      ok(200, user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: [["totp", "password"], ["external"]] })),
+      ok(200, before),
+      ok(200, before),
+    ]);
+    const c = client(k.transport);
+    await c.writeUserMfa("u1", { enabled: true, rules: [["external"], ["password", "totp"]] }, null);
+    await c.writeUserMfa("u1", { enabled: null, rules: null }, null);
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(2);
+  });
+
+  it("gives up with E_KEYSTONE_STALE after four writes that Keystone keeps answering with the earlier options", async () => {
+    const script: Handler[] = [];
+    for (let i = 0; i < 4; i++) script.push(ok(200, written), ok(200, before));
+    const k = fakeKeystone(script);
+    const e = await client(k.transport)
+      .writeUserMfa("u1", { enabled: true, rules: RULES }, MARK)
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(e).toBeInstanceOf(KeystoneError);
+    expect((e as KeystoneError).code).toBe("E_KEYSTONE_STALE");
+    expect((e as KeystoneError).message).toMatch(
+      /PATCH \/v3\/users\/u1 .*after 4 attempts.*earlier MFA options after 4 writes/,
+    );
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(4);
+  });
+
+  it("a user deleted meanwhile: the write's answer, no further write", async () => {
+    const k = fakeKeystone([ok(200, written), ok(404, { error: { message: "not found" } })]);
+    const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+    expect(u.id).toBe("u1");
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(1);
+  });
+});
