@@ -14,6 +14,7 @@ import { type KeystoneAuth, normaliseAuthUrl, resolveKeystoneAuth } from "../lib
 import { KeystoneClient } from "../lib/keystone/client.ts";
 import { createTransport } from "../lib/keystone/http.ts";
 import { TOTP_DIGITS, TOTP_PERIOD_S } from "../lib/totp/secret.ts";
+import { isOn } from "../lib/util/flag.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
 import { DOCTOR_MAX_ATTEMPTS, DOCTOR_REQUEST_TIMEOUT_MS } from "../operator/doctor/probe.ts";
@@ -75,7 +76,7 @@ function keystoneSettings(): { auth: KeystoneAuth | undefined; authUrl: string; 
     return {
       auth: undefined,
       authUrl: normaliseAuthUrl(url, "OS_AUTH_URL"),
-      insecure: /^(1|true|yes)$/i.test(process.env.OS_INSECURE ?? ""),
+      insecure: isOn(process.env.OS_INSECURE),
     };
   }
 }

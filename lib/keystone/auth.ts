@@ -24,6 +24,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { load as loadYaml } from "js-yaml";
 import { ConfigError } from "../errors.ts";
+import { isOn } from "../util/flag.ts";
 
 /** Fully resolved, normalised Keystone authentication settings. */
 export interface KeystoneAuth {
@@ -229,10 +230,6 @@ function cloudLayer(cloud: string, paths: readonly string[]): { layer: Layer; fi
   );
 }
 
-function truthy(v: string | undefined): boolean {
-  return v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
-}
-
 /**
  * Normalises an identity endpoint to its v3 root (`https://host:5000/v3`).
  *
@@ -363,7 +360,7 @@ export function resolveKeystoneAuth(options: ResolveAuthOptions = {}): KeystoneA
       projectDomainId: merged.projectDomainId,
       projectDomainName: merged.projectDomainName,
       caPem: readCa(merged.cacert),
-      insecure: truthy(merged.insecure),
+      insecure: isOn(merged.insecure),
       source: `the token of this run's MFA login (${RUN_TOKEN_ENV}) for ${where}`,
     };
   }
@@ -381,7 +378,7 @@ export function resolveKeystoneAuth(options: ResolveAuthOptions = {}): KeystoneA
     projectDomainId: merged.projectDomainId,
     projectDomainName: merged.projectDomainName,
     caPem: readCa(merged.cacert),
-    insecure: truthy(merged.insecure),
+    insecure: isOn(merged.insecure),
     source: where,
   };
 }

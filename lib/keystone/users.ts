@@ -172,8 +172,9 @@ export async function writeUserMfa(
         "E_KEYSTONE_STALE",
         { method: "PATCH", path: `/v3${path}`, status: res.status, attempts: attempt },
         `Keystone still answers with the user's earlier MFA options after ${attempt} writes of the ` +
-          "new ones (its identity cache keeps a copy from before the write, and logins are checked against it). " +
-          "Nothing else was written for this user; run again in a few minutes, or check that every Keystone " +
+          "new ones: its identity cache keeps a copy from before the write, and logins are checked against it " +
+          "(or its identity backend does not store the options or the keystone_totp attribute). Nothing else " +
+          "was written for this user; run again in a few minutes, and if it persists check that every Keystone " +
           "node uses the same [cache] memcache_servers.",
       );
     }

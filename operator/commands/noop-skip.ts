@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Stack, Workspace } from "@pulumi/pulumi/automation/index.js";
 import { now as clockNow } from "../../lib/util/clock.ts";
+import { isOn } from "../../lib/util/flag.ts";
 import {
   decide,
   fingerprintStacks,
@@ -25,7 +26,7 @@ export const NO_SKIP_ENV = "KEYSTONE_TOTP_NO_SKIP";
 
 /** Whether the environment turns the skip off. */
 export function skipDisabledByEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return /^(1|true|yes)$/i.test(env[NO_SKIP_ENV] ?? "");
+  return isOn(env[NO_SKIP_ENV]);
 }
 
 /** The settings text of a stack as stored in the project (`Pulumi.<stack>.yaml`), or of `configFile`. */

@@ -4,6 +4,7 @@
  * command can read them without loading the program and the Automation API.
  */
 import { resolve } from "node:path";
+import { isOn } from "../../lib/util/flag.ts";
 import { wholeNumberOption } from "./cli.ts";
 
 /** The stack every command uses without `--stack` (and `npm run demo` deploys). */
@@ -39,7 +40,7 @@ export function defaultEngineOptions(): EngineOptions {
     continueOnError: false,
     diff: false,
     parallel: undefined,
-    skipDoctor: /^(1|true|yes)$/i.test(process.env.KEYSTONE_TOTP_SKIP_DOCTOR ?? ""),
+    skipDoctor: isOn(process.env.KEYSTONE_TOTP_SKIP_DOCTOR),
     verbose: false,
     clearPendingCreates: false,
     force: false,

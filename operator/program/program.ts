@@ -10,6 +10,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { engineMessage, KeystoneTotpError } from "../../lib/errors.ts";
+import { isOn } from "../../lib/util/flag.ts";
 import { omitResourceStackTraces } from "../../providers/stack-traces.ts";
 import type { RotateRequest } from "../fleet/fleet.ts";
 import { declareCredentials, declareEnrollments, ownSpecs, stackOutputs } from "./declare.ts";
@@ -62,6 +63,6 @@ export default async function program(options: ProgramOptions = {}) {
  * when the program runs (not when this module is imported), and only for the program's run.
  */
 function quietSdkDebug(): void {
-  if (/^(1|true|yes)$/i.test(process.env[SDK_DEBUG_ENV] ?? "")) return;
+  if (isOn(process.env[SDK_DEBUG_ENV])) return;
   (pulumi.log as { debug: (...args: unknown[]) => Promise<void> }).debug = () => Promise.resolve();
 }

@@ -9,6 +9,7 @@ import { type MailConfig, resolveMailConfig } from "../../lib/mail/config.ts";
 import { composeEnrollment } from "../../lib/mail/message.ts";
 import { createMailer, type Mailer } from "../../lib/mail/send.ts";
 import { otpauthUri } from "../../lib/totp/uri.ts";
+import { isOn } from "../../lib/util/flag.ts";
 
 /** Where the message's mailer and settings come from; tests substitute their own. */
 export interface MailContext {
@@ -29,7 +30,7 @@ function settings() {
         mailFrom: get("mailFrom"),
         outboxDir: get("outboxDir"),
         sendRatePerSecond: rate === undefined ? undefined : Number(rate),
-        allowInsecureSmtp: /^(1|true|yes)$/i.test(get("allowInsecureSmtp") ?? ""),
+        allowInsecureSmtp: isOn(get("allowInsecureSmtp")),
         templateFile: get("mailTemplate"),
         smtpCaFile: get("smtpCaFile"),
       },
