@@ -156,8 +156,18 @@ describe("TotpCredential through the real Pulumi CLI", () => {
 
   it("refresh: a blob changed out of band shows as drift where Keystone returns blobs; where it does not (30), nothing recorded is overwritten", async () => {
     const before = await aliceCred();
-    await admin.updateCredentialBlob(String(before?.credentialId), "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U");
-    registerSecrets("MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U");
+    const changed = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U";
+    registerSecrets(changed);
+    // The change as an admin makes it, until Keystone serves it: its cache can keep a copy from
+    // before a write (seen once on 27 in CI; see lib/keystone/users.ts writeUserMfa), and what is
+    // tested here is what refresh makes of the credential Keystone serves.
+    const id = String(before?.credentialId);
+    let served: string | undefined;
+    for (let i = 0; i < 4 && (i === 0 || (served !== undefined && served !== changed)); i++) {
+      await admin.updateCredentialBlob(id, changed);
+      served = (await admin.getCredential(id))?.blob;
+    }
+    if (keystoneRelease() < 30) expect(served === changed, "Keystone serves the changed blob").toBe(true);
     const refresh = await stack.run(["refresh", "--yes", "--skip-preview", "--diff"]);
     allOutput.push(refresh.stdout);
     const after = await aliceCred();
