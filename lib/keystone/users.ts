@@ -188,18 +188,21 @@ export function servesMfa(user: KeystoneUser, options: UserMfaWrite, marker: unk
   const rules = user.options.multi_factor_auth_rules;
   return (
     (enabled ?? null) === options.enabled &&
-    sameJson(ruleSet(rules), ruleSet(options.rules)) &&
+    sameJson(sortedRuleSet(rules), sortedRuleSet(options.rules)) &&
     sameJson(user.marker ?? null, marker ?? null)
   );
 }
 
-/** Rules as a set (order of rules and of methods in a rule carries no meaning); null when none. */
-function ruleSet(rules: unknown): unknown {
+/**
+ * MFA rules in one order, to compare as sets: Keystone 30 lists a rule's methods in any order,
+ * and the order of rules means nothing either. Anything but a list comes back as it is (null
+ * for none).
+ */
+export function sortedRuleSet(rules: unknown): unknown {
   if (!Array.isArray(rules)) return rules ?? null;
   return rules
     .map((r) => (Array.isArray(r) ? [...r].map(String).sort() : r))
-    .map((r) => JSON.stringify(r))
-    .sort();
+    .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 }
 
 /** JSON equality with object keys in any order. */

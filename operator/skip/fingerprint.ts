@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { KeystoneUser } from "../../lib/keystone/users.ts";
+import { type KeystoneUser, sortedRuleSet } from "../../lib/keystone/users.ts";
 import type { UserRow } from "../../lib/users/csv.ts";
 import { sortedKeys } from "../../lib/util/props.ts";
 
@@ -99,18 +99,11 @@ export interface FingerprintParts {
   readonly operatorId: string | undefined;
 }
 
-/**
- * A user as the fingerprint takes it: MFA rules as sets (Keystone 30 lists a rule's methods
- * in any order, and the order of rules means nothing either), everything else as listed.
- */
+/** A user as the fingerprint takes it: MFA rules as sets (see sortedRuleSet), everything else as listed. */
 function userForPrint(user: KeystoneUser): unknown {
   const options = { ...user.options };
   const rules = options.multi_factor_auth_rules;
-  if (Array.isArray(rules)) {
-    options.multi_factor_auth_rules = rules
-      .map((r) => (Array.isArray(r) ? [...r].map(String).sort() : r))
-      .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
-  }
+  if (Array.isArray(rules)) options.multi_factor_auth_rules = sortedRuleSet(rules);
   return sortedKeys({ ...user, options });
 }
 

@@ -163,10 +163,12 @@ describe("TotpCredential through the real Pulumi CLI", () => {
     // tested here is what refresh makes of the credential Keystone serves.
     const id = String(before?.credentialId);
     let served: string | undefined;
-    for (let i = 0; i < 4 && (i === 0 || (served !== undefined && served !== changed)); i++) {
+    let writes = 0;
+    do {
       await admin.updateCredentialBlob(id, changed);
       served = (await admin.getCredential(id))?.blob;
-    }
+      writes++;
+    } while (served !== undefined && served !== changed && writes < 4);
     if (keystoneRelease() < 30) expect(served === changed, "Keystone serves the changed blob").toBe(true);
     const refresh = await stack.run(["refresh", "--yes", "--skip-preview", "--diff"]);
     allOutput.push(refresh.stdout);
