@@ -67,6 +67,10 @@
 #   whose memcached port is in settings),
 #   fernet-keys/, fernet-receipts/, credential-keys/, .bootstrapped, .lock
 #
+# Environment: KEYSTONE_TOTP_PASSWORD_HASH_ROUNDS=N writes `[identity]
+# password_hash_rounds = N` (bcrypt, 4..31) on start: passwords stored from then
+# on are hashed with N rounds (Keystone's default, 12, when unset).
+#
 # Must run as root (it manages packages, PostgreSQL and its roles). Passwords
 # are never printed.
 
@@ -84,6 +88,13 @@ readonly DEFAULT_METHODS="external,password,token,oauth1,totp,application_creden
 readonly DEFAULT_TOKEN_EXPIRATION=3600
 # Entries per list answer; 0 means Keystone's default, no limit.
 readonly DEFAULT_LIST_LIMIT=0
+# bcrypt rounds of the passwords Keystone stores from now on ([identity] password_hash_rounds);
+# empty keeps Keystone's default (12: about 0.3 s of CPU per login or user created, here).
+# scripts/test.sh sets 4: the tests create hundreds of users and log in thousands of times on
+# 2 cores, and how Keystone hashes passwords is not what they test.
+readonly HASH_ROUNDS="${KEYSTONE_TOTP_PASSWORD_HASH_ROUNDS:-}"
+[[ -z $HASH_ROUNDS || $HASH_ROUNDS =~ ^([4-9]|[12][0-9]|3[01])$ ]] \
+  || { echo "keystone.sh: KEYSTONE_TOTP_PASSWORD_HASH_ROUNDS must be 4..31" >&2; exit 2; }
 # Keystone's own default: no cache. "memcached" is what production deployments run.
 readonly DEFAULT_CACHE=none
 # Memory of an instance's memcached, MiB (the tokens and users of a 10,000-user bench fit many times).
@@ -438,11 +449,11 @@ instance_dir() { printf '%s/%s' "$STATE_ROOT" "$1"; }
 read_settings() {
   local file="$1/settings" key value
   SETTING_PORT="" SETTING_METHODS="" SETTING_TOKEN_EXPIRATION="" SETTING_LIST_LIMIT=""
-  SETTING_CACHE="" SETTING_DB_PASSWORD="" SETTING_RELEASE="" SETTING_MEMCACHED_PORT=""
+  SETTING_CACHE="" SETTING_DB_PASSWORD="" SETTING_RELEASE="" SETTING_MEMCACHED_PORT="" SETTING_HASH_ROUNDS=""
   [[ -f $file ]] || return 0
   while IFS='=' read -r key value; do
     case $key in
-      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|CACHE|DB_PASSWORD|RELEASE|MEMCACHED_PORT) printf -v "SETTING_$key" '%s' "$value" ;;
+      PORT|METHODS|TOKEN_EXPIRATION|LIST_LIMIT|CACHE|DB_PASSWORD|RELEASE|MEMCACHED_PORT|HASH_ROUNDS) printf -v "SETTING_$key" '%s' "$value" ;;
     esac
   done <"$file"
 }
@@ -541,6 +552,13 @@ included_previous_windows = 1
 
 [security_compliance]
 EOF
+  if [[ -n $HASH_ROUNDS ]]; then
+    cat >>"$dir/keystone.conf" <<EOF
+
+[identity]
+password_hash_rounds = $HASH_ROUNDS
+EOF
+  fi
   if [[ $CACHE == memcached ]]; then
     local servers="unix:$dir/memcached.sock"
     [[ -z $CHROOT_DIR ]] || servers="127.0.0.1:$MEMCACHED_PORT"
@@ -560,6 +578,7 @@ LIST_LIMIT=$LIST_LIMIT
 CACHE=$CACHE
 RELEASE=$RELEASE
 MEMCACHED_PORT=$MEMCACHED_PORT
+HASH_ROUNDS=$HASH_ROUNDS
 DB_PASSWORD=$db_password
 EOF
 }
@@ -741,6 +760,7 @@ cmd_start() {
           $TOKEN_EXPIRATION == "${SETTING_TOKEN_EXPIRATION}" &&
           $LIST_LIMIT == "${SETTING_LIST_LIMIT:-$DEFAULT_LIST_LIMIT}" &&
           $CACHE == "${SETTING_CACHE:-$DEFAULT_CACHE}" && $RELEASE == "$previous_release" &&
+          $HASH_ROUNDS == "${SETTING_HASH_ROUNDS}" &&
           ($CACHE != memcached || -n $(memcached_pid "$dir")) && $(http_status "$url") == 200 ]]; then
       log "instance $NAME already running at $url (pid $pid)"
       return

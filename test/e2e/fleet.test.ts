@@ -4,14 +4,16 @@
  * password + the code from the QR they were emailed; reruns send nothing; edits do exactly
  * what they say; SMTP outages are repaired by running again; bad CSVs change nothing.
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { login } from "../../lib/keystone/login.ts";
 import { totpCode } from "../../lib/totp/secret.ts";
 import { parseOtpauthUri } from "../../lib/totp/uri.ts";
+import { hostileFixtures } from "../fixtures/csv/corpus.ts";
+import { writeOversizedCsv } from "../fixtures/csv/make-large.ts";
 import { freshCode } from "../support/codes.ts";
 import { adminClient, adminEnv, keystoneInstance, makeUser, REPO, type TestUser, uniq } from "../support/keystone.ts";
 import { createDomain, createUser, deleteUser } from "../support/keystone-admin.ts";
@@ -254,21 +256,15 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
     await stack.up();
   });
 
+  // Each hostile file is refused by the CSV reader (test/unit/lib/users/csv.test.ts, the whole
+  // corpus); here, one of each kind goes through the engine: what the operator sees, and that
+  // nothing reaches Keystone or SMTP.
   it("hostile CSVs fail preview and up with a clear error and zero requests to Keystone or SMTP", async () => {
-    const fixtures = join(REPO, "test/fixtures/csv");
-    // formula-injection.csv is a valid file: names that look like formulas are identifiers that
-    // must match Keystone (users/csv.ts); it is refused later, for users that do not exist.
-    const hostile = readdirSync(fixtures).filter(
-      (f) =>
-        !/^(bom|crlf|quoted|reordered-columns|unicode|missing-domain-column|mixed-newlines|formula-injection)\.csv$/.test(
-          f,
-        ) && !f.endsWith(".ts"),
-    );
     const big = join(dir, "ten-megabytes.csv");
-    const row = "someone,someone@example.com,Default,Some One\n";
-    writeFileSync(big, `username,email,domain,display_name\n${row.repeat(Math.ceil((10 * 1024 * 1024) / row.length))}`);
-    const files = [...hostile.map((f) => join(fixtures, f)), big];
-    expect(files.length).toBeGreaterThanOrEqual(8);
+    writeOversizedCsv(big);
+    const kinds = ["binary-junk.bin", "bad-rows.csv", "duplicate-users.csv"];
+    const files = [...hostileFixtures().filter((f) => kinds.includes(basename(f))), big];
+    expect(files).toHaveLength(kinds.length + 1);
     for (const file of files) {
       await stack.set("keystone-totp:usersCsv", file);
       const k0 = proxy.connections();
@@ -278,7 +274,7 @@ describe("fleet onboarding through the real Pulumi CLI", () => {
         output.push(r.stdout, r.stderr);
         expect(r.code, `${cmd[0]} ${file}`).not.toBe(0);
         expect(r.stdout + r.stderr, file).toMatch(/E_CSV/);
-        expect(r.stdout + r.stderr, file).toContain(file.split("/").pop() as string);
+        expect(r.stdout + r.stderr, file).toContain(basename(file));
       }
       expect(proxy.connections(), file).toBe(k0);
       expect(smtp.connections, file).toBe(s0);

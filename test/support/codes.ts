@@ -4,12 +4,17 @@
  * Keystone 30 (with a cache) accepts a passcode once within its window plus 30 s, and a TOTP
  * login the user's rules refuse still uses the code up; every release accepts the current 30-s
  * step and the previous one (`[totp] included_previous_windows`, default 1), never a future one.
- * So no test may log in twice with one code: every login with a code takes it from here, on
- * every release alike (nothing here depends on the release).
+ * So no test may log in twice with one code: every login with a code takes it from here.
+ * Earlier releases (22, 27) accept a code as often as its step is valid: against them (the
+ * release of the test Keystone, {@link spendsCodes}) the current step's code is handed out at
+ * once, every time, where waiting for an unused step would cost up to 30 s per login (about
+ * 2 minutes in posture.test.ts alone). That a test takes a fresh code for every login is checked
+ * where it matters: the compatibility suite runs the tests that log in repeatedly on 30.
  *
  * A code taken here is counted as used whatever Keystone answered (201, 401, or no answer).
  */
 import { TOTP_PERIOD_S, totpCode } from "../../lib/totp/secret.ts";
+import { keystoneInstance, keystoneRelease } from "./keystone.ts";
 import { registerSecrets } from "./secrets.ts";
 
 const STEP_MS = TOTP_PERIOD_S * 1000;
@@ -22,6 +27,25 @@ const PREVIOUS_MARGIN_MS = 5_000;
 const NEXT_STEP_SLACK_MS = 50;
 /** How long a used code value is remembered: Keystone 30 refuses it for its window plus 30 s. */
 const REMEMBER_STEPS = 4;
+
+/** First Keystone release that refuses a code used before (2026.2: `totp_used` cache region). */
+const FIRST_SPENDING_RELEASE = 30;
+
+let spends: boolean | undefined;
+/**
+ * Whether the test Keystone (KEYSTONE_TOTP_TEST_INSTANCE, else "default") refuses a code used
+ * before; true when its release cannot be read.
+ */
+export function spendsCodes(): boolean {
+  if (spends === undefined) {
+    try {
+      spends = keystoneRelease(keystoneInstance()) >= FIRST_SPENDING_RELEASE;
+    } catch {
+      spends = true;
+    }
+  }
+  return spends;
+}
 
 /** Used codes by secret: step -> code value. */
 const used = new Map<string, Map<number, string>>();
@@ -77,6 +101,7 @@ export function codeNow(secret: string): string | undefined {
   registerSecrets(secret);
   const now = Date.now();
   const step = stepAt(now);
+  if (!spendsCodes()) return totpCode(secret, step * STEP_MS);
   const u = usedOf(secret, now);
   if (free(secret, u, step)) return take(secret, u, step);
   const left = (step + 1) * STEP_MS - now;
@@ -85,7 +110,8 @@ export function codeNow(secret: string): string | undefined {
 }
 
 /**
- * A code for a background check (the posture watcher) that leaves the test its own: given only
+ * A code for a background check (the posture watcher) that leaves the test its own (on releases
+ * that spend codes; elsewhere the current step's, always): given only
  * while neither the current nor the previous step's code is used and at least 10 s of the step
  * are left; it is the previous step's, so the current one stays free for the test (and becomes
  * the "previous" of the next step).
@@ -94,6 +120,7 @@ export function spareCode(secret: string): string | undefined {
   registerSecrets(secret);
   const now = Date.now();
   const step = stepAt(now);
+  if (!spendsCodes()) return totpCode(secret, step * STEP_MS);
   const u = usedOf(secret, now);
   const left = (step + 1) * STEP_MS - now;
   if (left < 2 * PREVIOUS_MARGIN_MS || !free(secret, u, step) || !free(secret, u, step - 1)) return undefined;

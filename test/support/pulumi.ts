@@ -113,11 +113,15 @@ export class TestStack {
     const [cmd, cmdArgs] = viaProvision
       ? ["node", [join(REPO, "scripts/provision.ts"), ...full.filter((a) => a !== "--non-interactive")]]
       : ["pulumi", full];
+    const t0 = Date.now();
     const r = await collect(cmd, cmdArgs, { cwd: this.cwd, env: { ...this.env, ...opts.env }, stdio: "pipe" });
+    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
     // Commands that print or take secrets are logged without them, like any operator log.
     const shown = full.map((a, i) => (i === opts.secretArg ? "[secret]" : a)).join(" ");
     const out = opts.secretStdout ? "[stdout withheld: it holds secrets]" : r.stdout;
-    appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${r.stderr}\n[exit ${r.code}]\n`, { mode: 0o600 });
+    appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${r.stderr}\n[exit ${r.code} in ${seconds} s]\n`, {
+      mode: 0o600,
+    });
     if (r.code !== 0 && !opts.allowFail) {
       throw new Error(`pulumi ${shown} exited ${r.code}:\n${out.slice(-4000)}\n${r.stderr.slice(-4000)}`);
     }
@@ -229,10 +233,16 @@ export class TestStack {
     stackName = this.name,
   ): Promise<RunResult> {
     const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", stackName, "--config-file", this.configFile];
+    const t0 = Date.now();
     const r = await collect("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
-    appendFileSync(this.logFile, `$ ${name} ${args.join(" ")}\n${r.stdout}\n${r.stderr}\n[exit ${r.code}]\n`, {
-      mode: 0o600,
-    });
+    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+    appendFileSync(
+      this.logFile,
+      `$ ${name} ${args.join(" ")}\n${r.stdout}\n${r.stderr}\n[exit ${r.code} in ${seconds} s]\n`,
+      {
+        mode: 0o600,
+      },
+    );
     return r;
   }
 

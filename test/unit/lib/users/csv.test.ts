@@ -1,6 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CsvError } from "../../../../lib/errors.ts";
 import {
@@ -12,9 +12,10 @@ import {
   type UserRow,
   userKey,
 } from "../../../../lib/users/csv.ts";
+import { CSV_FIXTURES, GOOD_FIXTURES, hostileFixtures } from "../../../fixtures/csv/corpus.ts";
 import { oversizedCsv, usersCsv, writeOversizedCsv } from "../../../fixtures/csv/make-large.ts";
 
-const FIXTURES = join(import.meta.dirname, "../../../fixtures/csv");
+const FIXTURES = CSV_FIXTURES;
 const fixture = (name: string): string => join(FIXTURES, name);
 
 /** The CsvError thrown by `fn`, failing the test if it throws nothing or something else. */
@@ -216,7 +217,7 @@ describe("hostile fixtures", () => {
 
   // binary-junk.bin is committed, but reproducible: 512 bytes of a 31-bit LCG (seed 1, byte =
   // bits 16..23), with every 37th byte from byte 0 set to NUL. (No README sits beside the
-  // fixtures: the e2e test runs every non-.ts file there that is not a good fixture as hostile.)
+  // fixtures: every non-.ts file there that is not a good fixture is hostile; corpus.ts.)
   it("binary-junk.bin is the deterministic LCG junk described here", () => {
     let x = 1;
     const junk = Uint8Array.from({ length: 512 }, (_, i) => {
@@ -277,6 +278,18 @@ describe("hostile fixtures", () => {
     expect(err.code).toBe("E_CSV");
     expect(err.problems).toHaveLength(1);
     expect(err.message).toMatch(message);
+  });
+
+  // The whole corpus, named or not above: a file added to the folder is refused or listed as good.
+  it.each(hostileFixtures().map((f) => [basename(f), f]))("%s: refused, naming the file", (name, path) => {
+    const err = csvError(() => readUsersCsv(path));
+    expect(err.code).toMatch(/^E_CSV/);
+    expect(err.message).toContain(name);
+    expect(err.problems.length).toBeGreaterThan(0);
+  });
+
+  it("every good fixture is read", () => {
+    for (const name of GOOD_FIXTURES) expect(readUsersCsv(fixture(name)).length, name).toBeGreaterThan(0);
   });
 });
 
