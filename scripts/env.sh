@@ -24,6 +24,11 @@ if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
   mkdir -p "$KT_ROOT/.local/state"
   export PULUMI_BACKEND_URL="file://$KT_ROOT/.local/state"
 fi
+# Pulumi's PostgreSQL backend lists stacks one at a time, or `pulumi stack ls` can wait forever
+# (operator/backend/bucket.ts, serialisePostgresListing; docs/shared-backend.md).
+case "${PULUMI_BACKEND_URL:-}" in
+  postgres://* | postgresql://*) export PULUMI_DIY_BACKEND_PARALLEL="${PULUMI_DIY_BACKEND_PARALLEL:-1}" ;;
+esac
 if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   if [ ! -s "$KT_ROOT/.local/pulumi-passphrase" ]; then
     (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KT_ROOT/.local/pulumi-passphrase")

@@ -52,6 +52,31 @@ export function openBucket(url: string | undefined = process.env.PULUMI_BACKEND_
   return undefined;
 }
 
+/** Pulumi's setting for how many stacks its DIY backends read at once (`pulumi stack ls`). */
+export const DIY_PARALLEL_ENV = "PULUMI_DIY_BACKEND_PARALLEL";
+
+/**
+ * Keeps `pulumi stack ls` on Pulumi's PostgreSQL backend from waiting forever, by reading one
+ * stack at a time (`PULUMI_DIY_BACKEND_PARALLEL=1`) unless the operator chose a value.
+ *
+ * Why: the Pulumi CLI (3.276) lists stacks with 10 readers at once; each holds a database
+ * connection for its listing while it asks for a second one, and the CLI allows 2 x GOMAXPROCS
+ * connections (2 on one CPU or one pinned core). From 2 x GOMAXPROCS stacks on, every
+ * connection is held by a reader waiting for another: measured here, `stack ls` of 4 stacks hung
+ * (no CPU, idle connections) on 2 cores and on 1, and took 1.2 to 1.4 s with one reader. The
+ * no-op skip and `shards` list stacks on every run. The setting changes nothing but listing.
+ *
+ * @param env - the environment the Pulumi CLI will inherit (default this process's); changed in place.
+ * @returns whether it set the variable.
+ * @see docs/shared-backend.md
+ */
+export function serialisePostgresListing(env: NodeJS.ProcessEnv = process.env): boolean {
+  const url = env.PULUMI_BACKEND_URL;
+  if (!url || !/^postgres(ql)?:\/\//.test(url) || (env[DIY_PARALLEL_ENV] ?? "") !== "") return false;
+  env[DIY_PARALLEL_ENV] = "1";
+  return true;
+}
+
 /** The folder of a `file://` backend URL (`~` is the home folder; query parameters dropped). */
 export function fileBackendDir(url: string): string {
   const path = url.slice("file://".length).split("?")[0] ?? "";

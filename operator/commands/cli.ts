@@ -8,6 +8,9 @@
  * (see lib/errors.ts), and the stack trace only appears when `DEBUG` is set, so that it never
  * buries the message an operator needs.
  *
+ * On Pulumi's PostgreSQL backend it sets PULUMI_DIY_BACKEND_PARALLEL=1 first, when unset, for
+ * every Pulumi CLI the command starts: see `serialisePostgresListing` in operator/backend/bucket.ts.
+ *
  * @see README.md, Exit codes
  */
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
@@ -19,6 +22,7 @@ import {
   KeystoneTotpError,
   UsageError,
 } from "../../lib/errors.ts";
+import { serialisePostgresListing } from "../backend/bucket.ts";
 
 /** Environment variable that adds stack traces (and causes) to a failure's line. */
 export const DEBUG_ENV = "DEBUG";
@@ -172,6 +176,7 @@ export async function runCommand(
     process.exitCode = EXIT.ok;
     return;
   }
+  serialisePostgresListing();
   try {
     process.exitCode = await main(argv);
   } catch (e) {

@@ -5,8 +5,11 @@
  * nothing lost), a runner killed mid-run (its lock; `unlock` keeps a live run's lock and
  * removes the dead one's), destroy; and what the database holds: secrets only as ciphertext.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DIY_PARALLEL_ENV } from "../../operator/backend/bucket.ts";
 import { type FaultFleet, mailedSecrets, startFaultFleet } from "../support/fleet.ts";
 import { REPO } from "../support/keystone.ts";
 import { type StateDatabase, stateDatabase } from "../support/postgres.ts";
@@ -14,6 +17,8 @@ import { alive, collect, killTree, spawnCollecting, until } from "../support/pro
 import { leakedIn } from "../support/secrets.ts";
 
 const LOCKED = /the stack is currently locked/;
+/** A skipped rerun takes a few seconds; one that waits on the database's connections never ends. */
+const LIST_WITHIN_MS = 60_000;
 /** How long a held credential create keeps the first run (and its lock) going. */
 const HOLD_MS = 20_000;
 
@@ -32,8 +37,8 @@ async function locks(): Promise<string[]> {
   return (await db.rows()).map((r) => r.key).filter((k) => k.includes("/.pulumi/locks/"));
 }
 
-/** A detached `up` of the stack (to be raced or killed). */
-function startUp(extra: string[] = []) {
+/** A detached `up` of the stack (to be raced or killed), in the stack's environment or `env`. */
+function startUp(extra: string[] = [], env: Record<string, string> = f.stack.environment()) {
   return spawnCollecting(
     "node",
     [
@@ -46,7 +51,7 @@ function startUp(extra: string[] = []) {
       f.stack.configFile,
       ...extra,
     ],
-    { cwd: REPO, env: f.stack.environment(), detached: true },
+    { cwd: REPO, env, detached: true },
   );
 }
 
@@ -87,6 +92,36 @@ describe("the fleet on the PostgreSQL state backend", () => {
     const t = await f.tally();
     expect(t.lost).toEqual([]);
     expect(t.duplicated).toBe(0);
+  });
+
+  it("on one CPU, with a second stack in the database, the skipped rerun lists the stacks and ends", async () => {
+    // Pulumi's CLI lists stacks with 10 readers that each hold one of its 2 x GOMAXPROCS
+    // connections while asking for another: with 2 stacks on one CPU that waited forever, until
+    // the commands set PULUMI_DIY_BACKEND_PARALLEL=1 (operator/backend/bucket.ts).
+    const project = mkdtempSync(join(tmpdir(), "kt-pg-other-"));
+    writeFileSync(join(project, "Pulumi.yaml"), "name: keystone-totp\nruntime: nodejs\n");
+    const other = `${f.stack.name}-other`;
+    const env = f.stack.environment({ GOMAXPROCS: "1" });
+    delete env[DIY_PARALLEL_ENV];
+    try {
+      const init = await collect("pulumi", ["stack", "init", other, "--no-select", "--non-interactive"], {
+        cwd: project,
+        env,
+      });
+      expect(init.code, init.stderr).toBe(0);
+      const run = startUp([], env);
+      const ended = await Promise.race([
+        run.result,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), LIST_WITHIN_MS)),
+      ]);
+      if (ended === undefined) killTree(run.child.pid as number);
+      expect(ended, `still running after ${LIST_WITHIN_MS} ms:\n${run.output().slice(-2000)}`).toBeDefined();
+      expect(ended?.code, run.output()).toBe(0);
+      expect(ended?.stderr).toMatch(/nothing can change: skipped/);
+    } finally {
+      await collect("pulumi", ["stack", "rm", other, "--yes", "--force", "--non-interactive"], { cwd: project, env });
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it("two runs of one stack at once: the second is refused, unlock keeps the live lock, nothing is lost", async () => {
