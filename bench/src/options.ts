@@ -3,6 +3,7 @@
  */
 import os from "node:os";
 import { resolve } from "node:path";
+import { isPostgresUrl } from "../../operator/backend/bucket.ts";
 import { DEFAULT_CORES, type Layout } from "./layout.ts";
 import type { Cores } from "./split.ts";
 import { DOMAIN } from "./users.ts";
@@ -178,7 +179,7 @@ export function parseArgs(argv: string[]): Options {
     else if (a === "--shard-concurrency") o.shardConcurrency = whole(a, value(), MAX_SHARDS);
     else if (a === "--state-backend") {
       o.stateBackend = value();
-      if (!/^postgres(ql)?:\/\//.test(o.stateBackend)) usage("--state-backend takes a postgres:// URL");
+      if (!isPostgresUrl(o.stateBackend)) usage("--state-backend takes a postgres:// URL");
     } else if (a === "--keep") o.keep = true;
     else if (a === "--report") o.report = true;
     else usage(`unknown option '${a}'`);

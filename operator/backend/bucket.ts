@@ -48,8 +48,13 @@ export interface StateBucket {
  */
 export function openBucket(url: string | undefined = process.env.PULUMI_BACKEND_URL): StateBucket | undefined {
   if (url?.startsWith("file://")) return fileBucket(fileBackendDir(url));
-  if (url && /^postgres(ql)?:\/\//.test(url)) return postgresBucket(url);
+  if (url && isPostgresUrl(url)) return postgresBucket(url);
   return undefined;
+}
+
+/** Whether `url` names Pulumi's PostgreSQL backend (`postgres://` or `postgresql://`). */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
 }
 
 /** Pulumi's setting for how many stacks its DIY backends read at once (`pulumi stack ls`). */
@@ -72,7 +77,7 @@ export const DIY_PARALLEL_ENV = "PULUMI_DIY_BACKEND_PARALLEL";
  */
 export function serialisePostgresListing(env: NodeJS.ProcessEnv = process.env): boolean {
   const url = env.PULUMI_BACKEND_URL;
-  if (!url || !/^postgres(ql)?:\/\//.test(url) || (env[DIY_PARALLEL_ENV] ?? "") !== "") return false;
+  if (!url || !isPostgresUrl(url) || (env[DIY_PARALLEL_ENV] ?? "") !== "") return false;
   env[DIY_PARALLEL_ENV] = "1";
   return true;
 }

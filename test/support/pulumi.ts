@@ -115,13 +115,10 @@ export class TestStack {
       : ["pulumi", full];
     const t0 = Date.now();
     const r = await collect(cmd, cmdArgs, { cwd: this.cwd, env: { ...this.env, ...opts.env }, stdio: "pipe" });
-    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
     // Commands that print or take secrets are logged without them, like any operator log.
     const shown = full.map((a, i) => (i === opts.secretArg ? "[secret]" : a)).join(" ");
     const out = opts.secretStdout ? "[stdout withheld: it holds secrets]" : r.stdout;
-    appendFileSync(this.logFile, `$ pulumi ${shown}\n${out}\n${r.stderr}\n[exit ${r.code} in ${seconds} s]\n`, {
-      mode: 0o600,
-    });
+    this.log(`pulumi ${shown}`, { ...r, stdout: out }, t0);
     if (r.code !== 0 && !opts.allowFail) {
       throw new Error(`pulumi ${shown} exited ${r.code}:\n${out.slice(-4000)}\n${r.stderr.slice(-4000)}`);
     }
@@ -235,15 +232,16 @@ export class TestStack {
     const full = [join(REPO, `scripts/${name}.ts`), ...args, "--stack", stackName, "--config-file", this.configFile];
     const t0 = Date.now();
     const r = await collect("node", full, { cwd: REPO, env: { ...this.env, ...env }, stdio: "pipe" });
-    const seconds = ((Date.now() - t0) / 1000).toFixed(1);
-    appendFileSync(
-      this.logFile,
-      `$ ${name} ${args.join(" ")}\n${r.stdout}\n${r.stderr}\n[exit ${r.code} in ${seconds} s]\n`,
-      {
-        mode: 0o600,
-      },
-    );
+    this.log(`${name} ${args.join(" ")}`, r, t0);
     return r;
+  }
+
+  /** Appends a command, what it printed, its exit code and its time since `startedMs` to the stack's log. */
+  private log(command: string, r: RunResult, startedMs: number): void {
+    const seconds = ((Date.now() - startedMs) / 1000).toFixed(1);
+    appendFileSync(this.logFile, `$ ${command}\n${r.stdout}\n${r.stderr}\n[exit ${r.code} in ${seconds} s]\n`, {
+      mode: 0o600,
+    });
   }
 
   /** The environment this stack's commands run with (for commands a test starts itself). */

@@ -15,8 +15,7 @@ import {
 import { CSV_FIXTURES, GOOD_FIXTURES, hostileFixtures } from "../../../fixtures/csv/corpus.ts";
 import { oversizedCsv, usersCsv, writeOversizedCsv } from "../../../fixtures/csv/make-large.ts";
 
-const FIXTURES = CSV_FIXTURES;
-const fixture = (name: string): string => join(FIXTURES, name);
+const fixture = (name: string): string => join(CSV_FIXTURES, name);
 
 /** The CsvError thrown by `fn`, failing the test if it throws nothing or something else. */
 function csvError(fn: () => unknown): CsvError {
