@@ -64,12 +64,14 @@ export async function measureFloor(
   const floor = {
     ...measured,
     floor_s: round((measured.floor_s * n) / measuredUsers),
+    floor_safe_s: round((measured.floor_safe_s * n) / measuredUsers),
     measuredUsers,
     measuredS: measured.floor_s,
   };
   log(
     `N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight` +
-      (measuredUsers < n ? ` (${measured.floor_s} s measured on ${measuredUsers} users, scaled)` : ""),
+      (measuredUsers < n ? ` (${measured.floor_s} s measured on ${measuredUsers} users, scaled)` : "") +
+      `; safe floor (4 requests) ${floor.floor_safe_s} s`,
   );
   return floor;
 }

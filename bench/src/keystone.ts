@@ -188,6 +188,11 @@ export class RawKeystone {
     });
   }
 
+  /** The read back of the safe floor: the user as Keystone serves it (logins share its cache). */
+  async getUser(userId: string): Promise<void> {
+    await this.ok("GET", `/users/${userId}`, undefined);
+  }
+
   async deleteCredential(id: string): Promise<void> {
     await this.ok("DELETE", `/credentials/${id}`, undefined, [404]);
   }

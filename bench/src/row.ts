@@ -86,6 +86,11 @@ export function buildRow(m: Measured): Result {
     floor_requests: "PATCH /v3/users/{id} (MFA rules) + POST /v3/credentials per user",
     floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / floor.measuredUsers, 1),
     floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / floor.measuredUsers, 1),
+    floor_safe_s: floor.floor_safe_s,
+    floor_safe_requests:
+      "PATCH /v3/users/{id} + GET /v3/users/{id} (read back) + GET /v3/credentials?user_id&type=totp + POST /v3/credentials per user",
+    floor_safe_keystone_cpu_ms_per_user: round((floor.floor_safe_keystone_cpu_s * 1000) / floor.measuredUsers, 1),
+    floor_safe_client_cpu_ms_per_user: round((floor.floor_safe_client_cpu_s * 1000) / floor.measuredUsers, 1),
     state_backend: m.stateBackend,
     up_s: up.wall_s,
     // noop_* are the forced no-op (the engine runs: as in every row before the skip);
@@ -104,6 +109,7 @@ export function buildRow(m: Measured): Result {
     },
     preview_s: preview.wall_s,
     up_over_floor: round(up.wall_s / floor.floor_s),
+    up_over_floor_safe: round(up.wall_s / floor.floor_safe_s),
     cli_loop_s: cliLoopS,
     cli_loop_s_per_user: cli.s_per_user,
     cli_loop_sample: cli.sample,
