@@ -193,12 +193,53 @@ export function keystoneCpuOf(state: string): Map<number, number> {
     : Number.isInteger(master)
       ? cpuOfTree(master)
       : cpuOfMatching(/^keystone-default uWSGI/);
-  const db = /^connection = \S+\/(\w+)\s*$/m.exec(read(`${state}/keystone.conf`) ?? "")?.[1];
-  const pg = new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
+  const pg = keystoneBackends(state);
   const cache = memcachedOf(state);
   const cacheCpu = cache === undefined ? [] : [...cpuOfTree(cache)];
   for (const [pid, v] of [...uwsgi, ...cpuOfMatching(pg), ...cacheCpu]) out.set(pid, v);
   return out;
+}
+
+/** The command lines of the PostgreSQL backends serving Keystone's database (see keystoneCpuOf). */
+function keystoneBackends(state: string): RegExp {
+  const db = /^connection = \S+\/(\w+)\s*$/m.exec(read(`${state}/keystone.conf`) ?? "")?.[1];
+  return new RegExp(process.env.KT_BENCH_POSTGRES_PROCS ?? `^postgres: .*${db ?? "keystone_default"}( |$)`);
+}
+
+/** PostgreSQL's cluster pid file (Debian's 15/main, the one scripts/keystone.sh starts). */
+const POSTMASTER_PID = process.env.KT_BENCH_POSTMASTER_PID ?? "/var/run/postgresql/15-main.pid";
+
+/**
+ * CPU seconds so far of the PostgreSQL server outside Keystone's database: the postmaster, its
+ * live children (backends of every database, the WAL and background writers, autovacuum) and
+ * the children it has reaped (a backend of a Pulumi CLI's connection ends with the CLI, before
+ * the run's last sample: the postmaster's cutime and cstime still hold it), less Keystone's own
+ * live backends. What a PostgreSQL state backend costs the server shows here; with the file
+ * backend the same figure is the server's background. Undefined without a readable postmaster.
+ */
+export function postgresOutsideKeystoneCpu(
+  state: string,
+): { totalS: number; keystone: Map<number, number> } | undefined {
+  const master = Number((read(POSTMASTER_PID) ?? "").split("\n")[0]?.trim() || Number.NaN);
+  const st = Number.isInteger(master) ? read(`/proc/${master}/stat`) : undefined;
+  if (!st) return undefined;
+  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+  // utime, stime, cutime, cstime: fields 14 to 17 of /proc/<pid>/stat.
+  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  for (const p of pids()) {
+    const c = statOf(p);
+    if (c?.ppid === master) ticks += c.ticks;
+  }
+  return { totalS: ticks / TICK, keystone: cpuOfMatching(keystoneBackends(state)) };
+}
+
+/** CPU seconds of the PostgreSQL server outside Keystone's database between two samples. */
+export function postgresOutsideKeystoneDelta(
+  before: ReturnType<typeof postgresOutsideKeystoneCpu>,
+  after: ReturnType<typeof postgresOutsideKeystoneCpu>,
+): number | null {
+  if (!before || !after) return null;
+  return Math.round((after.totalS - before.totalS - cpuDelta(before.keystone, after.keystone)) * 100) / 100;
 }
 
 /**

@@ -59,6 +59,9 @@ export function cpuPerUser(r: RunResult, n: number) {
     ours: ms(ours),
     keystone_and_postgres: ms(r.keystoneCpuS),
     ours_over_keystone: r.keystoneCpuS > 0 ? round(ours / r.keystoneCpuS) : null,
+    // Not in either side above: the PostgreSQL server outside Keystone's database (a
+    // PostgreSQL state backend's writes; with the file backend, the server's background).
+    postgres_outside_keystone: r.postgresOtherCpuS === null ? null : ms(r.postgresOtherCpuS),
   };
 }
 
@@ -152,12 +155,14 @@ export function buildRow(m: Measured): Result {
       engine: up.cpu.engine,
       provider: up.cpu.provider,
       keystone_and_postgres: up.keystoneCpuS,
+      postgres_outside_keystone: up.postgresOtherCpuS,
     },
     noop_up_cpu_s: {
       program: noop.cpu.program,
       engine: noop.cpu.engine,
       provider: noop.cpu.provider,
       keystone_and_postgres: noop.keystoneCpuS,
+      postgres_outside_keystone: noop.postgresOtherCpuS,
     },
     up_machine_busy_fraction: up.machineBusy,
     up_progress: up.progress,

@@ -17,6 +17,8 @@ import {
   cpuDelta,
   keystoneCpuOf,
   machineCpu,
+  postgresOutsideKeystoneCpu,
+  postgresOutsideKeystoneDelta,
   type Role,
   type RoleStats,
   watchTree,
@@ -46,6 +48,11 @@ export interface RunResult {
   smtpConnections: number;
   smtpMessages: number;
   keystoneCpuS: number;
+  /**
+   * The PostgreSQL server's CPU outside Keystone's database meanwhile (procs.ts): where a
+   * PostgreSQL state backend's writes cost; the server's background with the file backend.
+   */
+  postgresOtherCpuS: number | null;
   machineBusy: number;
   /** Seconds from start at which 25/50/75/100 % of the resource creations had finished. */
   progress: { first_op_s: number | null; quartiles_s: (number | null)[] };
@@ -113,6 +120,7 @@ export function measureRun(stack: Stack, verb: string, extra: string[], ctx: Run
   ctx.proxy.reset();
   const smtp0 = { c: ctx.smtp.connections, m: ctx.smtp.messages };
   const ks0 = keystoneCpuOf(KEYSTONE_STATE);
+  const pg0 = postgresOutsideKeystoneCpu(KEYSTONE_STATE);
   const m0 = machineCpu();
   const logFile = join(REPO, ".local", "logs", `bench-${stack.name}.log`);
   mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
@@ -153,6 +161,7 @@ export function measureRun(stack: Stack, verb: string, extra: string[], ctx: Run
       const cpu = classCpu(watch.perProcess(), cpuLog, timesFile);
       rmSync(acct, { recursive: true, force: true });
       const ks1 = keystoneCpuOf(KEYSTONE_STATE);
+      const pg1 = postgresOutsideKeystoneCpu(KEYSTONE_STATE);
       const m1 = machineCpu();
       appendFileSync(
         logFile,
@@ -171,6 +180,7 @@ export function measureRun(stack: Stack, verb: string, extra: string[], ctx: Run
         smtpConnections: ctx.smtp.connections - smtp0.c,
         smtpMessages: ctx.smtp.messages - smtp0.m,
         keystoneCpuS: cpuDelta(ks0, ks1),
+        postgresOtherCpuS: postgresOutsideKeystoneDelta(pg0, pg1),
         machineBusy: round((m1.busyS - m0.busyS) / (m1.totalS - m0.totalS || 1), 2),
         progress: progress.result(ctx.expectedOps),
       });
