@@ -40,12 +40,15 @@ function read(path: string): string | undefined {
   }
 }
 
-/** ppid, utime + stime (ticks) from /proc/<pid>/stat; the command may contain spaces. */
-function statOf(pid: number): { ppid: number; ticks: number } | undefined {
+/**
+ * ppid, utime + stime, and cutime + cstime (the reaped children's, ticks) from
+ * /proc/<pid>/stat; the command may contain spaces.
+ */
+function statOf(pid: number): { ppid: number; ticks: number; childTicks: number } | undefined {
   const s = read(`/proc/${pid}/stat`);
   if (!s) return undefined;
   const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) };
 }
 
 function pids(): number[] {
@@ -221,11 +224,9 @@ export function postgresOutsideKeystoneCpu(
   state: string,
 ): { totalS: number; keystone: Map<number, number> } | undefined {
   const master = Number((read(POSTMASTER_PID) ?? "").split("\n")[0]?.trim() || Number.NaN);
-  const st = Number.isInteger(master) ? read(`/proc/${master}/stat`) : undefined;
+  const st = Number.isInteger(master) ? statOf(master) : undefined;
   if (!st) return undefined;
-  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-  // utime, stime, cutime, cstime: fields 14 to 17 of /proc/<pid>/stat.
-  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  let ticks = st.ticks + st.childTicks;
   for (const p of pids()) {
     const c = statOf(p);
     if (c?.ppid === master) ticks += c.ticks;

@@ -19,6 +19,7 @@ function targets(r: Result) {
   const n = r.n;
   const cpu = r.cpu_ms_per_user as CpuPerUser | undefined;
   const split = layoutOf(r) === "split";
+  const skipRatio = skipOverForced(r);
   const peak = Math.max(
     r.peak_rss_program_mb as number,
     r.peak_rss_provider_mb as number,
@@ -39,8 +40,7 @@ function targets(r: Result) {
     noop_up_within_5pct_of_floor:
       split && n >= NOOP_TARGET_N ? (r.noop_up_s as number) <= 0.05 * (r.floor_s as number) : null,
     // Issue 26: the no-op as operators get it (the skip), against the forced one of the same run.
-    noop_skip_within_5pct_of_forced:
-      n >= NOOP_TARGET_N && skipOverForced(r) != null ? (skipOverForced(r) as number) <= 0.05 : null,
+    noop_skip_within_5pct_of_forced: n >= NOOP_TARGET_N && skipRatio != null ? skipRatio <= 0.05 : null,
     noop_zero_writes_by_resources:
       ((r.noop_keystone_requests_by_agent as Record<string, { writes: number }> | undefined)?.["keystone-totp"]
         ?.writes ?? 0) === 0,
