@@ -40,6 +40,29 @@ export interface StackUpdateInfo {
   readonly updateInProgress: boolean;
 }
 
+/**
+ * The time of a stack's last update as `pulumi stack ls --json` prints it, read from the
+ * stack's own exported state instead: the DIY backends (file, PostgreSQL) report a stack's
+ * last update as its checkpoint's `manifest.time`, printed in UTC to the millisecond, which is
+ * what `Date#toISOString` gives. Reading it here saves listing every stack (reading every
+ * checkpoint) after each stack's run. Undefined when the state has no such time.
+ *
+ * A value that ever differed from the listing's would only make the next run run (the record
+ * would not match), never skip one.
+ *
+ * @param deployment - the `deployment` of an exported stack (`pulumi stack export`).
+ * @see {@link decide}, which compares it with {@link StackUpdateInfo.lastUpdate}
+ */
+export function lastUpdateOf(deployment: unknown): string | undefined {
+  if (typeof deployment !== "object" || deployment === null) return undefined;
+  const manifest = (deployment as { readonly manifest?: unknown }).manifest;
+  if (typeof manifest !== "object" || manifest === null) return undefined;
+  const time = (manifest as { readonly time?: unknown }).time;
+  if (typeof time !== "string") return undefined;
+  const ms = Date.parse(time);
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
+}
+
 /** Whether to run a stack, and why. */
 export type SkipDecision =
   | { readonly skip: true; readonly dueAt: string | undefined }

@@ -4,7 +4,7 @@
  * time the providers give is exactly where their own diff starts to change.
  */
 import { describe, expect, it } from "vitest";
-import { decide, recordAfterRun } from "../../../../operator/skip/check.ts";
+import { decide, lastUpdateOf, recordAfterRun } from "../../../../operator/skip/check.ts";
 import { runFingerprint } from "../../../../operator/skip/fingerprint.ts";
 import type { SkipRecord } from "../../../../operator/skip/record.ts";
 import { stateVerdict } from "../../../../operator/skip/state.ts";
@@ -75,6 +75,32 @@ describe("decide", () => {
     expect(decide(record, "f1", { ...info, updateInProgress: true }, at(DAY)).skip).toBe(false);
     expect(decide(record, "f1", undefined, at(DAY)).skip).toBe(false);
     expect(decide(record, "f1", info, at(30 * DAY))).toMatchObject({ reason: expect.stringMatching(/fell due/) });
+  });
+});
+
+describe("lastUpdateOf", () => {
+  it("gives the checkpoint's manifest time as `pulumi stack ls --json` prints it: UTC, to the millisecond", () => {
+    // The manifest keeps Go's nanoseconds and the writer's zone; the listing prints UTC with
+    // milliseconds, truncated (Go's formatting never rounds up).
+    expect(lastUpdateOf({ manifest: { time: "2026-12-07T03:40:01.123956789+01:00" } })).toBe(
+      "2026-12-07T02:40:01.123Z",
+    );
+    expect(lastUpdateOf({ manifest: { time: "2026-12-07T02:40:01Z" } })).toBe("2026-12-07T02:40:01.000Z");
+  });
+
+  it("has no time for a state without one: no record is then kept, so the next run runs", () => {
+    for (const d of [
+      undefined,
+      null,
+      "x",
+      {},
+      { manifest: {} },
+      { manifest: { time: 5 } },
+      { manifest: { time: "soon" } },
+    ]) {
+      expect(lastUpdateOf(d)).toBeUndefined();
+    }
+    expect(recordAfterRun("s", "f1", { resources: [] }, lastUpdateOf({ resources: [] }), T0).record).toBeUndefined();
   });
 });
 
