@@ -12,7 +12,6 @@ import {
   decide,
   fingerprintStacks,
   firstLine,
-  lastUpdateOf,
   recordAfterRun,
   type StackToCheck,
   type StackUpdateInfo,
@@ -131,7 +130,7 @@ export async function recordSuccess(stack: Stack, plan: SkipPlan, say: (line: st
     // stack's checkpoint, once per stack run (measured: ~12 s of CLI CPU per listing of 40
     // stacks of 250 users), which made a run of many stacks quadratic in their number.
     const state = await stack.exportStack();
-    const r = recordAfterRun(stack.name, fingerprint, state.deployment, lastUpdateOf(state.deployment), clockNow());
+    const r = recordAfterRun(stack.name, fingerprint, state.deployment, clockNow());
     if (r.record) await plan.store.write(r.record);
     else say(`${stack.name}: the next up runs too: ${r.pending}`);
   } catch (e) {

@@ -163,16 +163,17 @@ export function decide(
  * The record to keep after a successful `up`: undefined when some resource still has work
  * pending (the next `up` must run).
  *
- * @param deployment - the stack's state, exported right after the run.
+ * @param deployment - the stack's state, exported right after the run: what is pending, and
+ *   the last update the next check compares (see {@link lastUpdateOf}), both from it.
  */
 export function recordAfterRun(
   stack: string,
   fingerprint: string,
   deployment: unknown,
-  lastUpdate: string | undefined,
   now: Date,
 ): { record: SkipRecord | undefined; pending: string | undefined } {
   const v = stateVerdict(deployment, now);
+  const lastUpdate = lastUpdateOf(deployment);
   if (v.pending || !lastUpdate) return { record: undefined, pending: v.pending ?? "the backend has no update of it" };
   return {
     record: {

@@ -15,6 +15,8 @@ const T0 = new Date("2026-12-01T00:00:00Z");
 const DAY = 86_400_000;
 const at = (ms: number) => new Date(T0.getTime() + ms);
 const info = { lastUpdate: "2026-12-01T00:00:01Z", updateInProgress: false };
+/** The exported state's manifest, as the run that wrote it left it. */
+const manifest = { time: info.lastUpdate };
 const record: SkipRecord = {
   version: 1,
   stack: "s",
@@ -100,7 +102,7 @@ describe("lastUpdateOf", () => {
     ]) {
       expect(lastUpdateOf(d)).toBeUndefined();
     }
-    expect(recordAfterRun("s", "f1", { resources: [] }, lastUpdateOf({ resources: [] }), T0).record).toBeUndefined();
+    expect(recordAfterRun("s", "f1", { resources: [] }, T0).record).toBeUndefined();
   });
 });
 
@@ -108,8 +110,9 @@ describe("stateVerdict and recordAfterRun", () => {
   it("a delivered enrollment: nothing pending, due at its scheduled rotation", () => {
     const v = stateVerdict({ resources: [enrollmentState()] }, at(DAY));
     expect(v).toEqual({ pending: undefined, dueAt: at(30 * DAY) });
-    const r = recordAfterRun("s", "f1", { resources: [enrollmentState()] }, info.lastUpdate, at(DAY));
+    const r = recordAfterRun("s", "f1", { manifest, resources: [enrollmentState()] }, at(DAY));
     expect(r.record?.dueAt).toBe(at(30 * DAY).toISOString());
+    expect(r.record?.lastUpdate).toBe(new Date(info.lastUpdate).toISOString());
   });
 
   it("work pending leaves no record: unconfirmed delivery, earlier shape, open posture, unknown kind, killed run", () => {
@@ -122,7 +125,7 @@ describe("stateVerdict and recordAfterRun", () => {
       { resources: "not a list" },
     ];
     for (const d of cases) {
-      const r = recordAfterRun("s", "f1", d, info.lastUpdate, at(DAY));
+      const r = recordAfterRun("s", "f1", { manifest, ...d }, at(DAY));
       expect(r.record, JSON.stringify(d).slice(0, 120)).toBeUndefined();
       expect(r.pending).toBeTruthy();
     }
