@@ -12,6 +12,7 @@
  * this machine that no longer exists, or any process of a machine the operator names as down
  * (`hostIsDown`). A lock of a live process is never removed.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import type { StateBucket } from "./bucket.ts";
 
@@ -39,18 +40,42 @@ export interface Here {
   readonly alive: (pid: number) => boolean;
 }
 
+/**
+ * Whether process `pid` of this machine runs. A zombie does not: it has exited and only waits
+ * for its parent (or, once orphaned, init) to collect its status, and `kill(pid, 0)` still
+ * finds it. A runner killed with its process tree leaves the Pulumi CLI orphaned; where init
+ * reaps orphans late (seconds, in some containers) or never (a container whose first process
+ * does not reap), that zombie would keep its lock "live" for good. Linux says so in
+ * `/proc/<pid>/stat`; elsewhere the signal probe decides.
+ */
+export function processRuns(pid: number, procDir = "/proc"): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  let stat: string | undefined;
+  try {
+    stat = readFileSync(`${procDir}/${pid}/stat`, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // No such entry while /proc is mounted: no such process.
+    if (code === "ENOENT" && existsSync(`${procDir}/self/stat`)) return false;
+  }
+  if (stat !== undefined) {
+    // "<pid> (<command, which may hold spaces and parentheses>) <state> ...": the state follows the last ")".
+    const state = stat.slice(stat.lastIndexOf(")") + 1).trim()[0];
+    return state !== "Z" && state !== "X" && state !== "x";
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists, under another user.
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** This machine. */
 export const here: Here = {
   hostname: osHostname(),
-  alive: (pid) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (e) {
-      // EPERM: it exists, under another user.
-      return (e as NodeJS.ErrnoException).code === "EPERM";
-    }
-  },
+  alive: (pid) => processRuns(pid),
 };
 
 /** The locks of `project/stack`, with what each says of its owner. */

@@ -2,12 +2,19 @@
  * Which locks `unlock` removes, on a file bucket laid out as the Pulumi CLI lays out its locks:
  * only those whose owner is gone; never a live process's, never another machine's unless named.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { fileBackendDir, openBucket, redactedUrl, type StateBucket } from "../../../../operator/backend/bucket.ts";
-import { clearStaleLocks, type Here, lockVerdict, stackLocks } from "../../../../operator/backend/locks.ts";
+import {
+  clearStaleLocks,
+  type Here,
+  lockVerdict,
+  processRuns,
+  stackLocks,
+} from "../../../../operator/backend/locks.ts";
 
 const here: Here = { hostname: "runner-1", alive: (pid) => pid === 100 };
 const lockKey = (stack: string, id: string) => `.pulumi/locks/organization/keystone-totp/${stack}/${id}.json`;
@@ -72,5 +79,56 @@ describe("bucket URLs", () => {
     expect(fileBackendDir("file://~/state")).toMatch(/\/state$/);
     expect(redactedUrl("postgres://kt:s3cret-pw@db:5432/kt?sslmode=disable")).not.toContain("s3cret-pw");
     expect(openBucket("https://api.pulumi.com")).toBeUndefined();
+  });
+});
+
+describe("processRuns: whether a lock's owner on this machine still runs", () => {
+  it("a running process runs; one that exited and was collected does not", () => {
+    expect(processRuns(process.pid)).toBe(true);
+    const done = spawnSync("true");
+    expect(done.status).toBe(0);
+    expect(processRuns(done.pid ?? 0)).toBe(false);
+    expect(processRuns(0)).toBe(false);
+    expect(processRuns(-1)).toBe(false);
+  });
+
+  it("a zombie (exited, its status not yet collected: a killed runner's orphaned CLI) does not run", async () => {
+    // bash starts `sleep 0` and becomes `sleep 30`, which never collects its child: a real zombie.
+    const parent = spawn("bash", ["-c", "sleep 0 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const pid = await new Promise<number>((resolve) => parent.stdout.once("data", (d) => resolve(Number(String(d)))));
+      const t0 = Date.now();
+      const state = () => readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "")[0];
+      while (state() !== "Z" && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 20));
+      expect(state()).toBe("Z");
+      // The signal probe alone would call it alive, and keep its lock for good.
+      expect(() => process.kill(pid, 0)).not.toThrow();
+      expect(processRuns(pid)).toBe(false);
+    } finally {
+      parent.kill("SIGKILL");
+    }
+  });
+
+  it("reads the state after the command's last parenthesis; without /proc, asks the process", () => {
+    const proc = mkdtempSync(join(tmpdir(), "kt-proc-"));
+    try {
+      mkdirSync(join(proc, "self"));
+      writeFileSync(join(proc, "self", "stat"), "1 (node) R 0\n");
+      for (const [pid, line] of [
+        [41, "41 (odd) Z name) R 1 41 41\n"],
+        [42, "42 (odd) R name) Z 1 42 42\n"],
+      ] as const) {
+        mkdirSync(join(proc, String(pid)));
+        writeFileSync(join(proc, String(pid), "stat"), line);
+      }
+      expect(processRuns(41, proc)).toBe(true);
+      expect(processRuns(42, proc)).toBe(false);
+      // Mounted /proc without the entry: gone.
+      expect(processRuns(43, proc)).toBe(false);
+      // No /proc at all: the signal probe (this process exists).
+      expect(processRuns(process.pid, join(proc, "missing"))).toBe(true);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 });
