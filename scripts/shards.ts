@@ -232,17 +232,36 @@ async function readExisting(ws: LocalWorkspace, prefix: string): Promise<Existin
     const m = re.exec(s.name.split("/").pop() ?? "");
     if (!m) continue;
     const stack = stackName(prefix, Number(m[1]));
-    const cfg = await ws.getAllConfig(stack);
-    const raw = cfg[SHARD_KEY]?.value;
     let shard: Shard | undefined;
     try {
-      shard = parseShard(raw);
+      shard = parseShard(shardSettingOf(stack));
     } catch (e) {
       throw new ConfigError(`stack ${stack}: ${(e as Error).message}`);
     }
     byIndex.set(Number(m[1]), shard);
   }
   return { byIndex };
+}
+
+/**
+ * The stack's shard setting as its settings file holds it: a plain value, read from the file
+ * (as the skip check reads it) rather than by a `pulumi config` process per stack, each of which
+ * would derive the passphrase's key to decrypt settings this needs none of.
+ *
+ * @throws {ConfigError} `E_CONFIG` when the setting is there but not a plain string.
+ */
+function shardSettingOf(stack: string): string | undefined {
+  const doc = loadYaml(configTextOf(REPO, stack)) as { config?: Record<string, unknown> } | null;
+  const v = doc?.config?.[SHARD_KEY];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") {
+    throw new ConfigError(`stack ${stack}: ${SHARD_KEY} in ${stackFile(stack)} must be a plain string like 0/4`);
+  }
+  return v;
+}
+
+function sameShard(a: Shard | undefined, b: Shard): boolean {
+  return a !== undefined && a.index === b.index && a.count === b.count;
 }
 
 /**
@@ -453,8 +472,11 @@ async function main(argv: readonly string[]): Promise<number> {
         // Checked above, for the whole fleet at once: the run itself need not check again.
         const args = [...o.passthrough, ...(o.yes ? ["--yes"] : []), ...(job.verb === "up" ? ["--force"] : [])];
         if (job.shard && (isNew || !job.changesSetting)) {
-          // The stack has no users yet, or already has this setting: store it now.
-          await ws.setConfig(job.stack, SHARD_KEY, { value: formatShard(job.shard) });
+          // The stack has no users yet, or already has this setting: store it now, unless its
+          // file holds it already (every daily run: a `pulumi config set` per stack saved).
+          if (!sameShard(existing.byIndex.get(index), job.shard)) {
+            await ws.setConfig(job.stack, SHARD_KEY, { value: formatShard(job.shard) });
+          }
         } else if (job.shard) {
           args.push("--config-file", configWithShard(job.stack, job.shard, tmp));
         }

@@ -13,7 +13,7 @@ import { KeystoneClient } from "../lib/keystone/client.ts";
 import { now } from "../lib/util/clock.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { formatUnconfirmedDelivery } from "../operator/commands/delivery-unconfirmed.ts";
-import { openStack, readStackCsv, stackConfig } from "../operator/commands/engine.ts";
+import { allConfigOf, openStack, readStackCsv, stackConfig } from "../operator/commands/engine.ts";
 import { DEFAULT_STACK, defaultEngineOptions } from "../operator/commands/options.ts";
 import { formatRetireFailure } from "../operator/commands/retire-failed.ts";
 import { resolvePostureFlags } from "../operator/fleet/settings.ts";
@@ -133,7 +133,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const setting = await stackConfig(stack, engine);
   const { allowTotpOnlyLogin } = resolvePostureFlags((k) => setting(`keystone-totp:${k}`));
   if (o.keystone) {
-    const config = await stack.getAllConfig();
+    const config = await allConfigOf(stack);
     try {
       const client = new KeystoneClient(resolveKeystoneAuth({ config: (k) => config[k]?.value }));
       const index = await client.listAllTotpCredentials();

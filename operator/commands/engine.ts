@@ -7,7 +7,7 @@ import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, type
 import { dirname, join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { type ConfigMap, LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { load as loadYaml } from "js-yaml";
 import {
   ConfigError,
@@ -72,7 +72,7 @@ export async function openStack(
   const stack = await selectStack(name, programOptions, o.create ?? true);
   // Read once (each read runs the Pulumi CLI): the keys decide the local default, the values
   // (openstack:*) the one MFA login of the run, whose token reaches the engine and providers.
-  const all = o.configFile ? undefined : await stack.getAllConfig();
+  const all = o.configFile ? undefined : await allConfigOf(stack);
   const keys = all ? Object.keys(all) : await configKeys(stack, o.configFile);
   useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: keys });
   const config = all ? (key: string) => all[key]?.value : await stackConfig(stack, { configFile: o.configFile });
@@ -82,7 +82,7 @@ export async function openStack(
 
 /** Keys of the stack's configuration: from `configFile` when given (as the engine reads it). */
 async function configKeys(stack: Stack, configFile: string | undefined): Promise<string[]> {
-  if (!configFile) return Object.keys(await stack.getAllConfig());
+  if (!configFile) return Object.keys(await allConfigOf(stack));
   const doc = loadYaml(readFileSync(configFile, "utf8")) as { config?: Record<string, unknown> } | null;
   return Object.keys(doc?.config ?? {});
 }
@@ -103,6 +103,26 @@ async function selectStack(name: string, programOptions: () => ProgramOptions, c
   }
 }
 
+// Each read of a stack's config is a `pulumi config --show-secrets` process (with the
+// passphrase's key derivation): a `provision up` asked three times for the same settings.
+const CONFIG_OF = new WeakMap<Stack, Promise<ConfigMap>>();
+
+/**
+ * The stack's config, decrypted, read once per process and Stack: no command here changes a
+ * stack's settings after opening it (`shards` sets them through its own workspace, before the
+ * `provision` process that reads them starts).
+ */
+export function allConfigOf(stack: Stack): Promise<ConfigMap> {
+  let all = CONFIG_OF.get(stack);
+  if (!all) {
+    all = stack.getAllConfig();
+    CONFIG_OF.set(stack, all);
+    // A failed read is not kept: the next caller asks the CLI again.
+    all.catch(() => CONFIG_OF.delete(stack));
+  }
+  return all;
+}
+
 /**
  * The stack's config, read once: from --config-file (plain YAML; the Automation API cannot
  * read it) or the stack. Returns a reader of full keys (`keystone-totp:usersCsv`).
@@ -118,7 +138,7 @@ export async function stackConfig(
       return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
     };
   }
-  const all = await stack.getAllConfig();
+  const all = await allConfigOf(stack);
   return (key) => all[key]?.value;
 }
 
