@@ -8,27 +8,33 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDoctor } from "../../../../operator/doctor/run.ts";
-import { adminEnv, type KeystoneInstance, keystoneInstance, REPO } from "../../../support/keystone.ts";
+import { adminEnv, type KeystoneInstance, keystoneInstance, keystoneRelease, REPO } from "../../../support/keystone.ts";
 import { leakedIn } from "../../../support/secrets.ts";
 
 const run = promisify(execFile);
+/** The Keystone release under test (the compatibility suite runs this file on 27 and 30 too). */
+const RELEASE = keystoneRelease();
 /**
  * The instance's name and port (KEYSTONE_TOTP_NOTOTP_PORT; by default `auto`, its previous
  * port or a free one, so that a devstack or another checkout on the machine is no obstacle),
- * and its methods: no totp.
+ * and its methods: no totp. One per release, of that release: scripts/test.sh runs the
+ * compatibility suite beside the Keystone 22 suite, so the two may run this file at once.
  */
-const NAME = "nototp";
+const NAME = RELEASE === 22 ? "nototp" : `nototp_r${RELEASE}`;
 const PORT = process.env.KEYSTONE_TOTP_NOTOTP_PORT ?? "auto";
 const METHODS = "external,password,token";
-/** First start creates a database and bootstraps Keystone: about 40 s on 2 cores. */
-const START_TIMEOUT_MS = 180_000;
+/** First start creates a database and bootstraps Keystone: about 40 s on 2 cores, 90 s in a chroot. */
+const START_TIMEOUT_MS = 240_000;
 
 let inst: KeystoneInstance;
 
 beforeAll(async () => {
   await run(
     "bash",
-    [join(REPO, "scripts/keystone.sh"), "start", "--name", NAME, "--port", PORT, "--methods", METHODS],
+    [
+      join(REPO, "scripts/keystone.sh"),
+      ...["start", "--name", NAME, "--port", PORT, "--methods", METHODS, "--release", String(RELEASE)],
+    ],
     {
       timeout: START_TIMEOUT_MS,
     },
