@@ -23,13 +23,14 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ConfigMap, LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation/index.js";
-import { dump as dumpYaml, load as loadYaml } from "js-yaml";
+import { dump as dumpYaml } from "js-yaml";
 import { ConfigError, EXIT, UsageError } from "../lib/errors.ts";
 import { parseCommandLine, runCommand, wholeNumberOption } from "../operator/commands/cli.ts";
 import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts";
 import { loginOnceForRun } from "../operator/commands/mfa-login.ts";
 import { configTextOf, planSkips } from "../operator/commands/noop-skip.ts";
 import { MAX_PARALLEL } from "../operator/commands/options.ts";
+import { parseSettings, parseSettingsDoc, scalarSetting } from "../operator/commands/settings-file.ts";
 import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -251,8 +252,7 @@ async function readExisting(ws: LocalWorkspace, prefix: string): Promise<Existin
  * @throws {ConfigError} `E_CONFIG` when the setting is there but not a plain string.
  */
 function shardSettingOf(stack: string): string | undefined {
-  const doc = loadYaml(configTextOf(REPO, stack)) as { config?: Record<string, unknown> } | null;
-  const v = doc?.config?.[SHARD_KEY];
+  const v = parseSettings(configTextOf(REPO, stack), stackFile(stack))[SHARD_KEY];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "string") {
     throw new ConfigError(`stack ${stack}: ${SHARD_KEY} in ${stackFile(stack)} must be a plain string like 0/4`);
@@ -367,10 +367,9 @@ function configFor(base: ConfigMap, index: number): ConfigMap {
  */
 function configWithShard(stack: string, shard: Shard, dir: string): string {
   const file = stackFile(stack);
-  const doc = (existsSync(file) ? loadYaml(readFileSync(file, "utf8")) : {}) as {
-    config?: Record<string, unknown>;
-  } | null;
-  const next = { ...(doc ?? {}), config: { ...(doc?.config ?? {}), [SHARD_KEY]: formatShard(shard) } };
+  const doc = parseSettingsDoc(existsSync(file) ? readFileSync(file, "utf8") : "", file);
+  const config = (doc.config ?? {}) as Record<string, unknown>;
+  const next = { ...doc, config: { ...config, [SHARD_KEY]: formatShard(shard) } };
   const out = join(dir, `Pulumi.${stack}.yaml`);
   writeFileSync(out, dumpYaml(next), { mode: 0o600 });
   return out;
@@ -534,15 +533,11 @@ async function skipUnchanged(
     ws,
     candidates.map((j) => {
       const text = configTextOf(REPO, j.stack);
-      const own = (loadYaml(text) as { config?: Record<string, unknown> } | null)?.config ?? {};
+      const own = parseSettings(text, stackFile(j.stack));
       return {
         stack: j.stack,
         configText: text,
-        config: (k: string) => {
-          const v = own[k];
-          if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
-          return settings[k]?.value;
-        },
+        config: (k: string) => scalarSetting(own, k) ?? settings[k]?.value,
       };
     }),
     { projectDir: REPO, force: o.force, say },

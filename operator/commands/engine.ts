@@ -3,12 +3,11 @@
  * inline, the preflight before an `up`, running an engine verb with live progress and a
  * summary, and turning failures into exit codes.
  */
-import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStream } from "node:fs";
+import { chmodSync, createWriteStream, existsSync, mkdirSync, type WriteStream } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { type ConfigMap, LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
-import { load as loadYaml } from "js-yaml";
 import {
   ConfigError,
   codeInEngineText,
@@ -33,6 +32,7 @@ import { loginOnceForRun } from "./mfa-login.ts";
 import type { EngineOptions } from "./options.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
+import { readSettingsFile, scalarSetting } from "./settings-file.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Engine verbs. */
@@ -69,22 +69,20 @@ export async function openStack(
   programOptions: () => ProgramOptions,
   o: { readonly create?: boolean; readonly configFile?: string | undefined } = {},
 ): Promise<Stack> {
+  // A settings file Pulumi would refuse is refused here first, naming its line and column,
+  // before a stack is created or selected: bad input changes nothing.
+  const fromFile = o.configFile ? readSettingsFile(o.configFile) : undefined;
+  const own = join(REPO, `Pulumi.${name}.yaml`);
+  if (!o.configFile && existsSync(own)) readSettingsFile(own);
   const stack = await selectStack(name, programOptions, o.create ?? true);
   // Read once (each read runs the Pulumi CLI): the keys decide the local default, the values
   // (openstack:*) the one MFA login of the run, whose token reaches the engine and providers.
-  const all = o.configFile ? undefined : await allConfigOf(stack);
-  const keys = all ? Object.keys(all) : await configKeys(stack, o.configFile);
+  const all = fromFile ? undefined : await allConfigOf(stack);
+  const keys = Object.keys(all ?? fromFile ?? {});
   useLocalKeystoneWithNote("keystone-totp", { repo: REPO, configKeys: keys });
-  const config = all ? (key: string) => all[key]?.value : await stackConfig(stack, { configFile: o.configFile });
+  const config = (key: string) => (all ? all[key]?.value : scalarSetting(fromFile ?? {}, key));
   await loginOnceForRun("keystone-totp", { config });
   return stack;
-}
-
-/** Keys of the stack's configuration: from `configFile` when given (as the engine reads it). */
-async function configKeys(stack: Stack, configFile: string | undefined): Promise<string[]> {
-  if (!configFile) return Object.keys(await allConfigOf(stack));
-  const doc = loadYaml(readFileSync(configFile, "utf8")) as { config?: Record<string, unknown> } | null;
-  return Object.keys(doc?.config ?? {});
 }
 
 async function selectStack(name: string, programOptions: () => ProgramOptions, create: boolean): Promise<Stack> {
@@ -132,11 +130,8 @@ export async function stackConfig(
   o: Pick<EngineOptions, "configFile">,
 ): Promise<(key: string) => string | undefined> {
   if (o.configFile) {
-    const doc = loadYaml(readFileSync(o.configFile, "utf8")) as { config?: Record<string, unknown> } | null;
-    return (key) => {
-      const v = doc?.config?.[key];
-      return typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? String(v) : undefined;
-    };
+    const fromFile = readSettingsFile(o.configFile);
+    return (key) => scalarSetting(fromFile, key);
   }
   const all = await allConfigOf(stack);
   return (key) => all[key]?.value;
