@@ -20,6 +20,16 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="${PULUMI_DISABLE_AUTOMATIC_P
 
 mkdir -p "$KT_ROOT/.local"
 chmod 700 "$KT_ROOT/.local"
+# Node.js's on-disk cache of compiled modules (NODE_COMPILE_CACHE, Node 22.1 and later): each
+# command, and each provider process the engine starts, compiles the Pulumi SDK, gRPC and
+# protobuf again without it. With it, a forced no-op of 20 stacks took 17 % less time and the
+# provider processes 44 % less CPU (bench/README.md). It holds compiled module code, no data;
+# Node checks each entry against its source. NODE_COMPILE_CACHE=DIR puts it elsewhere,
+# NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+if [ -z "${NODE_COMPILE_CACHE:-}" ]; then
+  mkdir -p "$KT_ROOT/.local/cache/node-compile"
+  export NODE_COMPILE_CACHE="$KT_ROOT/.local/cache/node-compile"
+fi
 if [ -z "${PULUMI_BACKEND_URL:-}" ] && ! pulumi whoami >/dev/null 2>&1; then
   mkdir -p "$KT_ROOT/.local/state"
   export PULUMI_BACKEND_URL="file://$KT_ROOT/.local/state"

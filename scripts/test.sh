@@ -50,6 +50,12 @@ export KEYSTONE_TOTP_PASSWORD_HASH_ROUNDS=${KEYSTONE_TOTP_PASSWORD_HASH_ROUNDS-4
 
 mkdir -p .local/logs
 chmod 700 .local
+# The tests start thousands of Node.js processes (commands, provider processes): compiled
+# modules are cached on disk, as scripts/env.sh does for operators.
+if [ -z "${NODE_COMPILE_CACHE:-}" ]; then
+  mkdir -p .local/cache/node-compile
+  export NODE_COMPILE_CACHE="$PWD/.local/cache/node-compile"
+fi
 rm -f .local/test-secrets.txt .local/logs/*.log .local/logs/*.json .local/logs/phases.tsv .local/logs/summary.txt .local/logs/*.out
 
 # Only those tests when arguments are given (a developer's focused run); the whole matrix else.
