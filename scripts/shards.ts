@@ -30,7 +30,12 @@ import { useLocalKeystoneWithNote } from "../operator/commands/local-keystone.ts
 import { loginOnceForRun } from "../operator/commands/mfa-login.ts";
 import { configTextOf, planSkips } from "../operator/commands/noop-skip.ts";
 import { MAX_PARALLEL } from "../operator/commands/options.ts";
-import { parseSettings, parseSettingsDoc, scalarSetting } from "../operator/commands/settings-file.ts";
+import {
+  parseSettings,
+  parseSettingsDoc,
+  scalarSetting,
+  stackSettingsPath,
+} from "../operator/commands/settings-file.ts";
 import { formatShard, MAX_SHARDS, parseShard, type Shard } from "../operator/fleet/shard.ts";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -222,7 +227,7 @@ function indexOf(stack: string): number {
 }
 
 function stackFile(stack: string): string {
-  return join(REPO, `Pulumi.${stack}.yaml`);
+  return stackSettingsPath(REPO, stack);
 }
 
 async function readExisting(ws: LocalWorkspace, prefix: string): Promise<Existing> {
@@ -370,7 +375,7 @@ function configWithShard(stack: string, shard: Shard, dir: string): string {
   const doc = parseSettingsDoc(existsSync(file) ? readFileSync(file, "utf8") : "", file);
   const config = (doc.config ?? {}) as Record<string, unknown>;
   const next = { ...doc, config: { ...config, [SHARD_KEY]: formatShard(shard) } };
-  const out = join(dir, `Pulumi.${stack}.yaml`);
+  const out = stackSettingsPath(dir, stack);
   writeFileSync(out, dumpYaml(next), { mode: 0o600 });
   return out;
 }

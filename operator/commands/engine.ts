@@ -32,7 +32,7 @@ import { loginOnceForRun } from "./mfa-login.ts";
 import type { EngineOptions } from "./options.ts";
 import { formatSummary, Progress, type RunSummary } from "./progress.ts";
 import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retireFailuresOf } from "./retire-failed.ts";
-import { readSettingsFile, scalarSetting } from "./settings-file.ts";
+import { readSettingsFile, scalarSetting, stackSettingsPath } from "./settings-file.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Engine verbs. */
@@ -72,7 +72,7 @@ export async function openStack(
   // A settings file Pulumi would refuse is refused here first, naming its line and column,
   // before a stack is created or selected: bad input changes nothing.
   const fromFile = o.configFile ? readSettingsFile(o.configFile) : undefined;
-  const own = join(REPO, `Pulumi.${name}.yaml`);
+  const own = stackSettingsPath(REPO, name);
   if (!o.configFile && existsSync(own)) readSettingsFile(own);
   const stack = await selectStack(name, programOptions, o.create ?? true);
   // Read once (each read runs the Pulumi CLI): the keys decide the local default, the values

@@ -4,7 +4,6 @@
  * write it after a successful one. The rules are in operator/skip/.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Stack, Workspace } from "@pulumi/pulumi/automation/index.js";
 import { now as clockNow } from "../../lib/util/clock.ts";
 import { isOn } from "../../lib/util/flag.ts";
@@ -17,6 +16,7 @@ import {
   type StackUpdateInfo,
 } from "../skip/check.ts";
 import { type SkipRecordStore, skipRecordStore } from "../skip/record.ts";
+import { stackSettingsPath } from "./settings-file.ts";
 
 /**
  * Turns the skip off altogether (`1`): nothing is checked before a run and no record is kept
@@ -31,7 +31,7 @@ export function skipDisabledByEnv(env: NodeJS.ProcessEnv = process.env): boolean
 
 /** The settings text of a stack as stored in the project (`Pulumi.<stack>.yaml`), or of `configFile`. */
 export function configTextOf(projectDir: string, stack: string, configFile?: string): string {
-  const file = configFile ?? join(projectDir, `Pulumi.${stack}.yaml`);
+  const file = configFile ?? stackSettingsPath(projectDir, stack);
   return existsSync(file) ? readFileSync(file, "utf8") : "";
 }
 

@@ -5,11 +5,20 @@
  * before any stack is created or selected.
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { load as loadYaml, type YAMLException } from "js-yaml";
 import { ConfigError } from "../../lib/errors.ts";
 
 /** Text with no YAML document in it: blank lines and comments only. */
 const COMMENTS_ONLY = /^(?:\s*(?:#[^\n]*)?(?:\n|$))*$/;
+
+/**
+ * Where Pulumi keeps a stack's settings in a project folder (`Pulumi.<stack>.yaml`): the file
+ * `pulumi config set` writes, and the one read when no `--config-file` is given.
+ */
+export function stackSettingsPath(dir: string, stack: string): string {
+  return join(dir, `Pulumi.${stack}.yaml`);
+}
 
 /** A settings file's `config:` mapping: full keys (`keystone-totp:usersCsv`) to values as written. */
 export type SettingsConfig = Readonly<Record<string, unknown>>;
