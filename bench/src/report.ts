@@ -30,7 +30,7 @@ function targets(r: Result) {
     stacks: shardsOf(r),
     layout: layoutOf(r),
     up_within_1_5x_floor: split && n === TARGET_N ? (r.up_over_floor as number) <= 1.5 : null,
-    // The same against the safe floor (four requests per user), rows that measured it.
+    // The same against the safe floor (five requests and a pause per user), rows that measured it.
     up_within_1_5x_safe_floor:
       split && n === TARGET_N && r.up_over_floor_safe != null ? (r.up_over_floor_safe as number) <= 1.5 : null,
     cli_loop_20x_slower:

@@ -213,6 +213,11 @@ export class KeystoneSession {
     return this.opts.sleep(ms);
   }
 
+  /** This session's clock, ms since the epoch (the `now` option: a test seam). */
+  clock(): number {
+    return this.opts.now();
+  }
+
   /** Closes this session's idle connections. */
   close(): void {
     this.opts.transport.close();

@@ -10,13 +10,19 @@ import { sortedKeys } from "../util/props.ts";
 import { asRecord, type KeystoneSession, truncatedError } from "./session.ts";
 
 /**
- * Times a user's MFA write is sent before Keystone is taken to keep serving the earlier options
- * (see {@link writeUserMfa}). One rewrite cleared every stale copy in the experiments on
- * Keystone 30 with memcached (40 of 40 writes, 4 readers racing each).
+ * Rounds of a user's MFA write (each sends it twice, then reads the user back) before Keystone
+ * is taken to keep serving the earlier options (see {@link writeUserMfa}).
  */
 export const MFA_WRITE_ATTEMPTS = 4;
-/** Pause before a rewrite, ms, doubled each time: reads that raced the last write finish first. */
-export const MFA_REWRITE_PAUSE_MS = 100;
+/**
+ * Least pause between the two sendings of one round, ms; the pause is as long as the first
+ * sending took when that is longer (up to {@link MFA_SETTLE_MAX_MS}): a read of the user that
+ * began before the first sending was applied finishes meanwhile, before the second drops what
+ * it cached.
+ */
+export const MFA_SETTLE_MIN_MS = 100;
+/** Most pause between the two sendings of one round, ms. */
+export const MFA_SETTLE_MAX_MS = 2_000;
 
 /** A Keystone user, as far as keystone-totp cares. */
 export interface KeystoneUser {
@@ -131,22 +137,27 @@ export interface UserMfaWrite {
 
 /**
  * Writes a user's MFA options and keystone-totp's marker in ONE request, so that no crash can
- * leave the tool's rules without the record of what they replaced (see mfa/posture.ts), then
- * reads the user back until Keystone serves what was written.
+ * leave the tool's rules without the record of what they replaced (see mfa/posture.ts); sends
+ * that request again after a pause; then reads the user back until Keystone serves what was
+ * written.
  *
- * Why the read: Keystone drops its cached copy of the user BEFORE it writes (identity
- * `update_user`, releases 22 to 30 alike), so a read of that user landing in between (the user's
- * own login or token validation, any admin) caches the earlier options again, and every login
- * is then checked against that copy for `[identity] cache_time` (600 s by default): rules just
- * written would not hold, and a TOTP credential created next would open a login by code alone.
- * The same write sent again clears such a copy for good: a read racing it can only find the new
- * options in the database. Without a cache the first read back always agrees.
+ * Why twice: Keystone drops its cached copy of the user BEFORE it writes (identity
+ * `update_user`, releases 22 to 30 alike), so a read of that user that reached the database
+ * before the write was applied (the user's own login or token validation, any admin) caches the
+ * earlier options again, and every login is then checked against that copy for
+ * `[identity] cache_time` (600 s by default): rules just written would not hold, and a TOTP
+ * credential created next would open a login by code alone. A read back cannot see a copy put
+ * there AFTER it (seen once in six raced writes under load, test/integration/lib/keystone/
+ * cache.test.ts). The second sending, after {@link MFA_SETTLE_MIN_MS} or as long as the first
+ * took, drops any copy such a read left; reads it races can only find the new options in the
+ * database. What is left is a read that began before the first sending was applied and stores
+ * its copy only after the second: docs/security.md says what closes that too.
  *
  * @returns the user as Keystone serves it after the write (the write's answer if the user was
  *   deleted meanwhile).
  * @throws {KeystoneError} `E_KEYSTONE_FORBIDDEN` when the identity backend refuses user
  *   writes (LDAP) or the account may not make them; `E_KEYSTONE_STALE` when Keystone still
- *   serves other options after {@link MFA_WRITE_ATTEMPTS} writes (nothing else is written then:
+ *   serves other options after {@link MFA_WRITE_ATTEMPTS} rounds (nothing else is written then:
  *   the caller creates no credential on top).
  */
 export async function writeUserMfa(
@@ -163,6 +174,10 @@ export async function writeUserMfa(
     },
   };
   for (let attempt = 1; ; attempt++) {
+    const started = s.clock();
+    await s.call("PATCH", path, { json: body, retry: true });
+    const took = s.clock() - started;
+    await s.pause(Math.min(MFA_SETTLE_MAX_MS, Math.max(MFA_SETTLE_MIN_MS * 2 ** (attempt - 1), took)));
     const res = await s.call("PATCH", path, { json: body, retry: true });
     const seen = await getUser(s, id);
     if (!seen) return toUser(asRecord(res.body).user);
@@ -171,14 +186,13 @@ export async function writeUserMfa(
       throw new KeystoneError(
         "E_KEYSTONE_STALE",
         { method: "PATCH", path: `/v3${path}`, status: res.status, attempts: attempt },
-        `Keystone still answers with the user's earlier MFA options after ${attempt} writes of the ` +
+        `Keystone still answers with the user's earlier MFA options after ${attempt * 2} writes of the ` +
           "new ones: its identity cache keeps a copy from before the write, and logins are checked against it " +
           "(or its identity backend does not store the options or the keystone_totp attribute). Nothing else " +
           "was written for this user; run again in a few minutes, and if it persists check that every Keystone " +
           "node uses the same [cache] memcache_servers.",
       );
     }
-    await s.pause(MFA_REWRITE_PAUSE_MS * 2 ** (attempt - 1));
   }
 }
 

@@ -5,7 +5,8 @@
  *
  *   stage / enforce  PATCH /v3/users/{id}  options + `keystone_totp` marker, ONE request,
  *                    before the first TOTP credential exists (stage) or after delivery (enforce),
- *                    then GET /v3/users/{id} until Keystone serves them (users.writeUserMfa)
+ *                    sent twice a settling pause apart, then GET /v3/users/{id} until Keystone
+ *                    serves them (users.writeUserMfa)
  *   release          GET /v3/users/{id}, then PATCH the options recorded in the marker back
  *                    and clear the marker (read back the same way); only after the user's
  *                    credentials are gone

@@ -175,9 +175,10 @@ describe("faults during up, through the real engine", () => {
     expect(unanswered).toBe(0);
     expect(seen.filter((e) => e.status !== undefined && e.status >= 500 && e.fault === undefined)).toEqual([]);
     // A call on one user or credential, and each list, succeeded exactly as often as the work
-    // needs (once; a new user's PATCH twice: the staged rules, then the enforced ones; a user's
-    // GET once per PATCH, which is read back, and once more for a removed user, whose options are
-    // read before they are given back), so every other attempt on it was the one retry of one fault.
+    // needs (once; a user's options are written once, a new user's twice: the staged rules, then
+    // the enforced ones; each write is one PATCH sent twice and one GET that reads it back; a
+    // removed user's GET once more, whose options are read before they are given back), so every
+    // other attempt on it was the one retry of one fault.
     const addedIds = new Set(added.map((p) => p.user.id));
     const removedIds = new Set(removed.map((p) => p.user.id));
     const perCall = new Map<string, { faults: number; answered: number }>();
@@ -189,12 +190,12 @@ describe("faults during up, through the real engine", () => {
       else n.faults++;
       perCall.set(e.request, n);
     }
-    const patches = (id: string) => (addedIds.has(id) ? 2 : 1);
+    const writes = (id: string) => (addedIds.has(id) ? 2 : 1);
     const needed = (call: string) => {
-      if (call.startsWith("PATCH /v3/users/")) return patches(call.slice("PATCH /v3/users/".length));
+      if (call.startsWith("PATCH /v3/users/")) return 2 * writes(call.slice("PATCH /v3/users/".length));
       if (!call.startsWith("GET /v3/users/")) return 1;
       const id = call.slice("GET /v3/users/".length);
-      return patches(id) + (removedIds.has(id) ? 1 : 0);
+      return writes(id) + (removedIds.has(id) ? 1 : 0);
     };
     const answered = [...perCall].map(([call, n]) => [call, n.answered]);
     expect(answered).toEqual([...perCall.keys()].map((call) => [call, needed(call)]));

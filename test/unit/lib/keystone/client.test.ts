@@ -8,6 +8,7 @@ import { KeystoneError } from "../../../../lib/errors.ts";
 import type { KeystoneAuth } from "../../../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
 import { type HttpRequest, type HttpResponse, type Transport, TransportError } from "../../../../lib/keystone/http.ts";
+import { MFA_SETTLE_MAX_MS, MFA_SETTLE_MIN_MS } from "../../../../lib/keystone/users.ts";
 
 const auth: KeystoneAuth = {
   authUrl: "http://keystone.test/v3",
@@ -562,48 +563,96 @@ describe("KeystoneClient.writeUserMfa against a Keystone whose cache can keep th
   const written = user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: RULES }, MARK);
   const before = user({});
 
-  it("reads the user back once when Keystone serves what was written", async () => {
-    const k = fakeKeystone([ok(200, written), ok(200, written)]);
-    const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+  it("sends the write twice, a pause apart, and reads the user back once when Keystone serves it", async () => {
+    const sleeps: number[] = [];
+    const k = fakeKeystone([ok(200, written), ok(200, written), ok(200, written)]);
+    const u = await client(k.transport, sleeps).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
     expect(u.options.multi_factor_auth_rules).toEqual(RULES);
-    expect(k.log.filter((r) => !r.url.includes("/auth/")).map((r) => r.method)).toEqual(["PATCH", "GET"]);
+    const sent = k.log.filter((r) => !r.url.includes("/auth/"));
+    expect(sent.map((r) => r.method)).toEqual(["PATCH", "PATCH", "GET"]);
+    expect(new Set(sent.filter((r) => r.method === "PATCH").map((r) => JSON.stringify(r.json))).size).toBe(1);
+    // A read that reached the database before the first write has the pause to store its copy,
+    // which the second write then drops.
+    expect(sleeps).toEqual([MFA_SETTLE_MIN_MS]);
   });
 
-  it("writes again, after a pause, while Keystone serves the earlier options, and returns once it serves the new", async () => {
+  it("pauses as long as the first write took when that is longer, up to the most", async () => {
+    /** The pause of one write whose PATCHes each take `latencyMs` on the session's clock. */
+    const pauseAfter = async (latencyMs: number) => {
+      let now = 0;
+      const sleeps: number[] = [];
+      const k = fakeKeystone([ok(200, written), ok(200, written), ok(200, written)]);
+      const c = new KeystoneClient(auth, {
+        transport: {
+          send: async (req) => {
+            if (req.method === "PATCH") now += latencyMs;
+            return k.transport.send(req);
+          },
+          close: () => k.transport.close(),
+        },
+        sleep: async (ms) => {
+          sleeps.push(ms);
+        },
+        now: () => now,
+        random: () => 0.5,
+      });
+      await c.writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+      return sleeps;
+    };
+    expect(await pauseAfter(700)).toEqual([700]);
+    expect(await pauseAfter(5_000)).toEqual([MFA_SETTLE_MAX_MS]);
+  });
+
+  it("writes again while Keystone serves the earlier options, and returns once it serves the new", async () => {
     const sleeps: number[] = [];
     // The second read is a copy with the rules and without the marker: a read that landed mid-write.
     const k = fakeKeystone([
       ok(200, written),
+      ok(200, written),
       ok(200, before),
       ok(200, written),
+      ok(200, written),
       ok(200, user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: RULES })),
+      ok(200, written),
       ok(200, written),
       ok(200, written),
     ]);
     await client(k.transport, sleeps).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
     const sent = k.log.filter((r) => !r.url.includes("/auth/"));
-    expect(sent.map((r) => r.method)).toEqual(["PATCH", "GET", "PATCH", "GET", "PATCH", "GET"]);
+    expect(sent.map((r) => r.method)).toEqual([
+      "PATCH",
+      "PATCH",
+      "GET",
+      "PATCH",
+      "PATCH",
+      "GET",
+      "PATCH",
+      "PATCH",
+      "GET",
+    ]);
     // Every write carries the same options and marker.
     expect(new Set(sent.filter((r) => r.method === "PATCH").map((r) => JSON.stringify(r.json))).size).toBe(1);
-    expect(sleeps).toEqual([100, 200]);
+    expect(sleeps).toEqual([MFA_SETTLE_MIN_MS, 2 * MFA_SETTLE_MIN_MS, 4 * MFA_SETTLE_MIN_MS]);
   });
 
   it("takes rules in another order, and a removal served as an absent option, as what was written", async () => {
     const k = fakeKeystone([
       ok(200, before),
+      ok(200, before),
       ok(200, user({ multi_factor_auth_enabled: true, multi_factor_auth_rules: [["totp", "password"], ["external"]] })),
+      ok(200, before),
       ok(200, before),
       ok(200, before),
     ]);
     const c = client(k.transport);
     await c.writeUserMfa("u1", { enabled: true, rules: [["external"], ["password", "totp"]] }, null);
     await c.writeUserMfa("u1", { enabled: null, rules: null }, null);
-    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(2);
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(4);
   });
 
-  it("gives up with E_KEYSTONE_STALE after four writes that Keystone keeps answering with the earlier options", async () => {
+  it("gives up with E_KEYSTONE_STALE after four rounds that Keystone keeps answering with the earlier options", async () => {
     const script: Handler[] = [];
-    for (let i = 0; i < 4; i++) script.push(ok(200, written), ok(200, before));
+    for (let i = 0; i < 4; i++) script.push(ok(200, written), ok(200, written), ok(200, before));
     const k = fakeKeystone(script);
     const e = await client(k.transport)
       .writeUserMfa("u1", { enabled: true, rules: RULES }, MARK)
@@ -614,15 +663,15 @@ describe("KeystoneClient.writeUserMfa against a Keystone whose cache can keep th
     expect(e).toBeInstanceOf(KeystoneError);
     expect((e as KeystoneError).code).toBe("E_KEYSTONE_STALE");
     expect((e as KeystoneError).message).toMatch(
-      /PATCH \/v3\/users\/u1 .*after 4 attempts.*earlier MFA options after 4 writes/,
+      /PATCH \/v3\/users\/u1 .*after 4 attempts.*earlier MFA options after 8 writes/,
     );
-    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(4);
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(8);
   });
 
   it("a user deleted meanwhile: the write's answer, no further write", async () => {
-    const k = fakeKeystone([ok(200, written), ok(404, { error: { message: "not found" } })]);
+    const k = fakeKeystone([ok(200, written), ok(200, written), ok(404, { error: { message: "not found" } })]);
     const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
     expect(u.id).toBe("u1");
-    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(1);
+    expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(2);
   });
 });
