@@ -14,8 +14,13 @@
 #                   through the engine with a lost answer, rotation and refresh; on 30 also
 #                   onboarding, rerun, posture, enforcement, crash leftovers and resends)
 #                   against trixie's Keystone 27 and sid's Keystone 30, each in a chroot built
-#                   from Debian's packages (built once per machine, in the background while
-#                   phase 2 runs; see docs/releases.md)
+#                   from Debian's packages (built once per machine, in the background; see
+#                   docs/releases.md). They run BESIDE phase 2, one release after the other,
+#                   each on instances of its own: phase 2 keeps one of the two cores busy about
+#                   60 % of its time, and the two lanes share nothing but PostgreSQL (each
+#                   Keystone has its own database, each test stack its own backend folder; the
+#                   instances a test file starts are named per release). Their output is kept
+#                   in .local/logs/compat-lane.out and printed after phase 2's.
 #
 # and finally scans the whole test output and logs for any secret the tests handled, and
 # prints per phase what passed and its time, then the totals as one line.
@@ -120,7 +125,7 @@ phase() {
   log "phase $label: vitest run $*"
   set +e
   vitest run --reporter=default --reporter=json --outputFile.json=".local/logs/$label.json" "$@" 2>&1 |
-    tee -a .local/logs/test-output.log
+    tee -a ".local/logs/${OUTPUT_LOG:-test-output.log}"
   rc=${PIPESTATUS[0]}
   set -e
   printf '%s\t%s\t%s\n' "$label" "$((SECONDS - t0))" "$rc" >>.local/logs/phases.tsv
@@ -128,40 +133,59 @@ phase() {
   return "$rc"
 }
 
+# The compatibility lane: each release's chroot (waiting for the background build: `prepare`
+# takes the chroot's lock, and returns at once when it is built), its Keystone, its suite.
+# A failure on one release does not hide what the next one does.
+compat_lane() {
+  local r rc=0
+  export OUTPUT_LOG=test-output-compat.log
+  for r in $RELEASES; do
+    if ! bash scripts/keystone.sh prepare --release "$r" >>".local/logs/prepare-$r.out" 2>&1; then
+      log "building the Keystone $r chroot failed: see .local/logs/prepare-$r.out"
+      cat ".local/logs/prepare-$r.out" >&2 || true
+      rc=1
+      continue
+    fi
+    bash scripts/keystone.sh start --name "r$r" --release "$r" || { rc=1; continue; }
+    KEYSTONE_TOTP_TEST_INSTANCE="r$r" KEYSTONE_TOTP_COMPAT_RELEASE="$r" phase "keystone-$r" --project compat || rc=1
+    bash scripts/keystone.sh stop --name "r$r" || rc=1
+  done
+  return "$rc"
+}
+
 if (($# > 0)); then
   # A file matches its own project and, when in the compatibility suite, "compat" too: run it once.
   if [[ " $* " == *" --project"* ]]; then phase selected "$@" || status=1
   else phase selected --project unit --project integration --project e2e "$@" || status=1; fi
+  # A developer's focused run asks for releases explicitly (KEYSTONE_TOTP_RELEASES): after it.
+  if [ -n "$RELEASES" ]; then compat_lane || status=1; fi
 else
   # Unit tests first: a failure there shows in seconds, and stops the run before the slow part.
   if ! phase unit --project unit; then
     status=1
     unit_ok=0
     log "unit tests failed: the Keystone suites are not run"
+    if [ -n "$RELEASES" ]; then
+      log "the compatibility suites (releases $RELEASES) are not run: the unit tests failed"
+      kill "${PREPARE_PID[all]}" 2>/dev/null || true
+    fi
   else
+    compat_pid=""
+    if [ -n "$RELEASES" ]; then
+      log "compatibility lane (releases $RELEASES) beside phase keystone-22: output in .local/logs/compat-lane.out"
+      compat_lane >.local/logs/compat-lane.out 2>&1 &
+      compat_pid=$!
+    fi
     phase keystone-22 --project integration --project e2e || status=1
+    if [ -n "$compat_pid" ]; then
+      log "waiting for the compatibility lane"
+      wait "$compat_pid" || status=1
+      cat .local/logs/compat-lane.out
+    fi
   fi
 fi
-
-# A failure on 22 does not hide what the other releases do: they run whenever the unit tests passed.
-if [ -n "$RELEASES" ] && ((unit_ok == 1)); then
-  log "waiting for the Keystone chroots"
-  if ! wait "${PREPARE_PID[all]}"; then
-    status=1
-    log "building a Keystone chroot failed: see .local/logs/prepare-*.out"
-    cat .local/logs/prepare-*.out >&2 || true
-  else
-    bash scripts/keystone.sh stop --name default
-    for r in $RELEASES; do
-      bash scripts/keystone.sh start --name "r$r" --release "$r"
-      KEYSTONE_TOTP_TEST_INSTANCE="r$r" KEYSTONE_TOTP_COMPAT_RELEASE="$r" phase "keystone-$r" --project compat || status=1
-      bash scripts/keystone.sh stop --name "r$r"
-    done
-  fi
-elif [ -n "$RELEASES" ]; then
-  log "the compatibility suites (releases $RELEASES) are not run: the unit tests failed"
-  kill "${PREPARE_PID[all]}" 2>/dev/null || true
-fi
+# The background build's own outcome: a failed build already failed the lane that needed it.
+if [ -n "$RELEASES" ] && ((unit_ok == 1)) && (($# == 0)); then wait "${PREPARE_PID[all]}" || true; fi
 
 log "scanning test output and logs for secrets"
 node scripts/scan-secrets.ts .local/test-secrets.txt .local/logs || status=1

@@ -17,8 +17,8 @@ const RELEASE = keystoneRelease();
 /**
  * The instance's name and port (KEYSTONE_TOTP_NOTOTP_PORT; by default `auto`, its previous
  * port or a free one, so that a devstack or another checkout on the machine is no obstacle),
- * and its methods: no totp. One per release, of that release: the compatibility suite checks
- * the doctor against a 27 and a 30 without TOTP, and no two suites share the instance.
+ * and its methods: no totp. One per release, of that release: scripts/test.sh runs the
+ * compatibility suite beside the Keystone 22 suite, so the two may run this file at once.
  */
 const NAME = RELEASE === 22 ? "nototp" : `nototp_r${RELEASE}`;
 const PORT = process.env.KEYSTONE_TOTP_NOTOTP_PORT ?? "auto";
