@@ -71,7 +71,7 @@ export async function measureFloor(
   log(
     `N=${n}: floor ${floor.floor_s} s at ${floor.floor_concurrency} in flight` +
       (measuredUsers < n ? ` (${measured.floor_s} s measured on ${measuredUsers} users, scaled)` : "") +
-      `; safe floor (5 requests, 1 pause) ${floor.floor_safe_s} s`,
+      `; safe floor (5 requests, 1 pause) ${floor.floor_safe_s} s at ${floor.floor_safe_concurrency} in flight`,
   );
   return floor;
 }

@@ -90,6 +90,7 @@ export function buildRow(m: Measured): Result {
     floor_keystone_cpu_ms_per_user: round((floor.floor_keystone_cpu_s * 1000) / floor.measuredUsers, 1),
     floor_client_cpu_ms_per_user: round((floor.floor_client_cpu_s * 1000) / floor.measuredUsers, 1),
     floor_safe_s: floor.floor_safe_s,
+    floor_safe_concurrency: floor.floor_safe_concurrency,
     floor_safe_requests:
       "PATCH /v3/users/{id}, settling pause, PATCH again + GET /v3/users/{id} (read back) + GET /v3/credentials?user_id&type=totp + POST /v3/credentials per user",
     floor_safe_keystone_cpu_ms_per_user: round((floor.floor_safe_keystone_cpu_s * 1000) / floor.measuredUsers, 1),

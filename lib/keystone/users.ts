@@ -175,10 +175,11 @@ export async function writeUserMfa(
   };
   for (let attempt = 1; ; attempt++) {
     const started = s.clock();
-    await s.call("PATCH", path, { json: body, retry: true });
+    const first = await s.call("PATCH", path, { json: body, retry: true });
     const took = s.clock() - started;
     await s.pause(Math.min(MFA_SETTLE_MAX_MS, Math.max(MFA_SETTLE_MIN_MS * 2 ** (attempt - 1), took)));
-    const res = await s.call("PATCH", path, { json: body, retry: true });
+    const res = await s.call("PATCH", path, { json: body, retry: true, accept: [404] });
+    if (res.status === 404) return toUser(asRecord(first.body).user);
     const seen = await getUser(s, id);
     if (!seen) return toUser(asRecord(res.body).user);
     if (servesMfa(seen, options, marker)) return seen;

@@ -668,6 +668,13 @@ describe("KeystoneClient.writeUserMfa against a Keystone whose cache can keep th
     expect(k.log.filter((r) => r.method === "PATCH")).toHaveLength(8);
   });
 
+  it("a user deleted between the two sendings: the first one's answer, nothing more sent", async () => {
+    const k = fakeKeystone([ok(200, written), ok(404, { error: { message: "not found" } })]);
+    const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
+    expect(u.id).toBe("u1");
+    expect(k.log.filter((r) => !r.url.includes("/auth/")).map((r) => r.method)).toEqual(["PATCH", "PATCH"]);
+  });
+
   it("a user deleted meanwhile: the write's answer, no further write", async () => {
     const k = fakeKeystone([ok(200, written), ok(200, written), ok(404, { error: { message: "not found" } })]);
     const u = await client(k.transport).writeUserMfa("u1", { enabled: true, rules: RULES }, MARK);
