@@ -2,11 +2,13 @@
  * After `npm run demo`, the next operator commands find the demo's Keystone: with no OS_*
  * variables, no OS_CLOUD and no openstack:* stack config, `npm run status` and `npm run doctor`
  * (through scripts/with-env.sh, as npm runs them) use the local Keystone of
- * .local/keystone/default, and say so. A Keystone the operator named still wins.
+ * .local/keystone/default, and say so. A Keystone the operator named still wins, in the
+ * environment or in the settings file given with --config-file.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dump as dumpYaml, load as loadYaml } from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeystoneClient } from "../../lib/keystone/client.ts";
 import { userKey } from "../../lib/users/csv.ts";
@@ -74,6 +76,41 @@ describe("operator commands after the demo, with no Keystone settings", () => {
     const keystone = report.checks.filter((c) => c.id.startsWith("keystone."));
     expect(keystone.length).toBeGreaterThan(0);
     for (const c of keystone) expect(c.status, c.id).not.toBe("failure");
+  });
+
+  it("status --keystone takes the Keystone settings of --config-file, not the stack's", async () => {
+    // The operator keeps the Keystone settings in the file given to every command (as CI does);
+    // no OS_* variable and nothing in the stack's own settings.
+    const inst = keystoneInstance();
+    const doc = (loadYaml(readFileSync(stack.configFile, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+    const file = join(mkdtempSync(join(tmpdir(), "kt-localdef-cfg-")), `Pulumi.${stack.name}.yaml`);
+    writeFileSync(
+      file,
+      dumpYaml({
+        ...doc,
+        config: {
+          ...doc.config,
+          "openstack:authUrl": inst.authUrl,
+          "openstack:userName": inst.username,
+          "openstack:password": inst.password,
+          "openstack:tenantName": inst.projectName,
+          "openstack:userDomainName": inst.userDomainName,
+          "openstack:projectDomainName": inst.projectDomainName,
+        },
+      }),
+      { mode: 0o600 },
+    );
+    const r = await operator("status", ["--json", "--stack", stack.name, "--config-file", file], noKeystoneEnv());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain("using the local Keystone");
+    // Keystone was asked: the user's credential and login posture come from it.
+    const report = JSON.parse(r.stdout) as {
+      users: { user: string; state: string; posture?: string; keystoneCredentialIds?: string[] }[];
+    };
+    const row = report.users.find((u) => u.user === userKey("Default", user.name));
+    expect(row?.state).toBe("ok");
+    expect(row?.keystoneCredentialIds).toHaveLength(1);
+    expect(row?.posture).toBe("staged");
   });
 
   it("a Keystone the operator named (OS_CLOUD) wins: the local one is not used", async () => {
