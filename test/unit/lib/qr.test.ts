@@ -1,3 +1,4 @@
+import { PNG } from "pngjs";
 import QRCode from "qrcode";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../../lib/errors.ts";
@@ -56,6 +57,34 @@ describe("qrPng", () => {
     const modules = QRCode.create(uri, { errorCorrectionLevel: "M" }).modules.size;
     expect(width % (modules + 2 * QR_QUIET_ZONE_MODULES)).toBe(0);
     expect(Math.abs(width - QR_TARGET_SIDE_PX)).toBeLessThan(modules + 2 * QR_QUIET_ZONE_MODULES);
+  });
+
+  it("draws every module of the symbol, black on white, a whole square of pixels each, inside a white quiet zone", async () => {
+    const uri = otpauthUri({ issuer: "ACME Cloud", account: "alice@Default", secret });
+    const png = await qrPng(uri);
+    // Another decoder than zbarimg: pngjs reads the pixels back (as RGBA).
+    const image = PNG.sync.read(png);
+    const symbol = QRCode.create(uri, { errorCorrectionLevel: "M" }).modules;
+    const scale = image.width / (symbol.size + 2 * QR_QUIET_ZONE_MODULES);
+    expect(Number.isInteger(scale)).toBe(true);
+    const dark = (x: number, y: number) => {
+      const i = (y * image.width + x) * 4;
+      const [r, g, b, a] = [image.data[i], image.data[i + 1], image.data[i + 2], image.data[i + 3]];
+      expect([r, g, b, a], `pixel ${x},${y}`).toSatisfy(
+        (p: number[]) => p[3] === 255 && p.slice(0, 3).every((v) => v === p[0]) && (p[0] === 0 || p[0] === 255),
+      );
+      return r === 0;
+    };
+    const mismatches: string[] = [];
+    for (let y = 0; y < image.height; y++) {
+      for (let x = 0; x < image.width; x++) {
+        const row = Math.floor(y / scale) - QR_QUIET_ZONE_MODULES;
+        const col = Math.floor(x / scale) - QR_QUIET_ZONE_MODULES;
+        const inside = row >= 0 && row < symbol.size && col >= 0 && col < symbol.size;
+        if (dark(x, y) !== (inside && symbol.get(row, col) === 1)) mismatches.push(`${x},${y}`);
+      }
+    }
+    expect(mismatches).toEqual([]);
   });
 
   it("keeps a long URI decodable at a larger size", async () => {
