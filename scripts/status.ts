@@ -13,7 +13,7 @@ import { KeystoneClient } from "../lib/keystone/client.ts";
 import { now } from "../lib/util/clock.ts";
 import { parseCommandLine, runCommand } from "../operator/commands/cli.ts";
 import { formatUnconfirmedDelivery } from "../operator/commands/delivery-unconfirmed.ts";
-import { openStack, readStackCsv, stackConfig } from "../operator/commands/engine.ts";
+import { allConfigOf, allConfigOfFile, openStack, readStackCsv, stackConfig } from "../operator/commands/engine.ts";
 import { DEFAULT_STACK, defaultEngineOptions } from "../operator/commands/options.ts";
 import { formatRetireFailure } from "../operator/commands/retire-failed.ts";
 import { resolvePostureFlags } from "../operator/fleet/settings.ts";
@@ -133,9 +133,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const setting = await stackConfig(stack, engine);
   const { allowTotpOnlyLogin } = resolvePostureFlags((k) => setting(`keystone-totp:${k}`));
   if (o.keystone) {
+    // Keystone's settings as the program gets them: --config-file's when given (its secrets
+    // decrypted, such as openstack:password), else the stack's.
+    const config = o.configFile ? await allConfigOfFile(stack, o.configFile) : await allConfigOf(stack);
     try {
-      // The same settings as the rest of the command: --config-file's when given, not the stack's.
-      const client = new KeystoneClient(resolveKeystoneAuth({ config: setting }));
+      const client = new KeystoneClient(resolveKeystoneAuth({ config: (k) => config[k]?.value }));
       const index = await client.listAllTotpCredentials();
       // Where Keystone's list_limit cut the fleet-wide list short, the stack's users are listed
       // one by one (and the total counts only theirs): a partial list would show false "missing".

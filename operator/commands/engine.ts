@@ -3,10 +3,12 @@
  * inline, the preflight before an `up`, running an engine verb with live progress and a
  * summary, and turning failures into exit codes.
  */
+import { execFile } from "node:child_process";
 import { chmodSync, createWriteStream, existsSync, mkdirSync, type WriteStream } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { type ConfigMap, LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import {
   ConfigError,
@@ -35,6 +37,9 @@ import { formatRetireFailure, type RetireFailedUser, retireFailedExitCode, retir
 import { readSettingsFile, scalarSetting, stackSettingsPath } from "./settings-file.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** Most bytes of `pulumi config --json` output read: settings, not data. */
+const CONFIG_OUTPUT_MAX_BYTES = 16 * 1024 * 1024;
+const execFileAsync = promisify(execFile);
 /** Engine verbs. */
 export type Verb = "preview" | "up" | "refresh" | "destroy";
 
@@ -119,6 +124,41 @@ export function allConfigOf(stack: Stack): Promise<ConfigMap> {
     all.catch(() => CONFIG_OF.delete(stack));
   }
   return all;
+}
+
+/**
+ * The settings of `file` (a `--config-file`) for `stack`, secrets decrypted, as the program
+ * gets them when run with that file: `pulumi config --show-secrets --config-file` (the
+ * Automation API's own read knows no such file). One `pulumi` process: for a command that needs
+ * a secret from the file, such as Keystone's password; plain settings are read from the file
+ * itself ({@link stackConfig}).
+ */
+export async function allConfigOfFile(stack: Stack, file: string): Promise<ConfigMap> {
+  const ws = stack.workspace as LocalWorkspace;
+  const args = [
+    "config",
+    "--show-secrets",
+    "--json",
+    "--stack",
+    stack.name,
+    "--config-file",
+    file,
+    "--non-interactive",
+  ];
+  try {
+    const { stdout } = await execFileAsync(ws.pulumiCommand.command, args, {
+      cwd: ws.workDir,
+      env: { ...process.env, ...ws.envVars, PULUMI_SKIP_UPDATE_CHECK: "true" },
+      maxBuffer: CONFIG_OUTPUT_MAX_BYTES,
+    });
+    return JSON.parse(stdout) as ConfigMap;
+  } catch (e) {
+    // Neither stdout (the secrets) nor the exception (which carries it) goes into the error.
+    const stderr = String((e as { stderr?: unknown }).stderr ?? "").trim();
+    throw new ConfigError(
+      `${file}: pulumi could not read the settings of stack '${stack.name}' from it${stderr ? ` (${stderr.split("\n").pop()})` : ""}: check --config-file and the stack's passphrase`,
+    );
+  }
 }
 
 /**

@@ -78,9 +78,9 @@ describe("operator commands after the demo, with no Keystone settings", () => {
     for (const c of keystone) expect(c.status, c.id).not.toBe("failure");
   });
 
-  it("status --keystone takes the Keystone settings of --config-file, not the stack's", async () => {
-    // The operator keeps the Keystone settings in the file given to every command (as CI does);
-    // no OS_* variable and nothing in the stack's own settings.
+  it("status --keystone takes the Keystone settings of --config-file, its password a secret, not the stack's", async () => {
+    // The operator keeps the Keystone settings in the file given to every command (as CI does),
+    // the password encrypted; no OS_* variable and nothing in the stack's own settings.
     const inst = keystoneInstance();
     const doc = (loadYaml(readFileSync(stack.configFile, "utf8")) ?? {}) as { config?: Record<string, unknown> };
     const file = join(mkdtempSync(join(tmpdir(), "kt-localdef-cfg-")), `Pulumi.${stack.name}.yaml`);
@@ -92,7 +92,6 @@ describe("operator commands after the demo, with no Keystone settings", () => {
           ...doc.config,
           "openstack:authUrl": inst.authUrl,
           "openstack:userName": inst.username,
-          "openstack:password": inst.password,
           "openstack:tenantName": inst.projectName,
           "openstack:userDomainName": inst.userDomainName,
           "openstack:projectDomainName": inst.projectDomainName,
@@ -100,6 +99,17 @@ describe("operator commands after the demo, with no Keystone settings", () => {
       }),
       { mode: 0o600 },
     );
+    const set = await collect(
+      "pulumi",
+      ["config", "set", "--secret", "--stack", stack.name, "--config-file", file, "--non-interactive"].concat([
+        "openstack:password",
+        "--",
+        inst.password,
+      ]),
+      { cwd: REPO, env: stack.environment() },
+    );
+    expect(set.code, set.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).not.toContain(inst.password);
     const r = await operator("status", ["--json", "--stack", stack.name, "--config-file", file], noKeystoneEnv());
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).not.toContain("using the local Keystone");
