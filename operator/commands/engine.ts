@@ -132,6 +132,9 @@ export function allConfigOf(stack: Stack): Promise<ConfigMap> {
  * Automation API's own read knows no such file). One `pulumi` process: for a command that needs
  * a secret from the file, such as Keystone's password; plain settings are read from the file
  * itself ({@link stackConfig}).
+ *
+ * @throws {ConfigError} `E_CONFIG` naming the file when the CLI cannot read it (a wrong
+ *   passphrase, a file of another stack), with the CLI's last line of error, never its output.
  */
 export async function allConfigOfFile(stack: Stack, file: string): Promise<ConfigMap> {
   const ws = stack.workspace as LocalWorkspace;
