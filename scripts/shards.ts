@@ -18,7 +18,7 @@
  * Usage: node scripts/shards.ts VERB --stack-prefix P --shards K [options]   (npm run shards -- ...)
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -372,7 +372,7 @@ function configFor(base: ConfigMap, index: number): ConfigMap {
  */
 function configWithShard(stack: string, shard: Shard, dir: string): string {
   const file = stackFile(stack);
-  const doc = parseSettingsDoc(existsSync(file) ? readFileSync(file, "utf8") : "", file);
+  const doc = parseSettingsDoc(configTextOf(REPO, stack), file);
   const config = (doc.config ?? {}) as Record<string, unknown>;
   const next = { ...doc, config: { ...config, [SHARD_KEY]: formatShard(shard) } };
   const out = stackSettingsPath(dir, stack);
