@@ -9,14 +9,27 @@
  * stack, a live run's included: two runs would then write one state at once.
  *
  * {@link clearStaleLocks} removes a lock only when its owner is known to be gone: a process of
- * this machine that no longer exists, or any process of a machine the operator names as down
- * (`hostIsDown`). A lock of a live process is never removed.
+ * this machine that no longer exists (or whose PID a newer process, not a Pulumi CLI, now holds),
+ * or any process of a machine the operator names as down (`hostIsDown`). A lock of a live
+ * process is never removed.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import type { StateBucket } from "./bucket.ts";
 
 const LOCKS_PREFIX = ".pulumi/locks/";
+
+/** Linux's USER_HZ, the unit of a process's start time in `/proc/<pid>/stat` (100 wherever Node.js runs). */
+const PROC_TICKS_PER_SECOND = 100;
+
+/**
+ * How much later than its lock's timestamp a process must have started to be taken for a newer
+ * one that reuses the PID, in ms: `/proc/stat` gives the boot time in whole seconds.
+ */
+const PID_REUSE_MARGIN_MS = 5_000;
+
+/** How the Pulumi CLI, which writes the locks, shows in `/proc/<pid>/stat` (its executable's name). */
+const PULUMI_COMMAND_PREFIX = "pulumi";
 
 /** One lock of a stack. */
 export interface StackLock {
@@ -36,8 +49,11 @@ export type LockVerdict = "gone" | "live" | "unknown";
 /** What {@link clearStaleLocks} needs to know of the machine it runs on. */
 export interface Here {
   readonly hostname: string;
-  /** Whether a process of this machine exists. */
-  readonly alive: (pid: number) => boolean;
+  /**
+   * Whether a process of this machine exists that may be the one that took a lock at `takenAt`
+   * (ISO 8601; without it, any process of that PID).
+   */
+  readonly alive: (pid: number, takenAt?: string) => boolean;
 }
 
 /**
@@ -47,8 +63,18 @@ export interface Here {
  * reaps orphans late (seconds, in some containers) or never (a container whose first process
  * does not reap), that zombie would keep its lock "live" for good. Linux says so in
  * `/proc/<pid>/stat`; elsewhere the signal probe decides.
+ *
+ * With `takenAt` (the lock's timestamp), a process that is not a Pulumi CLI and started after
+ * the lock was taken does not count either: the lock's owner is gone and its PID was given to a
+ * newer process (PIDs wrap, at 32,768 on many machines), which would otherwise keep the lock
+ * "live" for as long as it runs. Both must hold: a step of the wall clock alone (the start time
+ * is read against the boot time, which follows the clock) cannot free a live CLI's lock, and a
+ * newer Pulumi CLI on that PID keeps it (the safe side: kept, reported).
+ *
+ * @param procDir - where the proc file system is mounted (tests give a folder of their own).
+ * @param takenAt - when the lock was taken (ISO 8601, as the Pulumi CLI writes it).
  */
-export function processRuns(pid: number, procDir = "/proc"): boolean {
+export function processRuns(pid: number, procDir = "/proc", takenAt?: string): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   let stat: string | undefined;
   try {
@@ -60,8 +86,20 @@ export function processRuns(pid: number, procDir = "/proc"): boolean {
   }
   if (stat !== undefined) {
     // "<pid> (<command, which may hold spaces and parentheses>) <state> ...": the state follows the last ")".
-    const state = stat.slice(stat.lastIndexOf(")") + 1).trim()[0];
-    return state !== "Z" && state !== "X" && state !== "x";
+    const close = stat.lastIndexOf(")");
+    const fields = stat
+      .slice(close + 1)
+      .trim()
+      .split(/\s+/);
+    const state = fields[0]?.[0];
+    if (state === "Z" || state === "X" || state === "x") return false;
+    const command = stat.slice(stat.indexOf("(") + 1, close);
+    if (takenAt !== undefined && !command.startsWith(PULUMI_COMMAND_PREFIX)) {
+      const started = startedAtMs(fields, procDir);
+      const taken = Date.parse(takenAt);
+      if (started !== undefined && Number.isFinite(taken) && started > taken + PID_REUSE_MARGIN_MS) return false;
+    }
+    return true;
   }
   try {
     process.kill(pid, 0);
@@ -72,10 +110,28 @@ export function processRuns(pid: number, procDir = "/proc"): boolean {
   }
 }
 
+/**
+ * When a process started (ms since the epoch): its start in ticks since boot (field 22 of
+ * `/proc/<pid>/stat`, the 20th after the command) plus the boot time of `/proc/stat`;
+ * undefined when either cannot be read.
+ */
+function startedAtMs(fieldsAfterCommand: readonly string[], procDir: string): number | undefined {
+  const ticks = Number(fieldsAfterCommand[19]);
+  let bootS: number | undefined;
+  try {
+    const m = /^btime\s+(\d+)$/m.exec(readFileSync(`${procDir}/stat`, "utf8"));
+    bootS = m ? Number(m[1]) : undefined;
+  } catch {
+    bootS = undefined;
+  }
+  if (bootS === undefined || !Number.isFinite(ticks)) return undefined;
+  return bootS * 1000 + (ticks / PROC_TICKS_PER_SECOND) * 1000;
+}
+
 /** This machine. */
 export const here: Here = {
   hostname: osHostname(),
-  alive: (pid) => processRuns(pid),
+  alive: (pid, takenAt) => processRuns(pid, "/proc", takenAt),
 };
 
 /** The locks of `project/stack`, with what each says of its owner. */
@@ -106,14 +162,14 @@ export async function stackLocks(bucket: StateBucket, project: string, stack: st
 
 /**
  * Whether the lock's owner is gone: `gone` for a process of this machine that no longer runs
- * or any process of `hostIsDown`; `live` for a process of this machine that runs; `unknown`
+ * (see {@link processRuns}: a zombie, or a newer process on its PID) or any process of `hostIsDown`; `live` for a process of this machine that runs; `unknown`
  * for another machine's (only its operator can tell).
  */
 export function lockVerdict(lock: StackLock, at: Here = here, hostIsDown?: string): LockVerdict {
   if (lock.hostname === undefined || lock.pid === undefined) return "unknown";
   if (hostIsDown !== undefined && lock.hostname === hostIsDown && hostIsDown !== at.hostname) return "gone";
   if (lock.hostname !== at.hostname) return "unknown";
-  return at.alive(lock.pid) ? "live" : "gone";
+  return at.alive(lock.pid, lock.timestamp) ? "live" : "gone";
 }
 
 /** A lock as a line for the operator. */

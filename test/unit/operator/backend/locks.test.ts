@@ -109,6 +109,59 @@ describe("processRuns: whether a lock's owner on this machine still runs", () =>
     }
   });
 
+  it("a PID now held by a newer process that is not a Pulumi CLI does not run for the lock; a Pulumi CLI does", () => {
+    // This process started before now: to a lock taken an hour before it started, it is a newer
+    // process on the owner's PID (the owner died and the PID wrapped round).
+    const startedMs = Date.now() - process.uptime() * 1000;
+    const before = new Date(startedMs - 3_600_000).toISOString();
+    expect(processRuns(process.pid, "/proc", before)).toBe(false);
+    // A lock taken after it started (as the owner takes its own lock): it may be the owner.
+    expect(processRuns(process.pid, "/proc", new Date().toISOString())).toBe(true);
+    // No timestamp, or one that cannot be read: kept as before.
+    expect(processRuns(process.pid, "/proc")).toBe(true);
+    expect(processRuns(process.pid, "/proc", "yesterday")).toBe(true);
+    // Through lockVerdict, as unlock asks.
+    const lock = (timestamp: string) => ({ key: "k", pid: process.pid, hostname: "h", username: "ops", timestamp });
+    const me: Here = { hostname: "h", alive: (pid, takenAt) => processRuns(pid, "/proc", takenAt) };
+    expect(lockVerdict(lock(before), me)).toBe("gone");
+    expect(lockVerdict(lock(new Date().toISOString()), me)).toBe("live");
+  });
+
+  it("reads a process's start against the boot time; a Pulumi CLI on the PID keeps the lock", () => {
+    const proc = mkdtempSync(join(tmpdir(), "kt-proc-"));
+    try {
+      mkdirSync(join(proc, "self"));
+      writeFileSync(join(proc, "self", "stat"), "1 (node) R 0\n");
+      // Booted 2026-12-06T00:00:00Z; a start of 3,600,000 ticks is 10:00:00.
+      writeFileSync(
+        join(proc, "stat"),
+        `cpu  1 2 3\nbtime ${Date.parse("2026-12-06T00:00:00Z") / 1000}\nprocesses 9\n`,
+      );
+      const stat = (pid: number, command: string) =>
+        `${pid} (${command}) S ${Array.from({ length: 18 }, () => "0").join(" ")} 3600000 0 0\n`;
+      for (const [pid, command] of [
+        [51, "bash"],
+        [52, "pulumi"],
+        [53, "a (b) c"],
+      ] as const) {
+        mkdirSync(join(proc, String(pid)));
+        writeFileSync(join(proc, String(pid), "stat"), stat(pid, command));
+      }
+      expect(processRuns(51, proc, "2026-12-06T09:00:00Z")).toBe(false);
+      expect(processRuns(53, proc, "2026-12-06T09:00:00.123456789Z")).toBe(false);
+      // Within the margin of a whole-second boot time, or started before the lock: may be the owner.
+      expect(processRuns(51, proc, "2026-12-06T09:59:58Z")).toBe(true);
+      expect(processRuns(51, proc, "2026-12-06T10:30:00Z")).toBe(true);
+      // A newer Pulumi CLI may be the owner as far as /proc tells (a clock step): kept.
+      expect(processRuns(52, proc, "2026-12-06T09:00:00Z")).toBe(true);
+      // No boot time to read against: kept.
+      rmSync(join(proc, "stat"));
+      expect(processRuns(51, proc, "2026-12-06T09:00:00Z")).toBe(true);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
+  });
+
   it("reads the state after the command's last parenthesis; without /proc, asks the process", () => {
     const proc = mkdtempSync(join(tmpdir(), "kt-proc-"));
     try {
