@@ -18,6 +18,18 @@ import { asRecord, type KeystoneSession, truncatedError } from "./session.ts";
  */
 const CREATE_RETRY_STATUS: readonly number[] = [429, 500, 502, 503, 504];
 
+/**
+ * Times a credentials list is sent when Keystone answers it 404. Keystone 22 (`_list_credentials`
+ * in keystone/api/credentials.py; 27 and 30 no longer do) reads each listed credential again by
+ * its ID, and one deleted in between (a rotation's old credential, another run's clean-up) fails
+ * the whole list with "Could not find credential": asked again, the list no longer holds it.
+ * The collection itself always exists, so a 404 that persists is reported as it is.
+ */
+export const LIST_NOT_FOUND_ATTEMPTS = 5;
+
+/** Pause before the Nth new sending of such a list, in ms: N times this (deletions come in runs). */
+const LIST_NOT_FOUND_PAUSE_MS = 50;
+
 /** A Keystone credential (`/v3/credentials`). `blob` is the TOTP secret: keep it secret. */
 export interface Credential {
   readonly id: string;
@@ -57,10 +69,29 @@ export interface TotpCredentialIndex {
 export async function listTotpCredentials(s: KeystoneSession, userId: string): Promise<Credential[]> {
   const q = new URLSearchParams({ user_id: userId, type: "totp" });
   const path = `/credentials?${q}`;
-  const list = await s.list(path, "credentials");
+  const list = await listCredentials(s, path);
   // No narrower filter exists than one user's TOTP credentials.
   if (list.truncated) throw truncatedError(path, `user ${userId} holds more TOTP credentials than that`);
   return list.items.map(toCredential).filter((c) => c.userId === userId && c.type === "totp");
+}
+
+/**
+ * `GET /v3/credentials?...`, sent again when a credential deleted while Keystone 22 listed it
+ * failed the list (see {@link LIST_NOT_FOUND_ATTEMPTS}).
+ */
+async function listCredentials(s: KeystoneSession, path: string): Promise<{ items: unknown[]; truncated: boolean }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await s.list(path, "credentials");
+    } catch (e) {
+      if (!isNotFound(e) || attempt >= LIST_NOT_FOUND_ATTEMPTS) throw e;
+      await s.pause(LIST_NOT_FOUND_PAUSE_MS * attempt);
+    }
+  }
+}
+
+function isNotFound(e: unknown): boolean {
+  return e instanceof KeystoneError && e.status === 404;
 }
 
 /**
@@ -68,13 +99,22 @@ export async function listTotpCredentials(s: KeystoneSession, userId: string): P
  * per-user list costs one request per user. When Keystone cuts that list short at its
  * `list_limit` (Keystone 22 has no paging), each user is listed on its own when first asked
  * about, so no credential is ever missed; where Keystone pages (27.0+), the pages are followed.
+ * Likewise when credentials deleted while Keystone 22 lists them fail every sending of the
+ * fleet-wide list (see {@link LIST_NOT_FOUND_ATTEMPTS}).
  *
  * @see https://docs.openstack.org/api-ref/identity/v3/#list-credentials
  * @throws {KeystoneError}
  */
 export async function listAllTotpCredentials(s: KeystoneSession): Promise<TotpCredentialIndex> {
-  const list = await s.list("/credentials?type=totp", "credentials");
-  if (list.truncated) {
+  let list: { items: unknown[]; truncated: boolean } | undefined;
+  try {
+    list = await listCredentials(s, "/credentials?type=totp");
+  } catch (e) {
+    // Credentials deleted all along Keystone 22's fleet-wide list (a rotation run): a user's own
+    // list is short, so the window in which a deletion fails it is too.
+    if (!isNotFound(e)) throw e;
+  }
+  if (list === undefined || list.truncated) {
     const perUser = new Map<string, Promise<readonly Credential[]>>();
     return {
       all: undefined,

@@ -11,6 +11,11 @@ import { adminAuth, adminClient, keystoneInstance, makeUser, type TestUser, uniq
 import { deleteUser } from "../../../support/keystone-admin.ts";
 import { type FaultProxy, startFaultProxy } from "../../../support/proxy.ts";
 
+/** Credentials deleted one by one while the user's credentials are listed. */
+const RACE_CREDENTIALS = 40;
+/** Pause after each of those deletions, in ms. */
+const DELETE_EVERY_MS = 100;
+
 let admin: KeystoneClient;
 let user: TestUser;
 
@@ -47,6 +52,46 @@ describe("KeystoneClient against the real Keystone", () => {
     expect(await admin.deleteCredential(cred.id)).toBe(false);
     const gone = await login(authUrl, { id: user.id }, { passcode: totpCode(secret) });
     expect(gone.status).toBe(401);
+  });
+
+  it("lists a user's credentials while they are being deleted: Keystone 22's own list can fail with 404, the client's never does", async () => {
+    const other = await makeUser(admin, `it-client-race-${uniq()}`);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < RACE_CREDENTIALS; i++)
+        ids.push((await admin.createTotpCredential(other.id, generateSecret())).id);
+      const path = `/credentials?${new URLSearchParams({ user_id: other.id, type: "totp" })}`;
+      let raw404 = 0;
+      let lists = 0;
+      let failures = 0;
+      let deleting = true;
+      // One every DELETE_EVERY_MS: far more often than rotations delete one user's credentials.
+      const deleter = (async () => {
+        for (const id of ids) {
+          await admin.deleteCredential(id);
+          await new Promise((r) => setTimeout(r, DELETE_EVERY_MS));
+        }
+        deleting = false;
+      })();
+      // Each round asks Keystone once as it is (counting its 404s) and once through the client.
+      while (deleting) {
+        if ((await admin.call("GET", path, { retry: false, accept: [404] })).status === 404) raw404++;
+        try {
+          await admin.listTotpCredentials(other.id);
+          await (await admin.listAllTotpCredentials()).of(other.id);
+          lists++;
+        } catch {
+          failures++;
+        }
+      }
+      await deleter;
+      console.log(`credential list race: ${lists} client lists, ${raw404} plain lists answered 404`);
+      expect(lists).toBeGreaterThan(0);
+      expect(failures).toBe(0);
+      expect(await admin.listTotpCredentials(other.id)).toEqual([]);
+    } finally {
+      await deleteUser(admin, other.id);
+    }
   });
 
   it("updates a blob in place and reads it back", async () => {

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { KeystoneError } from "../../../../lib/errors.ts";
 import type { KeystoneAuth } from "../../../../lib/keystone/auth.ts";
 import { KeystoneClient } from "../../../../lib/keystone/client.ts";
+import { LIST_NOT_FOUND_ATTEMPTS } from "../../../../lib/keystone/credentials.ts";
 import { type HttpRequest, type HttpResponse, type Transport, TransportError } from "../../../../lib/keystone/http.ts";
 import { MFA_SETTLE_MAX_MS, MFA_SETTLE_MIN_MS } from "../../../../lib/keystone/users.ts";
 
@@ -157,6 +158,39 @@ describe("KeystoneClient retries", () => {
     now += 40_000; // 20 s left of 120 s: inside the last quarter, renewed
     await c.getCredential("c1");
     expect(k.tokens()).toBe(2);
+  });
+
+  it("lists again when a credential deleted meanwhile failed Keystone 22's list with 404; a 404 that stays is reported", async () => {
+    const gone = ok(404, { error: { message: "Could not find credential: c0." } });
+    const k = fakeKeystone([gone, ok(200, list(["c1", BLOB]))]);
+    expect((await client(k.transport).listTotpCredentials("u1")).map((c) => c.id)).toEqual(["c1"]);
+    expect(k.log.filter((r) => r.url.includes("/credentials?")).length).toBe(2);
+
+    const fleet = fakeKeystone([gone, gone, ok(200, list(["c1", BLOB]))]);
+    const index = await client(fleet.transport).listAllTotpCredentials();
+    expect(index.all?.get("u1")?.map((c) => c.id)).toEqual(["c1"]);
+
+    const sleeps: number[] = [];
+    const stays = fakeKeystone(Array.from({ length: LIST_NOT_FOUND_ATTEMPTS + 1 }, () => gone));
+    const err = (await client(stays.transport, sleeps)
+      .listTotpCredentials("u1")
+      .catch((e: unknown) => e)) as KeystoneError;
+    expect(err.code).toBe("E_KEYSTONE_NOT_FOUND");
+    expect(stays.log.filter((r) => r.url.includes("/credentials?")).length).toBe(LIST_NOT_FOUND_ATTEMPTS);
+    // Longer pauses each time: deletions come in runs.
+    expect(sleeps).toEqual([50, 100, 150, 200]);
+  });
+
+  it("falls back to one list per user when deletions fail every sending of the fleet-wide list", async () => {
+    const gone = ok(404, { error: { message: "Could not find credential: c0." } });
+    const k = fakeKeystone([
+      ...Array.from({ length: LIST_NOT_FOUND_ATTEMPTS }, () => gone),
+      ok(200, list(["c1", BLOB])),
+    ]);
+    const index = await client(k.transport).listAllTotpCredentials();
+    expect(index.all).toBeUndefined();
+    expect((await index.of("u1")).map((c) => c.id)).toEqual(["c1"]);
+    expect(k.log.at(-1)?.url).toContain("user_id=u1");
   });
 
   it("maps 403 to E_KEYSTONE_FORBIDDEN with a hint about the admin role", async () => {
