@@ -75,11 +75,14 @@ export async function listTotpCredentials(s: KeystoneSession, userId: string): P
   return list.items.map(toCredential).filter((c) => c.userId === userId && c.type === "totp");
 }
 
+/** What a session's list gives: the items received and whether Keystone cut the list short. */
+type CredentialList = Awaited<ReturnType<KeystoneSession["list"]>>;
+
 /**
  * `GET /v3/credentials?...`, sent again when a credential deleted while Keystone 22 listed it
  * failed the list (see {@link LIST_NOT_FOUND_ATTEMPTS}).
  */
-async function listCredentials(s: KeystoneSession, path: string): Promise<{ items: unknown[]; truncated: boolean }> {
+async function listCredentials(s: KeystoneSession, path: string): Promise<CredentialList> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await s.list(path, "credentials");
@@ -106,7 +109,7 @@ function isNotFound(e: unknown): boolean {
  * @throws {KeystoneError}
  */
 export async function listAllTotpCredentials(s: KeystoneSession): Promise<TotpCredentialIndex> {
-  let list: { items: unknown[]; truncated: boolean } | undefined;
+  let list: CredentialList | undefined;
   try {
     list = await listCredentials(s, "/credentials?type=totp");
   } catch (e) {

@@ -162,8 +162,9 @@ export async function stackLocks(bucket: StateBucket, project: string, stack: st
 
 /**
  * Whether the lock's owner is gone: `gone` for a process of this machine that no longer runs
- * (see {@link processRuns}: a zombie, or a newer process on its PID) or any process of `hostIsDown`; `live` for a process of this machine that runs; `unknown`
- * for another machine's (only its operator can tell).
+ * (see {@link processRuns}: a zombie, or a newer process on its PID) or any process of
+ * `hostIsDown`; `live` for a process of this machine that runs; `unknown` for another
+ * machine's (only its operator can tell).
  */
 export function lockVerdict(lock: StackLock, at: Here = here, hostIsDown?: string): LockVerdict {
   if (lock.hostname === undefined || lock.pid === undefined) return "unknown";
